@@ -1,0 +1,3 @@
+from guided_audio.cli import main
+
+main()

@@ -1,0 +1,105 @@
+"""Small, named audio effects on float32 numpy arrays: one function, one effect.
+
+Arrays are never modified in place, so cached audio can be shared safely.
+"""
+
+from __future__ import annotations
+
+from math import gcd
+
+import numpy as np
+from numpy.typing import NDArray
+
+Audio = NDArray[np.float32]
+
+RATE = 44100  # every session renders at this rate; engines are resampled to it
+CHANNELS = 2
+VOICE_RMS_DB = -20.0  # every phrase is levelled to this; beds are set relative to it
+
+
+def seconds_to_samples(seconds: float, rate: int = RATE) -> int:
+    return round(seconds * rate)
+
+
+def db_to_gain(level_db: float) -> float:
+    return float(10.0 ** (level_db / 20.0))
+
+
+def gain_to_db(gain: float) -> float:
+    return float(20.0 * np.log10(max(gain, 1e-12)))
+
+
+def trim_silence(samples: Audio, threshold_db: float = -45.0) -> Audio:
+    """Drop leading and trailing samples quieter than `threshold_db` below the peak.
+
+    Only the outer edges go: pauses inside the speech stay as the engine made them.
+    """
+    if samples.size == 0:
+        return samples
+    peak = float(np.max(np.abs(samples)))
+    if peak == 0.0:
+        return samples[:0]
+    loud = np.flatnonzero(np.abs(samples) >= peak * db_to_gain(threshold_db))
+    return samples[loud[0] : loud[-1] + 1]
+
+
+def _ramp(length: int) -> Audio:
+    # Raised cosine: starts and ends with zero slope, so the fade itself cannot click.
+    return (0.5 - 0.5 * np.cos(np.linspace(0.0, np.pi, length, dtype=np.float64))).astype(
+        np.float32
+    )
+
+
+def fade_in(samples: Audio, fade_ms: float, rate: int = RATE) -> Audio:
+    length = min(len(samples), seconds_to_samples(fade_ms / 1000.0, rate))
+    out = samples.copy()
+    if length > 0:
+        ramp = _ramp(length)
+        out[:length] *= ramp if out.ndim == 1 else ramp[:, None]
+    return out
+
+
+def fade_out(samples: Audio, fade_ms: float, rate: int = RATE) -> Audio:
+    length = min(len(samples), seconds_to_samples(fade_ms / 1000.0, rate))
+    out = samples.copy()
+    if length > 0:
+        ramp = _ramp(length)[::-1]
+        out[len(out) - length :] *= ramp if out.ndim == 1 else ramp[:, None]
+    return out
+
+
+def resample(samples: Audio, from_rate: int, to_rate: int = RATE) -> Audio:
+    """Band-limited polyphase resampling (exact length ratio)."""
+    if from_rate == to_rate or samples.size == 0:
+        return samples.astype(np.float32, copy=False)
+    from scipy.signal import resample_poly
+
+    divisor = gcd(from_rate, to_rate)
+    out = resample_poly(samples.astype(np.float64), to_rate // divisor, from_rate // divisor)
+    return np.asarray(out, dtype=np.float32)
+
+
+def to_int16(samples: Audio) -> NDArray[np.int16]:
+    """The one float→16-bit conversion, shared by files and speakers (so they match exactly)."""
+    return np.clip(np.round(samples * 32767.0), -32768, 32767).astype(np.int16)
+
+
+def from_int16(samples: NDArray[np.int16]) -> Audio:
+    return (samples.astype(np.float32) / 32767.0).astype(np.float32)
+
+
+def level_speech(samples: Audio, level_db: float = VOICE_RMS_DB, peak_max: float = 0.95) -> Audio:
+    """Scale speech so its active RMS (20 ms frames within 30 dB of the loudest) is `level_db`.
+
+    Engines differ by 10 dB or more; levelling makes every voice sit the same in the mix.
+    """
+    frame = RATE // 50
+    usable = len(samples) // frame * frame
+    if usable == 0:
+        return samples
+    frames = np.sqrt(np.mean(samples[:usable].reshape(-1, frame).astype(np.float64) ** 2, axis=1))
+    active = frames[frames >= frames.max() * db_to_gain(-30.0)]
+    rms = float(np.sqrt(np.mean(active**2)))
+    gain = db_to_gain(level_db) / max(rms, 1e-9)
+    gain = min(gain, peak_max / max(float(np.max(np.abs(samples))), 1e-9))
+    return (samples * gain).astype(np.float32)

@@ -1,0 +1,336 @@
+"""Stage 4: the mix. Renders any window of a timeline on demand, in float, never whole.
+
+`Mixer.render(start, stop)` places speech, cues, tones, bells and sound files, and the
+music bed ducked under the voice. `Master` wraps a mixer with loudness normalisation
+(measured over the whole session first, in a streaming BS.1770 meter) and a look-ahead
+true-peak limiter whose gain at any sample depends only on a fixed neighbourhood, so
+rendering block by block gives exactly the same samples as rendering at once.
+"""
+
+from __future__ import annotations
+
+import bisect
+import functools
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy.ndimage import minimum_filter1d
+from scipy.signal import lfilter, resample_poly
+
+from guided_audio import effects, sounds
+from guided_audio.effects import CHANNELS, RATE, Audio
+from guided_audio.errors import GuidedAudioError
+from guided_audio.plan import BedSpan, BellStrike, Event, Timeline, Tone
+from guided_audio.script import Music
+from guided_audio.voice import Phrase, Speaker
+
+BLOCK = RATE * 10  # samples per streamed block
+
+DUCK_ATTACK_S = 0.15  # the bed starts going down this long before speech
+DUCK_RELEASE_S = 0.5  # and comes back up over this long after it
+DUCK_BRIDGE_S = 0.8  # gaps in speech shorter than this stay ducked
+BED_LOOP_CROSSFADE_S = 2.0
+
+
+# --- decoding files (pydub is the I/O layer) -------------------------------------------------
+@functools.lru_cache(maxsize=16)
+def decode(path: Path) -> Audio:
+    """A whole audio file as stereo float32 at the session rate (read-only)."""
+    from pydub import AudioSegment
+    from pydub.exceptions import CouldntDecodeError
+
+    try:
+        segment = AudioSegment.from_file(str(path))
+    except (CouldntDecodeError, OSError, IndexError) as exc:
+        raise GuidedAudioError(f"{path}: cannot decode audio ({exc})") from None
+    segment = segment.set_frame_rate(RATE).set_channels(CHANNELS).set_sample_width(2)
+    samples = np.frombuffer(segment.raw_data, dtype=np.int16).reshape(-1, CHANNELS)
+    out = effects.from_int16(samples)
+    out.setflags(write=False)
+    return out
+
+
+def file_length(path: Path) -> int:
+    return len(decode(path))
+
+
+@functools.lru_cache(maxsize=4)
+def _bed_loop(path: Path) -> Audio:
+    """A file made seamless for looping: its tail crossfades into its head."""
+    audio = decode(path)
+    fade = min(effects.seconds_to_samples(BED_LOOP_CROSSFADE_S), len(audio) // 4)
+    if fade == 0:
+        return audio
+    period = len(audio) - fade
+    ramp = np.sin(0.5 * np.pi * (np.arange(fade) + 0.5) / fade)[:, None]  # equal power
+    loop = audio[:period].copy()
+    loop[:fade] = audio[:fade] * ramp + audio[period:] * np.sqrt(1 - ramp**2)
+    rms = float(np.sqrt(np.mean(loop**2))) or 1.0
+    loop = (loop / rms).astype(np.float32)  # unit RMS, like the generated beds
+    loop.setflags(write=False)
+    return loop
+
+
+def bed_audio(bed: str | Path, start: int, stop: int) -> Audio:
+    """Unit-RMS stereo bed samples for [start, stop) of the bed's own time."""
+    if isinstance(bed, str):
+        return sounds.GENERATED_BEDS[bed](start, stop)
+    loop = _bed_loop(bed)
+    index = np.arange(start, stop) % len(loop)
+    return loop[index]
+
+
+# --- envelopes -------------------------------------------------------------------------------
+def _smooth(x: NDArray[np.float64]) -> NDArray[np.float64]:
+    x = np.clip(x, 0.0, 1.0)
+    return 0.5 - 0.5 * np.cos(np.pi * x)
+
+
+def duck_spans(voice_spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Voice spans with short gaps bridged: the bed stays down through them."""
+    bridge = effects.seconds_to_samples(DUCK_BRIDGE_S)
+    out: list[tuple[int, int]] = []
+    for start, end in voice_spans:
+        if out and start - out[-1][1] < bridge:
+            out[-1] = (out[-1][0], end)
+        else:
+            out.append((start, end))
+    return out
+
+
+def duck_depth(
+    spans: list[tuple[int, int]], starts: list[int], a: int, b: int
+) -> NDArray[np.float64]:
+    """0..1 for each sample of [a, b): how far the bed is ducked."""
+    attack = effects.seconds_to_samples(DUCK_ATTACK_S)
+    release = effects.seconds_to_samples(DUCK_RELEASE_S)
+    t = np.arange(a, b, dtype=np.float64)
+    depth = np.zeros(b - a)
+    first = max(0, bisect.bisect_right(starts, a - release) - 1)
+    for start, end in spans[first:]:
+        if start - attack >= b:
+            break
+        if end + release <= a:
+            continue
+        down = _smooth((t - (start - attack)) / attack)
+        up = _smooth(1.0 - (t - end) / release)
+        depth = np.maximum(depth, np.minimum(down, up))
+    return depth
+
+
+def fade_envelope(a: int, b: int, start: int, stop: int, fade: int) -> NDArray[np.float64]:
+    """Gain over [a, b) for a span [start, stop) that fades in and out over `fade` samples."""
+    t = np.arange(a, b, dtype=np.float64)
+    if fade <= 0:
+        return np.ones(b - a)
+    fade = min(fade, (stop - start) // 2) or 1
+    return _smooth((t - start) / fade) * _smooth((stop - t) / fade)
+
+
+# --- the mixer -------------------------------------------------------------------------------
+class Mixer:
+    """Renders windows of a timeline; holds nothing but small sources and caches."""
+
+    def __init__(self, timeline: Timeline, speaker: Speaker) -> None:
+        self.timeline = timeline
+        self.speaker = speaker
+        self._duck = duck_spans(timeline.voice_spans())
+        self._duck_starts = [s for s, _ in self._duck]
+
+    @property
+    def total(self) -> int:
+        return self.timeline.total
+
+    def _source(self, event: Event) -> Audio:
+        source = event.source
+        if isinstance(source, Phrase):
+            return self.speaker.audio(source)
+        if isinstance(source, Tone):
+            return sounds.tone(source.direction, source.seconds)
+        if isinstance(source, BellStrike):
+            return sounds.bell(source.name)
+        return decode(source)
+
+    def render(self, start: int, stop: int) -> Audio:
+        """Samples [start, stop) of the session, shape (n, 2); zeros outside it."""
+        out = np.zeros((stop - start, CHANNELS), dtype=np.float32)
+        lo_all, hi_all = max(start, 0), min(stop, self.total)
+        if lo_all >= hi_all:
+            return out
+        for event in self.timeline.events_between(lo_all, hi_all):
+            audio = self._source(event)
+            lo, hi = max(lo_all, event.start), min(hi_all, event.start + len(audio))
+            if lo >= hi:
+                continue
+            piece = audio[lo - event.start : hi - event.start]
+            out[lo - start : hi - start] += piece[:, None] if piece.ndim == 1 else piece
+        for bed in self.timeline.beds:
+            lo, hi = max(lo_all, bed.start), min(hi_all, bed.end)
+            if lo < hi:
+                out[lo - start : hi - start] += self._bed(bed, lo, hi)
+        return out
+
+    def _bed(self, bed: BedSpan, lo: int, hi: int) -> Audio:
+        music: Music = bed.music
+        level = effects.db_to_gain(effects.VOICE_RMS_DB + music.level_db)
+        depth = duck_depth(self._duck, self._duck_starts, lo, hi)
+        gain = level * effects.db_to_gain(-music.duck_db) ** depth
+        gain *= fade_envelope(lo, hi, bed.start, bed.end, effects.seconds_to_samples(music.fade_s))
+        return (bed_audio(music.bed, lo - bed.start, hi - bed.start) * gain[:, None]).astype(
+            np.float32
+        )
+
+    def blocks(self, block: int = BLOCK) -> Iterator[Audio]:
+        for start in range(0, self.total, block):
+            yield self.render(start, min(start + block, self.total))
+
+
+# --- loudness (ITU-R BS.1770 / EBU R128) -----------------------------------------------------
+def _biquad(kind: str, gain_db: float, q: float, fc: float) -> tuple[NDArray[np.float64], ...]:
+    """RBJ-cookbook biquad (b, a) at the session rate."""
+    a_gain = 10 ** (gain_db / 40.0)
+    w0 = 2 * np.pi * fc / RATE
+    alpha = np.sin(w0) / (2 * q)
+    cos = np.cos(w0)
+    if kind == "high_shelf":
+        sq = 2 * np.sqrt(a_gain) * alpha
+        b = [
+            a_gain * ((a_gain + 1) + (a_gain - 1) * cos + sq),
+            -2 * a_gain * ((a_gain - 1) + (a_gain + 1) * cos),
+            a_gain * ((a_gain + 1) + (a_gain - 1) * cos - sq),
+        ]
+        a = [
+            (a_gain + 1) - (a_gain - 1) * cos + sq,
+            2 * ((a_gain - 1) - (a_gain + 1) * cos),
+            (a_gain + 1) - (a_gain - 1) * cos - sq,
+        ]
+    else:  # high pass
+        b = [(1 + cos) / 2, -(1 + cos), (1 + cos) / 2]
+        a = [1 + alpha, -2 * cos, 1 - alpha]
+    return np.array(b) / a[0], np.array(a) / a[0]
+
+
+_K_FILTERS = (
+    _biquad("high_shelf", 4.0, 1 / np.sqrt(2), 1500.0),
+    _biquad("high_pass", 0.0, 0.5, 38.0),
+)
+
+
+class LoudnessMeter:
+    """Integrated loudness fed block by block; keeps only 100 ms energies."""
+
+    def __init__(self) -> None:
+        self._state = [np.zeros((2, CHANNELS)) for _ in _K_FILTERS]
+        self._pending = np.zeros((0, CHANNELS))
+        self._energies: list[float] = []  # mean square per 100 ms, summed over channels
+
+    def feed(self, block: Audio) -> None:
+        x = block.astype(np.float64)
+        for index, (b, a) in enumerate(_K_FILTERS):
+            x, self._state[index] = lfilter(b, a, x, axis=0, zi=self._state[index])
+        x = np.concatenate([self._pending, x])
+        step = RATE // 10
+        whole = len(x) // step * step
+        if whole:
+            squares = (x[:whole] ** 2).reshape(-1, step, CHANNELS).mean(axis=1).sum(axis=1)
+            self._energies.extend(squares.tolist())
+        self._pending = x[whole:]
+
+    def integrated(self) -> float:
+        """LUFS, gated (-70 LUFS absolute, -10 LU relative); -inf for silence."""
+        e = np.array(self._energies)
+        if len(e) < 4:
+            return float("-inf")
+        windows = np.convolve(e, np.ones(4) / 4, mode="valid")  # 400 ms, 75 % overlap
+        with np.errstate(divide="ignore"):
+            loud = -0.691 + 10 * np.log10(windows)
+        gated = windows[loud > -70.0]
+        if not len(gated):
+            return float("-inf")
+        relative = -0.691 + 10 * np.log10(gated.mean()) - 10.0
+        gated = windows[(loud > -70.0) & (loud > relative)]
+        return float(-0.691 + 10 * np.log10(gated.mean()))
+
+
+def measure_loudness(blocks: Iterator[Audio]) -> float:
+    meter = LoudnessMeter()
+    for block in blocks:
+        meter.feed(block)
+    return meter.integrated()
+
+
+# --- mastering -------------------------------------------------------------------------------
+CEILING_DBTP = -2.0  # below the -1 dBTP promise: MP3 encoding lifts peaks ~0.5 dB
+LIMIT_LOOKAHEAD = effects.seconds_to_samples(0.02)  # gain ramps down over this, before a peak
+LIMIT_HOLD = effects.seconds_to_samples(0.08)  # and stays down this long after it
+OVERSAMPLE = 4
+_EDGE = 64  # extra samples so oversampling edges never touch the window
+
+
+def true_peaks(x: Audio) -> NDArray[np.float64]:
+    """Per-sample peak over channels of the 4x-oversampled signal (inter-sample peaks)."""
+    up = resample_poly(x.astype(np.float64), OVERSAMPLE, 1, axis=0)
+    return np.abs(up).max(axis=1).reshape(-1, OVERSAMPLE).max(axis=1)
+
+
+class Master:
+    """Gain to a loudness target, then a true-peak limiter; renders any window."""
+
+    def __init__(self, mixer: Mixer, gain_db: float, ceiling_dbtp: float = CEILING_DBTP) -> None:
+        self.mixer = mixer
+        self.gain = effects.db_to_gain(gain_db)
+        self.ceiling = effects.db_to_gain(ceiling_dbtp)
+
+    @property
+    def total(self) -> int:
+        return self.mixer.total
+
+    def render(self, start: int, stop: int) -> Audio:
+        before = LIMIT_LOOKAHEAD + LIMIT_HOLD + LIMIT_LOOKAHEAD + _EDGE
+        after = LIMIT_LOOKAHEAD + _EDGE
+        raw = self.mixer.render(start - before, stop + after) * np.float32(self.gain)
+        peaks = np.abs(raw).max(axis=1)
+        if peaks.max(initial=0.0) * 1.5 <= self.ceiling:  # far from the ceiling: no limiting
+            return raw[before : before + stop - start]
+        required = np.minimum(1.0, self.ceiling / np.maximum(true_peaks(raw), 1e-12))
+        # min over [t - hold, t + lookahead], then a trailing mean over the lookahead:
+        # smooth, and never above what any sample in reach requires.
+        size = LIMIT_HOLD + LIMIT_LOOKAHEAD + 1
+        held = minimum_filter1d(required, size, origin=LIMIT_HOLD - size // 2, mode="nearest")
+        sums = np.concatenate([[0.0], np.cumsum(held)])
+        idx = np.arange(before, before + stop - start)
+        gain = (sums[idx + 1] - sums[idx + 1 - (LIMIT_LOOKAHEAD + 1)]) / (LIMIT_LOOKAHEAD + 1)
+        return (raw[before : before + stop - start] * gain[:, None]).astype(np.float32)
+
+    def blocks(self, block: int = BLOCK) -> Iterator[Audio]:
+        for start in range(0, self.total, block):
+            yield self.render(start, min(start + block, self.total))
+
+
+Renderer = Mixer | Master
+Progress = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class Mastering:
+    target_lufs: float | None  # None: no loudness normalisation or limiting
+    measured_lufs: float
+    gain_db: float
+
+
+def master(
+    mixer: Mixer, target_lufs: float | None, progress: Progress = lambda _: None
+) -> tuple[Renderer, Mastering]:
+    """Measure the whole mix (streaming), then return a renderer that meets the target."""
+    if target_lufs is None:
+        return mixer, Mastering(None, float("nan"), 0.0)
+    meter = LoudnessMeter()
+    for block in mixer.blocks():
+        meter.feed(block)
+        progress(len(block))
+    measured = meter.integrated()
+    gain_db = 0.0 if measured == float("-inf") else target_lufs - measured
+    return Master(mixer, gain_db), Mastering(target_lufs, measured, gain_db)

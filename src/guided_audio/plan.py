@@ -1,0 +1,315 @@
+"""Stage 2: the timeline. Pure data: every sound of the session at an exact sample time.
+
+`build` walks the script once. Speech lengths come from a `measure` function (the real
+rendered length from the speech cache, or a word-count estimate), so the same code gives
+both the accurate plan and `plan --estimate`.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from guided_audio import sounds
+from guided_audio.effects import RATE, seconds_to_samples
+from guided_audio.errors import Location, Problem, ScriptError
+from guided_audio.script import (
+    MAX_SESSION_S,
+    Bell,
+    Breathe,
+    Music,
+    Pause,
+    Reflect,
+    Say,
+    Script,
+    Section,
+    Sound,
+    Step,
+)
+from guided_audio.voice import Phrase, VoiceSpec
+
+LEAD_IN_S = 0.5  # silence before the first sound, so players do not clip it
+TAIL_S = 1.5  # silence after the last sound, for the bed's fade and a calm ending
+
+# What each breath phase says when cues include the voice.
+CUE_WORDS = {"in": "in", "hold": "hold", "out": "out", "rest": "rest"}
+TOP_UP_WORD = "more"  # a second inhale in a row (the sigh pattern)
+
+
+@dataclass(frozen=True)
+class Tone:
+    """A breath tone: rising for an inhale, falling for an exhale."""
+
+    direction: str
+    seconds: float
+
+
+@dataclass(frozen=True)
+class BellStrike:
+    name: str
+
+
+Source = Phrase | Tone | BellStrike | Path
+
+
+@dataclass(frozen=True)
+class Event:
+    start: int  # sample index at RATE
+    length: int
+    source: Source
+    section: int
+    kind: str  # speech | cue | tone | bell | sound
+
+    @property
+    def end(self) -> int:
+        return self.start + self.length
+
+
+@dataclass(frozen=True)
+class SectionSpan:
+    title: str
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
+class BedSpan:
+    music: Music
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
+class Timeline:
+    title: str
+    events: tuple[Event, ...]  # sorted by start
+    sections: tuple[SectionSpan, ...]
+    beds: tuple[BedSpan, ...]
+    total: int
+    rate: int = RATE
+    _starts: list[int] = field(default_factory=list, repr=False, compare=False)
+    _longest: int = field(default=0, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self._starts.extend(e.start for e in self.events)
+        object.__setattr__(self, "_longest", max((e.length for e in self.events), default=0))
+
+    @property
+    def seconds(self) -> float:
+        return self.total / self.rate
+
+    def events_between(self, start: int, stop: int) -> list[Event]:
+        """Events sounding anywhere in [start, stop)."""
+        first = bisect.bisect_left(self._starts, start - self._longest)
+        last = bisect.bisect_left(self._starts, stop)
+        return [e for e in self.events[first:last] if e.end > start]
+
+    def section_at(self, sample: int) -> int:
+        for index, span in enumerate(self.sections):
+            if span.start <= sample < span.end:
+                return index
+        return len(self.sections) - 1
+
+    def voice_spans(self) -> list[tuple[int, int]]:
+        """Where a voice speaks (speech and spoken cues), merged and sorted."""
+        spans = sorted((e.start, e.end) for e in self.events if e.kind in ("speech", "cue"))
+        merged: list[tuple[int, int]] = []
+        for start, end in spans:
+            if merged and start <= merged[-1][1]:
+                merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+            else:
+                merged.append((start, end))
+        return merged
+
+
+Measure = Callable[[Phrase], int]
+FileLength = Callable[[Path], int]
+
+
+def estimate_speech(phrase: Phrase) -> int:
+    """A quick length guess: about 150 words a minute at pace 1.0."""
+    words = max(1, len(phrase.text.split()))
+    return seconds_to_samples(words * 0.4 / phrase.voice.pace + 0.2)
+
+
+def phrases(script: Script) -> list[Phrase]:
+    """Every phrase the session speaks, in order (cues included), for pre-rendering."""
+    out: list[Phrase] = []
+    for section in script.sections:
+        for step in section.steps:
+            kind = step.kind
+            if isinstance(kind, Say):
+                out.extend(Phrase(t, section.voice) for t in kind.parts if isinstance(t, str))
+            elif isinstance(kind, Reflect):
+                out.extend(
+                    Phrase(t, section.voice) for t in kind.question.parts if isinstance(t, str)
+                )
+            elif isinstance(kind, Breathe) and kind.cues in ("voice", "both"):
+                out.extend(Phrase(word, section.voice) for word in _cue_words(kind))
+    return out
+
+
+def _cue_words(breathe: Breathe) -> list[str]:
+    words, previous = [], ""
+    for phase in breathe.pattern.phases:
+        words.append(TOP_UP_WORD if phase.kind == previous == "in" else CUE_WORDS[phase.kind])
+        previous = phase.kind
+    return words
+
+
+class _Builder:
+    def __init__(self, script: Script, measure: Measure, file_length: FileLength) -> None:
+        self.script = script
+        self.measure = measure
+        self.file_length = file_length
+        self.cursor = seconds_to_samples(LEAD_IN_S)
+        self.pending_gap = 0
+        self.events: list[Event] = []
+        self.problems: list[Problem] = []
+        self.section = 0
+
+    def _fail(self, step: Step, message: str, hint: str | None = None) -> None:
+        path = str(self.script.path)
+        self.problems.append(Problem(Location(path, step.line, step.column), path, message, hint))
+
+    def _begin_sound(self) -> int:
+        """Start of the next sound: after the gap owed by the previous sound, if any."""
+        self.cursor += self.pending_gap
+        self.pending_gap = 0
+        return self.cursor
+
+    def _silence(self, seconds: float) -> None:
+        # An explicit silence replaces the gap: what the author writes is what is heard.
+        self.pending_gap = 0
+        self.cursor += seconds_to_samples(seconds)
+
+    def _add(self, start: int, length: int, source: Source, kind: str) -> None:
+        self.events.append(Event(start, length, source, self.section, kind))
+
+    def say(self, say: Say, voice: VoiceSpec) -> None:
+        self._begin_sound()
+        for part in say.parts:
+            if isinstance(part, Pause):
+                self._silence(part.seconds)
+            else:
+                length = self.measure(Phrase(part, voice))
+                self._add(self.cursor, length, Phrase(part, voice), "speech")
+                self.cursor += length
+        self.pending_gap = seconds_to_samples(voice.gap_s)
+
+    def breathe(self, step: Step, breathe: Breathe, voice: VoiceSpec) -> None:
+        start = self._begin_sound()
+        words = _cue_words(breathe)
+        # Phase boundaries come from cumulative seconds, so no rounding drift over many cycles.
+        cycle_s = breathe.pattern.cycle_s
+        for cycle in range(breathe.cycles):
+            offset_s = cycle * cycle_s
+            for phase, word in zip(breathe.pattern.phases, words, strict=True):
+                phase_start = start + seconds_to_samples(offset_s)
+                phase_length = start + seconds_to_samples(offset_s + phase.seconds) - phase_start
+                offset_s += phase.seconds
+                if breathe.cues in ("voice", "both"):
+                    phrase = Phrase(word, voice)
+                    length = self.measure(phrase)
+                    if length > phase_length:
+                        if cycle == 0:
+                            self._fail(
+                                step,
+                                f"the spoken cue '{word}' lasts {length / RATE:.2f}s, longer "
+                                f"than its {phase.seconds:g}s '{phase.kind}' phase",
+                                "lengthen the phase, raise the pace, or use cues: tone",
+                            )
+                        continue
+                    self._add(phase_start, length, phrase, "cue")
+                if breathe.cues in ("tone", "both") and phase.kind in ("in", "out"):
+                    tone = Tone(phase.kind, sounds.tone_seconds(phase_length / RATE))
+                    self._add(phase_start, seconds_to_samples(tone.seconds), tone, "tone")
+        self.cursor = start + seconds_to_samples(breathe.cycles * cycle_s)
+        self.pending_gap = seconds_to_samples(voice.gap_s)
+
+    def bell(self, bell: Bell, voice: VoiceSpec) -> None:
+        start = self._begin_sound()
+        spacing = seconds_to_samples(sounds.BELLS[bell.name].strike_interval_s)
+        ring = seconds_to_samples(sounds.BELLS[bell.name].ring_s)
+        for strike in range(bell.strikes):
+            self._add(start + strike * spacing, ring, BellStrike(bell.name), "bell")
+        self.cursor = start + (bell.strikes - 1) * spacing + ring
+        self.pending_gap = seconds_to_samples(voice.gap_s)
+
+    def sound(self, step: Step, sound: Sound, voice: VoiceSpec) -> None:
+        start = self._begin_sound()
+        length = self.file_length(sound.path)
+        self._add(start, length, sound.path, "sound")
+        self.cursor = start + length
+        self.pending_gap = seconds_to_samples(voice.gap_s)
+
+    def step(self, step: Step, section: Section) -> None:
+        kind = step.kind
+        if isinstance(kind, Say):
+            self.say(kind, section.voice)
+        elif isinstance(kind, Pause):
+            self._silence(kind.seconds)
+        elif isinstance(kind, Reflect):
+            self.say(kind.question, section.voice)
+            self._silence(kind.silence_s)
+        elif isinstance(kind, Breathe):
+            self.breathe(step, kind, section.voice)
+        elif isinstance(kind, Bell):
+            self.bell(kind, section.voice)
+        else:
+            self.sound(step, kind, section.voice)
+        if self.cursor > seconds_to_samples(MAX_SESSION_S) and not self.problems:
+            self._fail(
+                step, "the session passes the 4h limit here", "split it into several scripts"
+            )
+
+
+def build(script: Script, measure: Measure, file_length: FileLength) -> Timeline:
+    """The whole session as events at exact sample times; ScriptError for timing problems."""
+    builder = _Builder(script, measure, file_length)
+    boundaries: list[int] = []
+    for index, section in enumerate(script.sections):
+        # A section starts where its first step starts: a sound after the owed gap,
+        # or a silence right where the previous sound ended.
+        first = section.steps[0].kind
+        if not isinstance(first, Pause):
+            builder._begin_sound()
+        else:
+            builder.pending_gap = 0
+        boundaries.append(builder.cursor)
+        builder.section = index
+        for step in section.steps:
+            builder.step(step, section)
+    if builder.problems:
+        raise ScriptError(builder.problems)
+    last_sound = max((e.end for e in builder.events), default=builder.cursor)
+    total = max(builder.cursor, last_sound) + seconds_to_samples(TAIL_S)
+    ends = [*boundaries[1:], total]
+    spans = tuple(
+        SectionSpan(section.title, start, end)
+        for section, start, end in zip(script.sections, boundaries, ends, strict=True)
+    )
+    return Timeline(
+        title=script.title,
+        events=tuple(sorted(builder.events, key=lambda e: e.start)),
+        sections=spans,
+        beds=_beds(script, spans, total),
+        total=total,
+    )
+
+
+def _beds(script: Script, spans: tuple[SectionSpan, ...], total: int) -> tuple[BedSpan, ...]:
+    """Consecutive sections with the same music share one bed span (no restart between)."""
+    beds: list[BedSpan] = []
+    for index, (section, span) in enumerate(zip(script.sections, spans, strict=True)):
+        start = 0 if index == 0 else span.start
+        end = total if index == len(spans) - 1 else span.end
+        if section.music is None:
+            continue
+        if beds and beds[-1].music == section.music and beds[-1].end == start:
+            beds[-1] = BedSpan(section.music, beds[-1].start, end)
+        else:
+            beds.append(BedSpan(section.music, start, end))
+    return tuple(beds)

