@@ -44,7 +44,7 @@ class Reporter:
 
     @contextmanager
     def progress(self, label: str, total: int) -> Iterator[Callable[[int], None]]:
-        if self.quiet:
+        if self.quiet or not sys.stderr.isatty():  # bars are for people, not logs
             yield lambda _: None
             return
         with click.progressbar(length=total, label=label, file=sys.stderr) as bar:

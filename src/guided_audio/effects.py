@@ -29,17 +29,14 @@ def gain_to_db(gain: float) -> float:
     return float(20.0 * np.log10(max(gain, 1e-12)))
 
 
-def trim_silence(samples: Audio, threshold_db: float = -45.0) -> Audio:
-    """Drop leading and trailing samples quieter than `threshold_db` below the peak.
+def trim_silence(samples: Audio, threshold_db: float) -> Audio:
+    """Drop leading and trailing samples quieter than `threshold_db` (dBFS).
 
     Only the outer edges go: pauses inside the speech stay as the engine made them.
     """
-    if samples.size == 0:
-        return samples
-    peak = float(np.max(np.abs(samples)))
-    if peak == 0.0:
+    loud = np.flatnonzero(np.abs(samples) >= db_to_gain(threshold_db))
+    if loud.size == 0:
         return samples[:0]
-    loud = np.flatnonzero(np.abs(samples) >= peak * db_to_gain(threshold_db))
     return samples[loud[0] : loud[-1] + 1]
 
 

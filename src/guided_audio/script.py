@@ -166,12 +166,13 @@ def _fields(
 ) -> dict[str, tuple[Node, Node]]:
     """The mapping's known keys; unknown ones are recorded and skipped."""
     out: dict[str, tuple[Node, Node]] = {}
-    for name, key, value in node.items():
-        if name in allowed:
-            out[name] = (key, value)
-        else:
-            with p.collect():
+    for name, key, value in node.items(unique=False):
+        with p.collect():
+            if name not in allowed:
                 key.fail(f"unknown key '{name}' in {where}", suggest(name, allowed))
+            if name in out:
+                key.fail(f"duplicate key '{name}'", "each key may appear once in a mapping")
+            out[name] = (key, value)
     return out
 
 
@@ -611,10 +612,7 @@ def load_script(path: Path, overrides: Mapping[str, str] | None = None) -> Scrip
                 )
             ]
         )
-    fields = p.get(lambda: _fields(root, _TOP_KEYS, "the script", p), {})
-    if p.items:
-        # An unknown top-level key: keep going with the keys we know.
-        fields = {k: (kn, vn) for k, kn, vn in root.items() if k in _TOP_KEYS}
+    fields = _fields(root, _TOP_KEYS, "the script", p)
     variables: dict[str, str] = dict(overrides)
     if "variables" in fields:
         variables = p.get(lambda: _variables(fields["variables"][1], overrides), variables)

@@ -30,8 +30,9 @@ from guided_audio.effects import RATE, Audio
 from guided_audio.errors import EngineError, GuidedAudioError
 
 ENGINES = ("piper", "espeak", "gtts")
-CACHE_FORMAT = 1  # bump when trimming/fading/resampling changes what a cache entry holds
-EDGE_FADE_MS = 4.0
+CACHE_FORMAT = 2  # bump when trimming/fading/resampling changes what a cache entry holds
+EDGE_FADE_MS = 3.0
+TRIM_BELOW_VOICE_DB = 35.0  # edges quieter than this under the voice level are engine silence
 GTTS_TIMEOUT_S = 4.0
 
 
@@ -411,10 +412,10 @@ class Speaker:
                 f"note: engine '{eng.name}' sends the script's text to Google to synthesise it"
             )
         raw, rate = eng.synthesize(phrase.text, phrase.voice)
-        trimmed = effects.trim_silence(raw)
-        if trimmed.size == 0:
+        levelled = effects.level_speech(effects.resample(raw, rate, RATE))
+        audio = effects.trim_silence(levelled, effects.VOICE_RMS_DB - TRIM_BELOW_VOICE_DB)
+        if audio.size == 0:
             raise EngineError(f"{eng.name} produced no sound for {phrase.text!r}")
-        audio = effects.level_speech(effects.resample(trimmed, rate, RATE))
         audio = effects.fade_out(effects.fade_in(audio, EDGE_FADE_MS), EDGE_FADE_MS)
         self.cache.write(self.key(phrase), audio)
         return audio

@@ -77,8 +77,8 @@ class Node:
             return f"the number {value}"
         return repr(value)
 
-    def items(self) -> Iterator[tuple[str, Node, Node]]:
-        """Key name, key node and value node of a mapping; duplicate keys fail."""
+    def items(self, unique: bool = True) -> Iterator[tuple[str, Node, Node]]:
+        """Key name, key node and value node of a mapping; duplicate keys fail if `unique`."""
         if not self.is_mapping:
             self.fail(f"expected a mapping of keys, found {self.describe()}")
         seen: set[str] = set()
@@ -87,7 +87,7 @@ class Node:
             if not key.is_scalar:
                 key.fail("expected a plain key name")
             name = str(key_raw.value)
-            if name in seen:
+            if name in seen and unique:
                 key.fail(f"duplicate key '{name}'", "each key may appear once in a mapping")
             seen.add(name)
             yield name, key, Node(value_raw, self.path)

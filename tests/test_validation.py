@@ -1,0 +1,162 @@
+"""Every rule of the contract's Errors section: one fixture file per failure, exact messages."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from conftest import cli, write
+from guided_audio import plan, voice
+from guided_audio.effects import RATE
+from guided_audio.voice import Phrase, Speaker, SpeechCache, VoiceSpec
+
+FIXTURES = Path(__file__).parent / "fixtures" / "invalid"
+CASES = sorted(FIXTURES.glob("*.yaml"))
+
+
+def _expected(path: Path, shared_cache: Path) -> str:
+    lines = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.startswith("# expect: "):
+            lines.append(f"{path}:{line.removeprefix('# expect: ')}")
+    text = "\n".join(lines).replace("{DIR}", str(path.parent.resolve()))
+    if "{CUE}" in text:  # the cue's real rendered length
+        speaker = Speaker(SpeechCache(shared_cache))
+        length = speaker.length(Phrase(plan.CUE_WORDS["in"], VoiceSpec()))
+        text = text.replace("{CUE}", f"{length / RATE:.2f}")
+    return text
+
+
+def test_there_are_enough_cases() -> None:
+    assert len(CASES) >= 30
+
+
+@pytest.mark.parametrize("path", [pytest.param(p, id=p.stem) for p in CASES])
+def test_invalid_script_gives_exact_message(path: Path, shared_cache: Path) -> None:
+    result = cli("validate", str(path))
+    assert result.exit_code == 2, result.output
+    assert result.stderr.strip() == _expected(path, shared_cache)
+    assert "Traceback" not in result.output
+
+
+def test_python_tag_is_never_executed(tmp_path: Path) -> None:
+    marker = Path("/tmp/guided-audio-pwned")
+    marker.unlink(missing_ok=True)
+    result = cli("validate", str(FIXTURES / "python-tag.yaml"))
+    assert result.exit_code == 2
+    assert not marker.exists()
+
+
+def _oversize(tmp_path: Path) -> Path:
+    return write(tmp_path, "title: Big\n# " + "x" * 1_000_100 + "\n")
+
+
+def _binary(tmp_path: Path) -> Path:
+    path = tmp_path / "binary.yaml"
+    path.write_bytes(b"title: x\n\x00\x01\x02")
+    return path
+
+
+def _latin1(tmp_path: Path) -> Path:
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("title: Caf\u00e9\n".encode("latin-1"))
+    return path
+
+
+def _directory(tmp_path: Path) -> Path:
+    (tmp_path / "folder.yaml").mkdir()
+    return tmp_path / "folder.yaml"
+
+
+def _missing(tmp_path: Path) -> Path:
+    return tmp_path / "nowhere.yaml"
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        pytest.param(
+            _oversize,
+            ":1:1: the file is 1,000,114 bytes; scripts are limited to 1,000,000 "
+            "(split the session into several scripts)",
+            id="oversize",
+        ),
+        pytest.param(_binary, ":2:1: this is a binary file, not a YAML script", id="binary"),
+        pytest.param(
+            _latin1, ":1:11: the file is not UTF-8 text (byte 0xe9) (save it as UTF-8)", id="not-utf8"
+        ),
+        pytest.param(_directory, ": is a directory, not a script file", id="directory"),
+        pytest.param(_missing, ": no such file", id="missing-path"),
+    ],
+)
+def test_unreadable_files(tmp_path: Path, make, message: str) -> None:  # type: ignore[no-untyped-def]
+    path = make(tmp_path)
+    result = cli("validate", str(path))
+    assert result.exit_code == 2, result.output
+    assert result.stderr.strip() == f"{path}{message}"
+
+
+def test_validate_takes_several_files_and_reports_each(tmp_path: Path) -> None:
+    good = Path(__file__).parent.parent / "scripts" / "grounding.yaml"
+    bad1, bad2 = FIXTURES / "unknown-bell.yaml", FIXTURES / "pause-words.yaml"
+    result = cli("validate", str(good), str(bad1), str(bad2))
+    assert result.exit_code == 2
+    assert f"{good}: ok" in result.stdout
+    assert f"{bad1}:6:15:" in result.stderr
+    assert f"{bad2}:7:16:" in result.stderr
+
+
+def test_bad_input_writes_nothing(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    shutil.copy(FIXTURES / "unknown-step.yaml", bad)
+    out = tmp_path / "out" / "x.wav"
+    result = cli("export", str(bad), "-o", str(out))
+    assert result.exit_code == 2, result.output
+    assert not (tmp_path / "out").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.yaml"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        pytest.param(
+            ["--var", "clinet=Sam"],
+            "--var clinet: the script has no variable 'clinet' (it defines: client)",
+            id="unknown-var",
+        ),
+        pytest.param(
+            ["--var", "client"], "--var 'client': expected name=value, like --var client=Sam", id="no-equals"
+        ),
+    ],
+)
+def test_bad_var_options(tmp_path: Path, args: list[str], message: str) -> None:
+    path = write(tmp_path, "title: T\nvariables: {client: friend}\nsections:\n"
+                 "  - title: A\n    steps:\n      - say: Hi {client}\n")
+    result = cli("validate", str(path), *args)
+    assert result.exit_code == 2, result.output
+    assert result.stderr.strip() == message
+
+
+def test_var_overrides_the_default(tmp_path: Path) -> None:
+    from guided_audio.script import Say, load_script
+
+    path = write(tmp_path, "title: For {client}\nvariables: {client: friend}\nsections:\n"
+                 "  - title: A\n    steps:\n      - say: Hi {client}, {{literal}}\n")
+    script = load_script(path, {"client": "Sam"})
+    step = script.sections[0].steps[0].kind
+    assert isinstance(step, Say)
+    assert step.text == "Hi Sam, {literal}"
+    assert script.title == "For Sam"
+
+
+def test_every_bundled_script_is_valid() -> None:
+    scripts = sorted((Path(__file__).parent.parent / "scripts").glob("*.yaml"))
+    assert len(scripts) >= 2
+    result = cli("validate", *map(str, scripts))
+    assert result.exit_code == 0, result.output
+
+
+def test_engines_listed_in_validation_match_voice_module() -> None:
+    assert voice.ENGINES == ("piper", "espeak", "gtts")
