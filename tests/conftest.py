@@ -46,7 +46,8 @@ def decode(path: Path) -> NDArray[np.float64]:
     """Any format, decoded by ffmpeg through pydub, as (n, 2) floats."""
     from pydub import AudioSegment
 
-    segment = AudioSegment.from_file(str(path)).set_frame_rate(RATE).set_sample_width(2)
+    with path.open("rb") as handle:
+        segment = AudioSegment.from_file(handle).set_frame_rate(RATE).set_sample_width(2)
     data = np.frombuffer(segment.raw_data, dtype=np.int16).reshape(-1, segment.channels)
     return data.astype(np.float64) / 32768.0
 

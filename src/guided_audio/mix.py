@@ -43,7 +43,8 @@ def decode(path: Path) -> Audio:
     from pydub.exceptions import CouldntDecodeError
 
     try:
-        segment = AudioSegment.from_file(str(path))
+        with path.open("rb") as handle:  # pydub leaves files it opens itself unclosed
+            segment = AudioSegment.from_file(handle)
     except (CouldntDecodeError, OSError, IndexError) as exc:
         raise GuidedAudioError(f"{path}: cannot decode audio ({exc})") from None
     segment = segment.set_frame_rate(RATE).set_channels(CHANNELS).set_sample_width(2)

@@ -111,23 +111,22 @@ def _encode(
     for key, value in tags.items():
         command += ["-metadata", f"{key}={value}"]
     command += [*ENCODERS[suffix], str(temp)]
-    process = subprocess.Popen(command, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert process.stdin is not None and process.stderr is not None
-    try:
-        for block in source.blocks():
-            process.stdin.write(effects.to_int16(block).tobytes())
-            progress(len(block))
-        process.stdin.close()
-        error = process.stderr.read().decode(errors="replace").strip()
-        if process.wait() != 0:
-            raise GuidedAudioError(f"ffmpeg could not encode {suffix}: {error}")
-    except BrokenPipeError:
-        error = process.stderr.read().decode(errors="replace").strip()
-        raise GuidedAudioError(f"ffmpeg stopped while encoding: {error}") from None
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait()
+    with subprocess.Popen(command, stdin=subprocess.PIPE, stderr=subprocess.PIPE) as process:
+        assert process.stdin is not None and process.stderr is not None
+        try:
+            for block in source.blocks():
+                process.stdin.write(effects.to_int16(block).tobytes())
+                progress(len(block))
+            process.stdin.close()
+            error = process.stderr.read().decode(errors="replace").strip()
+            if process.wait() != 0:
+                raise GuidedAudioError(f"ffmpeg could not encode {suffix}: {error}")
+        except BrokenPipeError:
+            error = process.stderr.read().decode(errors="replace").strip()
+            raise GuidedAudioError(f"ffmpeg stopped while encoding: {error}") from None
+        finally:
+            if process.poll() is None:
+                process.kill()
 
 
 # --- speakers --------------------------------------------------------------------------------

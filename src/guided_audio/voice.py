@@ -357,10 +357,15 @@ class SpeechCache:
             return None  # absent or unreadable: render it again
         return samples
 
-    def write(self, key: str, samples: Audio) -> None:
+    def write(self, key: str, samples: Audio) -> Audio:
+        """Store a phrase; returns what the cache holds for `key` afterwards.
+
+        Engines are not deterministic (Piper samples noise), so when two renders race the
+        first complete entry wins and both use it: every process hears the same take.
+        """
         target = self.path(key)
         target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        # Temp file + rename: a crash leaves no half entry and two renders can share the cache.
+        # Temp file, then link: a crash leaves no half entry, and nothing is overwritten.
         fd, temp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=".wav")
         try:
             with os.fdopen(fd, "wb") as handle, wave.open(handle, "wb") as wav:
@@ -368,10 +373,19 @@ class SpeechCache:
                 wav.setsampwidth(2)
                 wav.setframerate(RATE)
                 wav.writeframes(effects.to_int16(samples).tobytes())
-            os.replace(temp, target)
-        except BaseException:
+            try:
+                os.link(temp, target)
+            except FileExistsError:
+                winner = self.read(key)
+                if winner is not None:
+                    return winner
+                os.replace(temp, target)  # the existing entry is unreadable: repair it
+        finally:
             Path(temp).unlink(missing_ok=True)
-            raise
+        stored = self.read(key)
+        if stored is None:
+            raise GuidedAudioError(f"the speech cache entry {target} could not be read back")
+        return stored
 
 
 # --- the speaker: phrases in, session-rate audio out -----------------------------------------
@@ -417,8 +431,7 @@ class Speaker:
         if audio.size == 0:
             raise EngineError(f"{eng.name} produced no sound for {phrase.text!r}")
         audio = effects.fade_out(effects.fade_in(audio, EDGE_FADE_MS), EDGE_FADE_MS)
-        self.cache.write(self.key(phrase), audio)
-        return audio
+        return self.cache.write(self.key(phrase), audio)
 
     def length(self, phrase: Phrase) -> int:
         """Length in session samples (renders the phrase if it is not cached)."""

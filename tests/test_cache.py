@@ -1,0 +1,133 @@
+"""The speech cache: keyed by everything that changes the sound, atomic, private, shared."""
+
+from __future__ import annotations
+
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import write
+from guided_audio import session, voice
+from guided_audio.voice import Phrase, Speaker, SpeechCache, VoiceSpec
+
+SCRIPT = """\
+title: Cache
+sections:
+  - title: A
+    steps:
+      - say: The first line stays the same.
+      - say: {second}
+      - say: The third line stays the same too.
+"""
+
+
+@pytest.fixture
+def counted(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Texts the real piper engine was asked to synthesise."""
+    calls: list[str] = []
+    real = voice.PiperEngine.synthesize
+
+    def spy(self: voice.PiperEngine, text: str, spec: VoiceSpec):  # type: ignore[no-untyped-def]
+        calls.append(text)
+        return real(self, text, spec)
+
+    monkeypatch.setattr(voice.PiperEngine, "synthesize", spy)
+    return calls
+
+
+def _render(path: Path, cache: Path) -> None:
+    session.render(path, session.Options(cache_dir=cache, loudness_lufs=None), session.Silent())
+
+
+def test_second_render_synthesises_nothing(tmp_path: Path, counted: list[str]) -> None:
+    script = write(tmp_path, SCRIPT.format(second="A second line."))
+    _render(script, tmp_path / "cache")
+    assert len(counted) == 3
+    _render(script, tmp_path / "cache")
+    assert len(counted) == 3
+
+
+def test_changed_line_rerenders_only_that_line(tmp_path: Path, counted: list[str]) -> None:
+    script = write(tmp_path, SCRIPT.format(second="A second line."))
+    _render(script, tmp_path / "cache")
+    write(tmp_path, SCRIPT.format(second="A different second line."))
+    _render(script, tmp_path / "cache")
+    assert counted[3:] == ["A different second line."]
+
+
+def test_key_changes_with_what_changes_the_sound(tmp_path: Path) -> None:
+    speaker = Speaker(SpeechCache(tmp_path))
+    base = Phrase("Hello.", VoiceSpec())
+    variants = [
+        Phrase("Hello!", VoiceSpec()),
+        Phrase("Hello.", VoiceSpec(pace=0.9)),
+        Phrase("Hello.", VoiceSpec(engine="espeak")),
+    ]
+    keys = {speaker.key(p) for p in [base, *variants]}
+    assert len(keys) == 4
+    # The gap does not change the phrase's sound, so it shares the entry.
+    assert speaker.key(Phrase("Hello.", VoiceSpec(gap_s=2.0))) == speaker.key(base)
+
+
+def test_entries_are_private_and_complete(tmp_path: Path) -> None:
+    script = write(tmp_path, SCRIPT.format(second="Private words."))
+    cache = tmp_path / "cache"
+    _render(script, cache)
+    assert stat.S_IMODE(cache.stat().st_mode) == 0o700
+    entries = list(cache.rglob("*"))
+    files = [p for p in entries if p.is_file()]
+    assert len(files) == 3
+    for path in files:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        assert path.suffix == ".wav" and not path.name.startswith(".tmp")
+
+
+def test_corrupt_entry_is_rendered_again(tmp_path: Path) -> None:
+    speaker = Speaker(SpeechCache(tmp_path))
+    phrase = Phrase("Repair me.", VoiceSpec())
+    assert speaker.length(phrase) > 0
+    entry = speaker.cache.path(speaker.key(phrase))
+    entry.write_bytes(b"RIFF broken")
+    fresh = Speaker(SpeechCache(tmp_path))
+    assert fresh.length(phrase) > 0
+    assert speaker.cache.read(speaker.key(phrase)) is not None
+
+
+def test_two_processes_share_one_cache(tmp_path: Path) -> None:
+    script = write(tmp_path, SCRIPT.format(second="Two renders at once."))
+    cache = tmp_path / "cache"
+    command = [sys.executable, "-m", "guided_audio", "export", str(script), "-q", "--force"]
+    procs = [
+        subprocess.Popen([*command, "-o", str(tmp_path / f"out{i}.wav")],
+                         env={**__import__("os").environ, "GUIDED_AUDIO_CACHE": str(cache)},
+                         stderr=subprocess.PIPE, text=True)
+        for i in range(2)
+    ]
+    for proc in procs:
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+    # Piper is not deterministic; first-writer-wins means both exports used the same takes.
+    assert (tmp_path / "out0.wav").read_bytes() == (tmp_path / "out1.wav").read_bytes()
+    assert not list(cache.rglob(".tmp-*"))
+
+
+def test_unwritable_cache_is_a_clear_error(tmp_path: Path) -> None:
+    from conftest import cli
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    script = write(tmp_path, SCRIPT.format(second="x y z"))
+    import os
+
+    os.environ["GUIDED_AUDIO_CACHE"], old = str(blocker / "cache"), os.environ["GUIDED_AUDIO_CACHE"]
+    try:
+        result = cli("export", str(script), "-o", str(tmp_path / "o.wav"))
+    finally:
+        os.environ["GUIDED_AUDIO_CACHE"] = old
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"cannot write the speech cache in {blocker / 'cache'}:")
+    assert "GUIDED_AUDIO_CACHE" in result.stderr
+    assert not (tmp_path / "o.wav").exists()

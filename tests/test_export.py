@@ -1,0 +1,192 @@
+"""Exported audio, decoded and measured: pauses, gaps, section starts, formats, atomicity."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import RATE, cli, decode, read_wav, silences, write
+from guided_audio import session
+
+TIMING = """\
+title: Timing
+voice: {gap: 0.8s}
+sections:
+  - title: One
+    steps:
+      - say: Notice the ground beneath you.
+      - pause: 7s
+      - say: Let it hold you. [pause 3s] Breathe out slowly.
+      - say: And rest here.
+  - title: Two
+    steps:
+      - pause: 2.5s
+      - say: Welcome back.
+"""
+
+
+@pytest.fixture(scope="module")
+def timing_wav(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    tmp = tmp_path_factory.mktemp("timing")
+    script = write(tmp, TIMING)
+    out = tmp / "timing.wav"
+    result = cli("export", str(script), "-o", str(out), "-q")
+    assert result.exit_code == 0, result.output
+    return script, out
+
+
+def _pauses(audio: np.ndarray) -> list[float]:
+    # Leading and trailing silence are the lead-in and tail, not pauses.
+    return [length for _, length in silences(audio, min_s=0.5)[1:-1]]
+
+
+def test_pauses_measure_exactly_in_the_wav(timing_wav: tuple[Path, Path]) -> None:
+    _, out = timing_wav
+    pauses = _pauses(read_wav(out))
+    expected = [7.0, 3.0, 0.8, 2.5]
+    assert len(pauses) == len(expected), pauses
+    for measured, wanted in zip(pauses, expected, strict=True):
+        assert measured == pytest.approx(wanted, abs=0.010)
+
+
+def test_pauses_survive_mp3_encoding(tmp_path: Path, timing_wav: tuple[Path, Path]) -> None:
+    script, _ = timing_wav
+    out = tmp_path / "timing.mp3"
+    result = cli("export", str(script), "-o", str(out), "-q")
+    assert result.exit_code == 0, result.output
+    pauses = _pauses(decode(out))
+    for measured, wanted in zip(pauses, [7.0, 3.0, 0.8, 2.5], strict=True):
+        assert measured == pytest.approx(wanted, abs=0.010)
+
+
+def test_sections_start_where_the_plan_says(timing_wav: tuple[Path, Path]) -> None:
+    script, out = timing_wav
+    timeline = session.timeline(script, session.Options(), session.Silent())
+    audio = read_wav(out)
+    assert len(audio) == timeline.total
+    first_sound = [start for start, _ in silences(audio, min_s=0.2)]
+    ends = [start + length for start, length in silences(audio, min_s=0.2)]
+    # Section one starts with speech right after the lead-in.
+    assert timeline.sections[0].start / RATE == pytest.approx(ends[0], abs=0.010)
+    # Section two starts with its pause: right where the last speech of section one ended.
+    assert any(abs(timeline.sections[1].start / RATE - s) < 0.010 for s in first_sound)
+    plan = cli("plan", str(script))
+    assert plan.exit_code == 0, plan.output
+    assert f"total ({timeline.total / RATE:.2f} s)" in plan.stdout
+
+
+def test_estimate_is_instant_and_close(timing_wav: tuple[Path, Path]) -> None:
+    script, _ = timing_wav
+    result = cli("plan", "--estimate", str(script))
+    assert result.exit_code == 0, result.output
+    assert "~" in result.stdout and "2. Two" in result.stdout
+
+
+@pytest.mark.parametrize("suffix", [".wav", ".mp3", ".flac", ".ogg"])
+def test_formats_decode_to_the_same_length(tmp_path: Path, suffix: str) -> None:
+    script = write(tmp_path, "title: F\nsections:\n  - title: A\n    steps:\n      - say: Hello.\n")
+    out = tmp_path / f"f{suffix}"
+    result = cli("export", str(script), "-o", str(out), "-q")
+    assert result.exit_code == 0, result.output
+    timeline = session.timeline(script, session.Options(), session.Silent())
+    assert len(decode(out)) == pytest.approx(timeline.total, abs=RATE * 0.06)
+
+
+def test_default_output_goes_to_sessions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    script = write(tmp_path, "title: D\nsections:\n  - title: A\n    steps:\n      - say: Hi.\n", "calm.yaml")
+    monkeypatch.chdir(tmp_path)
+    result = cli("export", str(script), "-q")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "sessions" / "calm.mp3").stat().st_size > 1000
+
+
+def test_refuses_to_overwrite_without_force(tmp_path: Path) -> None:
+    script = write(tmp_path, "title: D\nsections:\n  - title: A\n    steps:\n      - say: Hi.\n")
+    out = tmp_path / "x.wav"
+    out.write_bytes(b"precious")
+    result = cli("export", str(script), "-o", str(out))
+    assert result.exit_code == 2
+    assert result.stderr.strip() == f"{out} already exists; use --force to overwrite it"
+    assert out.read_bytes() == b"precious"
+    assert cli("export", str(script), "-o", str(out), "--force", "-q").exit_code == 0
+    assert out.read_bytes()[:4] == b"RIFF"
+
+
+def test_missing_output_folder_is_created(tmp_path: Path) -> None:
+    script = write(tmp_path, "title: D\nsections:\n  - title: A\n    steps:\n      - say: Hi.\n")
+    out = tmp_path / "new" / "deeper" / "x.wav"
+    assert cli("export", str(script), "-o", str(out), "-q").exit_code == 0
+    assert out.exists()
+
+
+def test_unknown_output_format_is_refused(tmp_path: Path) -> None:
+    script = write(tmp_path, "title: D\nsections:\n  - title: A\n    steps:\n      - say: Hi.\n")
+    result = cli("export", str(script), "-o", str(tmp_path / "x.doc"))
+    assert result.exit_code == 2
+    assert "unknown format '.doc'" in result.stderr
+
+
+def test_failed_export_leaves_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from guided_audio import effects
+
+    script = write(tmp_path, "title: D\nsections:\n  - title: A\n    steps:\n      - say: Hi.\n      - pause: 30s\n")
+    calls = {"n": 0}
+    real = effects.to_int16
+
+    def explode(samples: np.ndarray) -> np.ndarray:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(samples)
+
+    monkeypatch.setattr(effects, "to_int16", explode)
+    for suffix in (".wav", ".mp3"):
+        calls["n"] = 0
+        result = cli("export", str(script), "-o", str(tmp_path / f"out{suffix}"))
+        assert result.exit_code == 130, result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["session.yaml"]
+
+
+def test_ctrl_c_in_a_real_process_leaves_no_file(tmp_path: Path) -> None:
+    script = write(tmp_path, "title: Long\nsections:\n  - title: A\n    steps:\n"
+                   "      - say: Hello.\n      - pause: 50m\n      - say: Goodbye.\n")
+    out = tmp_path / "long.wav"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "guided_audio", "export", str(script), "-o", str(out), "--loudness", "off"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not list(tmp_path.glob(".long.*.partial")) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert list(tmp_path.glob(".long.*.partial")), "the export never started writing"
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["session.yaml"]
+
+
+def test_cli_runs_as_a_real_subprocess(tmp_path: Path) -> None:
+    script = write(tmp_path, "title: D\nsections:\n  - title: A\n    steps:\n      - say: Hi.\n")
+    out = tmp_path / "x.wav"
+    env = {**os.environ}
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "guided-audio"), "export", str(script), "-o", str(out)],
+        capture_output=True, text=True, env=env, check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"{out}  (")
+    bad = subprocess.run(
+        [str(Path(sys.executable).parent / "guided-audio"), "validate", str(tmp_path / "nope.yaml")], capture_output=True, text=True, check=False
+    )
+    assert bad.returncode == 2
+    assert bad.stderr == f"{tmp_path / 'nope.yaml'}: no such file\n"
