@@ -61,5 +61,7 @@ def silences(
     edges = np.diff(quiet)
     starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
     return [
-        (s / RATE, (e - s) / RATE) for s, e in zip(starts, ends, strict=True) if e - s >= min_s * RATE
+        (s / RATE, (e - s) / RATE)
+        for s, e in zip(starts, ends, strict=True)
+        if e - s >= min_s * RATE
     ]

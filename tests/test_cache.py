@@ -101,9 +101,12 @@ def test_two_processes_share_one_cache(tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     command = [sys.executable, "-m", "guided_audio", "export", str(script), "-q", "--force"]
     procs = [
-        subprocess.Popen([*command, "-o", str(tmp_path / f"out{i}.wav")],
-                         env={**__import__("os").environ, "GUIDED_AUDIO_CACHE": str(cache)},
-                         stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [*command, "-o", str(tmp_path / f"out{i}.wav")],
+            env={**__import__("os").environ, "GUIDED_AUDIO_CACHE": str(cache)},
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for i in range(2)
     ]
     for proc in procs:

@@ -100,7 +100,9 @@ def test_formats_decode_to_the_same_length(tmp_path: Path, suffix: str) -> None:
 
 
 def test_default_output_goes_to_sessions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    script = write(tmp_path, "title: D\nsections:\n  - title: A\n    steps:\n      - say: Hi.\n", "calm.yaml")
+    script = write(
+        tmp_path, "title: D\nsections:\n  - title: A\n    steps:\n      - say: Hi.\n", "calm.yaml"
+    )
     monkeypatch.chdir(tmp_path)
     result = cli("export", str(script), "-q")
     assert result.exit_code == 0, result.output
@@ -136,7 +138,10 @@ def test_unknown_output_format_is_refused(tmp_path: Path) -> None:
 def test_failed_export_leaves_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from guided_audio import effects
 
-    script = write(tmp_path, "title: D\nsections:\n  - title: A\n    steps:\n      - say: Hi.\n      - pause: 30s\n")
+    script = write(
+        tmp_path,
+        "title: D\nsections:\n  - title: A\n    steps:\n      - say: Hi.\n      - pause: 30s\n",
+    )
     calls = {"n": 0}
     real = effects.to_int16
 
@@ -155,11 +160,24 @@ def test_failed_export_leaves_no_file(tmp_path: Path, monkeypatch: pytest.Monkey
 
 
 def test_ctrl_c_in_a_real_process_leaves_no_file(tmp_path: Path) -> None:
-    script = write(tmp_path, "title: Long\nsections:\n  - title: A\n    steps:\n"
-                   "      - say: Hello.\n      - pause: 50m\n      - say: Goodbye.\n")
+    script = write(
+        tmp_path,
+        "title: Long\nsections:\n  - title: A\n    steps:\n"
+        "      - say: Hello.\n      - pause: 50m\n      - say: Goodbye.\n",
+    )
     out = tmp_path / "long.wav"
     process = subprocess.Popen(
-        [sys.executable, "-m", "guided_audio", "export", str(script), "-o", str(out), "--loudness", "off"],
+        [
+            sys.executable,
+            "-m",
+            "guided_audio",
+            "export",
+            str(script),
+            "-o",
+            str(out),
+            "--loudness",
+            "off",
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -181,12 +199,22 @@ def test_cli_runs_as_a_real_subprocess(tmp_path: Path) -> None:
     env = {**os.environ}
     done = subprocess.run(
         [str(Path(sys.executable).parent / "guided-audio"), "export", str(script), "-o", str(out)],
-        capture_output=True, text=True, env=env, check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith(f"{out}  (")
     bad = subprocess.run(
-        [str(Path(sys.executable).parent / "guided-audio"), "validate", str(tmp_path / "nope.yaml")], capture_output=True, text=True, check=False
+        [
+            str(Path(sys.executable).parent / "guided-audio"),
+            "validate",
+            str(tmp_path / "nope.yaml"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert bad.returncode == 2
     assert bad.stderr == f"{tmp_path / 'nope.yaml'}: no such file\n"

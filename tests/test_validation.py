@@ -85,7 +85,9 @@ def _missing(tmp_path: Path) -> Path:
         ),
         pytest.param(_binary, ":2:1: this is a binary file, not a YAML script", id="binary"),
         pytest.param(
-            _latin1, ":1:11: the file is not UTF-8 text (byte 0xe9) (save it as UTF-8)", id="not-utf8"
+            _latin1,
+            ":1:11: the file is not UTF-8 text (byte 0xe9) (save it as UTF-8)",
+            id="not-utf8",
         ),
         pytest.param(_directory, ": is a directory, not a script file", id="directory"),
         pytest.param(_missing, ": no such file", id="missing-path"),
@@ -127,13 +129,18 @@ def test_bad_input_writes_nothing(tmp_path: Path) -> None:
             id="unknown-var",
         ),
         pytest.param(
-            ["--var", "client"], "--var 'client': expected name=value, like --var client=Sam", id="no-equals"
+            ["--var", "client"],
+            "--var 'client': expected name=value, like --var client=Sam",
+            id="no-equals",
         ),
     ],
 )
 def test_bad_var_options(tmp_path: Path, args: list[str], message: str) -> None:
-    path = write(tmp_path, "title: T\nvariables: {client: friend}\nsections:\n"
-                 "  - title: A\n    steps:\n      - say: Hi {client}\n")
+    path = write(
+        tmp_path,
+        "title: T\nvariables: {client: friend}\nsections:\n"
+        "  - title: A\n    steps:\n      - say: Hi {client}\n",
+    )
     result = cli("validate", str(path), *args)
     assert result.exit_code == 2, result.output
     assert result.stderr.strip() == message
@@ -142,8 +149,11 @@ def test_bad_var_options(tmp_path: Path, args: list[str], message: str) -> None:
 def test_var_overrides_the_default(tmp_path: Path) -> None:
     from guided_audio.script import Say, load_script
 
-    path = write(tmp_path, "title: For {client}\nvariables: {client: friend}\nsections:\n"
-                 "  - title: A\n    steps:\n      - say: Hi {client}, {{literal}}\n")
+    path = write(
+        tmp_path,
+        "title: For {client}\nvariables: {client: friend}\nsections:\n"
+        "  - title: A\n    steps:\n      - say: Hi {client}, {{literal}}\n",
+    )
     script = load_script(path, {"client": "Sam"})
     step = script.sections[0].steps[0].kind
     assert isinstance(step, Say)

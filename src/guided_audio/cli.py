@@ -47,6 +47,7 @@ class Reporter:
         if self.quiet or not sys.stderr.isatty():  # bars are for people, not logs
             yield lambda _: None
             return
+        bar: Any
         with click.progressbar(length=total, label=label, file=sys.stderr) as bar:
             yield bar.update
 
@@ -72,7 +73,7 @@ def mastering_option(fn: F) -> F:
         default=str(session.DEFAULT_LOUDNESS_LUFS),
         show_default=True,
         metavar="LUFS|off",
-        help="Integrated loudness target (e.g. -16 for podcasts, -19 for quieter); 'off' skips mastering.",
+        help="Integrated loudness target: -16 suits phones, -19 is quieter; 'off' skips mastering.",
     )(fn)
 
 
@@ -82,7 +83,9 @@ def _loudness(value: str) -> float | None:
     try:
         lufs = float(value)
     except ValueError:
-        raise click.BadParameter(f"expected a LUFS value like -16, or 'off'; found {value!r}") from None
+        raise click.BadParameter(
+            f"expected a LUFS value like -16, or 'off'; found {value!r}"
+        ) from None
     if not -40.0 <= lufs <= -5.0:
         raise click.BadParameter(f"{lufs:g} LUFS is outside -40 .. -5")
     return lufs
@@ -116,7 +119,9 @@ def validate(files: tuple[Path, ...], variables: tuple[str, ...], quiet: bool) -
     """
     options = session.Options(variables=parse_vars(variables))
     worst = 0
-    for path, error in zip(files, session.check_all(list(files), options, Reporter(quiet)), strict=True):
+    for path, error in zip(
+        files, session.check_all(list(files), options, Reporter(quiet)), strict=True
+    ):
         if error is None:
             if not quiet:
                 click.echo(f"{path}: ok")
@@ -151,7 +156,12 @@ def plan_command(file: Path, estimate: bool, variables: tuple[str, ...], quiet: 
 
 @main.command()
 @click.argument("file", type=SCRIPT)
-@click.option("-o", "--output", type=click.Path(path_type=Path), help="Output file (.mp3, .wav, .flac, .ogg). Default: sessions/NAME.mp3")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path),
+    help="Output file (.mp3, .wav, .flac, .ogg). Default: sessions/NAME.mp3",
+)
 @click.option("--force", is_flag=True, help="Overwrite an existing output file.")
 @render_options
 @mastering_option
@@ -173,7 +183,10 @@ def export(
     options = session.Options(variables=parse_vars(variables), loudness_lufs=_loudness(loudness))
     out, rendered = session.export(file, output, options, Reporter(quiet), force=force)
     if not quiet:
-        click.echo(f"{out}  ({session.clock(rendered.timeline.total)}, {len(rendered.timeline.sections)} sections)")
+        click.echo(
+            f"{out}  ({session.clock(rendered.timeline.total)}, "
+            f"{len(rendered.timeline.sections)} sections)"
+        )
 
 
 @main.command()

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import bisect
 import functools
+import hashlib
+import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 from scipy.ndimage import minimum_filter1d
-from scipy.signal import lfilter, resample_poly
+from scipy.signal import firwin, sosfilt, upfirdn
 
 from guided_audio import effects, sounds
 from guided_audio.effects import CHANNELS, RATE, Audio
@@ -214,9 +216,15 @@ def _biquad(kind: str, gain_db: float, q: float, fc: float) -> tuple[NDArray[np.
     return np.array(b) / a[0], np.array(a) / a[0]
 
 
-_K_FILTERS = (
-    _biquad("high_shelf", 4.0, 1 / np.sqrt(2), 1500.0),
-    _biquad("high_pass", 0.0, 0.5, 38.0),
+# K-weighting: a high shelf then a high pass, as second-order sections (one filter call).
+_K_SOS = np.array(
+    [
+        [*b, *a]
+        for b, a in (
+            _biquad("high_shelf", 4.0, 1 / np.sqrt(2), 1500.0),
+            _biquad("high_pass", 0.0, 0.5, 38.0),
+        )
+    ]
 )
 
 
@@ -224,14 +232,12 @@ class LoudnessMeter:
     """Integrated loudness fed block by block; keeps only 100 ms energies."""
 
     def __init__(self) -> None:
-        self._state = [np.zeros((2, CHANNELS)) for _ in _K_FILTERS]
+        self._state = np.zeros((len(_K_SOS), 2, CHANNELS))
         self._pending = np.zeros((0, CHANNELS))
         self._energies: list[float] = []  # mean square per 100 ms, summed over channels
 
     def feed(self, block: Audio) -> None:
-        x = block.astype(np.float64)
-        for index, (b, a) in enumerate(_K_FILTERS):
-            x, self._state[index] = lfilter(b, a, x, axis=0, zi=self._state[index])
+        x, self._state = sosfilt(_K_SOS, block.astype(np.float64), axis=0, zi=self._state)
         x = np.concatenate([self._pending, x])
         step = RATE // 10
         whole = len(x) // step * step
@@ -256,10 +262,43 @@ class LoudnessMeter:
         return float(-0.691 + 10 * np.log10(gated.mean()))
 
 
-def measure_loudness(blocks: Iterator[Audio]) -> float:
+MIX_FORMAT = 1  # bump when anything here or in sounds.py changes the mix for the same timeline
+
+
+def fingerprint(timeline: Timeline, speech_key: Callable[[Phrase], str]) -> str:
+    """A hash of everything that shapes the mix, so its loudness can be remembered."""
+
+    def file_id(path: Path) -> list[object]:
+        stat = path.stat()
+        return [str(path), stat.st_size, stat.st_mtime_ns]
+
+    def source_id(source: object) -> object:
+        if isinstance(source, Phrase):
+            return speech_key(source)
+        if isinstance(source, Path):
+            return file_id(source)
+        return repr(source)
+
+    beds = [
+        [
+            b.start,
+            b.end,
+            repr(b.music),
+            file_id(b.music.bed) if isinstance(b.music.bed, Path) else 0,
+        ]
+        for b in timeline.beds
+    ]
+    events = [[e.start, e.length, e.kind, source_id(e.source)] for e in timeline.events]
+    blob = json.dumps([MIX_FORMAT, RATE, timeline.total, beds, events]).encode()
+    return hashlib.sha256(blob).hexdigest()
+
+
+def measure_loudness(mixer: Mixer, progress: Progress = lambda _: None) -> float:
+    """Integrated loudness of the whole mix, streamed block by block."""
     meter = LoudnessMeter()
-    for block in blocks:
+    for block in mixer.blocks():
         meter.feed(block)
+        progress(len(block))
     return meter.integrated()
 
 
@@ -277,6 +316,12 @@ _TILE = 2048
 _TRUE_PEAK_MARGIN = 0.5  # -6 dB
 
 
+# Interpolation filter for 4x oversampling, designed once (as resample_poly would design it).
+_OVERSAMPLE_FIR = (
+    firwin(2 * 10 * OVERSAMPLE + 1, 1.0 / OVERSAMPLE, window=("kaiser", 5.0)) * OVERSAMPLE
+)
+
+
 def sample_peaks(x: Audio) -> NDArray[np.float32]:
     """Per-sample peak over the channels (faster than a reduce along the short axis)."""
     return np.maximum(np.abs(x[:, 0]), np.abs(x[:, 1]))
@@ -291,9 +336,13 @@ def true_peaks(x: Audio, ceiling: float) -> NDArray[np.float64]:
         start = int(tile_index) * _TILE
         stop = min(start + _TILE, len(x))
         lo, hi = max(0, start - _EDGE), min(len(x), stop + _EDGE)
-        up = resample_poly(x[lo:hi].astype(np.float64), OVERSAMPLE, 1, axis=0)
-        tile = sample_peaks(up).reshape(-1, OVERSAMPLE).max(axis=1)
-        peaks[start:stop] = np.maximum(peaks[start:stop], tile[start - lo : stop - lo])
+        up = sample_peaks(upfirdn(_OVERSAMPLE_FIR, x[lo:hi].astype(np.float64), OVERSAMPLE, axis=0))
+        delay = len(_OVERSAMPLE_FIR) // 2  # the filter's group delay, in oversampled samples
+        up = up[delay : delay + (hi - lo) * OVERSAMPLE]
+        phases = np.maximum(
+            np.maximum(up[0::4], up[1::4]), np.maximum(up[2::4], up[3::4])
+        )  # along the long axis: a reduce over the short one is slow
+        peaks[start:stop] = np.maximum(peaks[start:stop], phases[start - lo : stop - lo])
     return peaks
 
 
@@ -313,7 +362,9 @@ class Master:
         before = LIMIT_LOOKAHEAD + LIMIT_HOLD + LIMIT_LOOKAHEAD + _EDGE
         after = LIMIT_LOOKAHEAD + _EDGE
         raw = self.mixer.render(start - before, stop + after) * np.float32(self.gain)
-        if float(np.abs(raw).max(initial=0.0)) * 2 <= self.ceiling:  # far from the ceiling: no limiting
+        if (
+            float(np.abs(raw).max(initial=0.0)) * 2 <= self.ceiling
+        ):  # far from the ceiling: no limiting
             return raw[before : before + stop - start]
         required = np.minimum(1.0, self.ceiling / np.maximum(true_peaks(raw, self.ceiling), 1e-12))
         # min over [t - hold, t + lookahead], then a trailing mean over the lookahead:
@@ -323,7 +374,8 @@ class Master:
         sums = np.concatenate([[0.0], np.cumsum(held)])
         idx = np.arange(before, before + stop - start)
         gain = (sums[idx + 1] - sums[idx + 1 - (LIMIT_LOOKAHEAD + 1)]) / (LIMIT_LOOKAHEAD + 1)
-        return (raw[before : before + stop - start] * gain[:, None]).astype(np.float32)
+        limited: Audio = (raw[before : before + stop - start] * gain[:, None]).astype(np.float32)
+        return limited
 
     def blocks(self, block: int = BLOCK) -> Iterator[Audio]:
         for start in range(0, self.total, block):
@@ -341,16 +393,7 @@ class Mastering:
     gain_db: float
 
 
-def master(
-    mixer: Mixer, target_lufs: float | None, progress: Progress = lambda _: None
-) -> tuple[Renderer, Mastering]:
-    """Measure the whole mix (streaming), then return a renderer that meets the target."""
-    if target_lufs is None:
-        return mixer, Mastering(None, float("nan"), 0.0)
-    meter = LoudnessMeter()
-    for block in mixer.blocks():
-        meter.feed(block)
-        progress(len(block))
-    measured = meter.integrated()
+def master(mixer: Mixer, target_lufs: float, measured: float) -> tuple[Renderer, Mastering]:
+    """A renderer that brings a mix measured at `measured` LUFS to the target."""
     gain_db = 0.0 if measured == float("-inf") else target_lufs - measured
     return Master(mixer, gain_db), Mastering(target_lufs, measured, gain_db)

@@ -107,10 +107,9 @@ class Timeline:
         return [e for e in self.events[first:last] if e.end > start]
 
     def section_at(self, sample: int) -> int:
-        for index, span in enumerate(self.sections):
-            if span.start <= sample < span.end:
-                return index
-        return len(self.sections) - 1
+        """Index of the section playing at `sample` (the first one during the lead-in)."""
+        starts = [span.start for span in self.sections]
+        return max(0, bisect.bisect_right(starts, sample) - 1)
 
     def voice_spans(self) -> list[tuple[int, int]]:
         """Where a voice speaks (speech and spoken cues), merged and sorted."""

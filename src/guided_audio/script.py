@@ -129,7 +129,7 @@ class Script:
     description: str | None = None
     author: str | None = None
     variables: Mapping[str, str] = field(default_factory=dict)
-    voice: VoiceSpec = VoiceSpec()
+    voice: VoiceSpec = field(default_factory=VoiceSpec)
     music: Music | None = None
 
     @property
@@ -558,7 +558,7 @@ def _section(
     if "steps" not in fields:
         p.items.append(_missing(node, "a section needs 'steps'", "a list like '- say: ...'"))
     else:
-        step_nodes = p.get(fields["steps"][1].elements, [])
+        step_nodes: list[Node] = p.get(fields["steps"][1].elements, [])
         if not step_nodes and fields["steps"][1].is_sequence:
             p.items.append(_missing(fields["steps"][1], "a section needs at least one step"))
         for step_node in step_nodes:
@@ -638,7 +638,7 @@ def load_script(path: Path, overrides: Mapping[str, str] | None = None) -> Scrip
     if "sections" not in fields:
         p.items.append(_missing(root, "the script needs 'sections'", "a list of sections"))
     else:
-        section_nodes = p.get(fields["sections"][1].elements, [])
+        section_nodes: list[Node] = p.get(fields["sections"][1].elements, [])
         if not section_nodes and fields["sections"][1].is_sequence:
             p.items.append(_missing(fields["sections"][1], "'sections' needs at least one section"))
         for node in section_nodes:

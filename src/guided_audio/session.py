@@ -15,7 +15,7 @@ from guided_audio.effects import RATE
 from guided_audio.errors import GuidedAudioError
 from guided_audio.plan import Timeline
 from guided_audio.script import Script, load_script
-from guided_audio.voice import Phrase, SpeechCache, Speaker
+from guided_audio.voice import Phrase, Speaker, SpeechCache
 
 DEFAULT_LOUDNESS_LUFS = -16.0
 
@@ -102,8 +102,13 @@ def render(path: Path, options: Options, reporter: Reporter) -> Rendered:
     mixer = mix.Mixer(tl, speaker)
     if options.loudness_lufs is None:
         return Rendered(script, tl, mixer, mix.Mastering(None, float("nan"), 0.0))
-    with reporter.progress("Measuring loudness", tl.total) as advance:
-        source, mastering = mix.master(mixer, options.loudness_lufs, advance)
+    key = mix.fingerprint(tl, speaker.key)
+    measured = speaker.cache.measurement(key)
+    if measured is None:
+        with reporter.progress("Measuring loudness", tl.total) as advance:
+            measured = mix.measure_loudness(mixer, advance)
+        speaker.cache.remember(key, measured)
+    source, mastering = mix.master(mixer, options.loudness_lufs, measured)
     return Rendered(script, tl, source, mastering)
 
 
@@ -139,10 +144,16 @@ def play(
 def clock(samples: int) -> str:
     seconds = int(samples // RATE)
     hours, rest = divmod(seconds, 3600)
-    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60:02d}:{rest % 60:02d}"
+    return (
+        f"{hours}:{rest // 60:02d}:{rest % 60:02d}"
+        if hours
+        else f"{rest // 60:02d}:{rest % 60:02d}"
+    )
 
 
-def check_all(paths: list[Path], options: Options, reporter: Reporter) -> Iterator[GuidedAudioError | None]:
+def check_all(
+    paths: list[Path], options: Options, reporter: Reporter
+) -> Iterator[GuidedAudioError | None]:
     """validate() for each path: None when valid, else the error (so all files are checked)."""
     for path in paths:
         try:

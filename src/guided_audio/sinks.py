@@ -192,6 +192,7 @@ def play(
                 "export the session instead: guided-audio export FILE"
             ) from None
         began = time.monotonic()
+        position(start)
         try:
             if index + 1 < len(chunks):  # render the next chunk while this one plays
                 pending = effects.to_int16(source.render(*chunks[index + 1])).tobytes()

@@ -15,7 +15,6 @@ from guided_audio import effects
 from guided_audio.effects import RATE, Audio
 
 
-
 # --- bells -----------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class BellDesign:
@@ -157,7 +156,8 @@ def _noise_tile(index: int) -> Audio:
     tile = np.fft.irfft(spectrum * shape[:, None], n=NOISE_TILE, axis=0)
     window = np.sin(np.pi * (np.arange(NOISE_TILE) + 0.5) / NOISE_TILE)[:, None]
     tile = tile * window  # sine windows at 50% overlap keep the power constant
-    return (tile / np.sqrt(np.mean(tile**2) * 2)).astype(np.float32)
+    scaled: Audio = (tile / np.sqrt(np.mean(tile**2) * 2)).astype(np.float32)
+    return scaled
 
 
 def noise(start: int, stop: int) -> Audio:

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -143,7 +143,8 @@ class PiperEngine(Engine):
     def identity(self, spec: VoiceSpec) -> str:
         path = self.model_path(spec)
         stat = path.stat()
-        return f"piper-tts {_version('piper-tts')} model {_file_digest(path, stat.st_size, stat.st_mtime_ns)}"
+        digest = _file_digest(path, stat.st_size, stat.st_mtime_ns)
+        return f"piper-tts {_version('piper-tts')} model {digest}"
 
     def _voice(self, path: Path) -> Any:
         if path not in self._loaded:
@@ -227,7 +228,7 @@ class GttsEngine(Engine):
     online = True
     DEFAULT = "en-us"
     # voice name -> (language, Google domain that gives the accent)
-    VOICES = {
+    VOICES: ClassVar[dict[str, tuple[str, str]]] = {
         "en-us": ("en", "com"),
         "en-gb": ("en", "co.uk"),
         "en-au": ("en", "com.au"),
@@ -274,7 +275,7 @@ class GttsEngine(Engine):
                 lang_check=False,
                 timeout=GTTS_TIMEOUT_S,
             ).write_to_fp(buffer)
-        except (gTTSError, OSError) as exc:
+        except (gTTSError, OSError, TypeError) as exc:  # gTTS wraps odd failures in TypeError
             raise EngineError(
                 f"gtts could not reach Google's speech service ({exc}); "
                 "use the offline engine instead: voice: {engine: piper}"
@@ -343,6 +344,28 @@ class SpeechCache:
     def path(self, key: str) -> Path:
         return self.root / key[:2] / f"{key}.wav"
 
+    def _measurement_path(self, key: str) -> Path:
+        return self.root / "measurements" / f"{key}.json"
+
+    def measurement(self, key: str) -> float | None:
+        """A number remembered for `key` (a mix's loudness), or None."""
+        try:
+            value = json.loads(self._measurement_path(key).read_text())["value"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        return float(value) if isinstance(value, int | float) else None
+
+    def remember(self, key: str, value: float) -> None:
+        target = self._measurement_path(key)
+        target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd, temp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=".json")
+        try:
+            with os.fdopen(fd, "w") as handle:
+                json.dump({"value": value}, handle)
+            os.replace(temp, target)
+        finally:
+            Path(temp).unlink(missing_ok=True)
+
     def frames(self, key: str) -> int | None:
         try:
             with wave.open(str(self.path(key)), "rb") as wav:
@@ -405,13 +428,17 @@ class Speaker:
                 "format": CACHE_FORMAT,
                 "rate": RATE,
                 "engine": spec.engine,
-                "voice": engine(spec.engine).identity(spec),
+                "voice": self._identity(spec),
                 "pace": round(spec.pace, 4),
                 "text": phrase.text,
             }
             blob = json.dumps(identity, sort_keys=True).encode("utf-8")
             self._keys[phrase] = hashlib.sha256(blob).hexdigest()
         return self._keys[phrase]
+
+    @functools.lru_cache(maxsize=64)  # noqa: B019 - bounded; one speaker per run
+    def _identity(self, spec: VoiceSpec) -> str:
+        return engine(spec.engine).identity(spec)
 
     def missing(self, phrases: Iterable[Phrase]) -> list[Phrase]:
         unique = list(dict.fromkeys(phrases))

