@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 import click
 
-from guided_audio import __version__, session, voice
+from guided_audio import __version__, session, sounds, voice
 from guided_audio.errors import GuidedAudioError
 from guided_audio.plan import Timeline
 from guided_audio.script import parse_vars
@@ -233,6 +233,32 @@ class _PlayStatus:
     def finish(self) -> None:
         if self.tty and not self.quiet:
             click.echo("", err=True)
+
+
+@main.command()
+@click.option(
+    "--preview",
+    metavar="NAME",
+    type=click.Choice(sorted(sounds.BELLS)),
+    help="Play one strike of this bell.",
+)
+def bells(preview: str | None) -> None:
+    """List the built-in bells (generated, no files), or play one.
+
+    A bell step lasts its ring; with strikes: N it lasts (N-1) strike intervals plus a ring.
+
+    \b
+    Example:
+      guided-audio bells --preview bowl
+    """
+    if preview:
+        session.preview_bell(preview)
+        return
+    for name, design in sounds.BELLS.items():
+        click.echo(
+            f"{name:6} rings {design.ring_s:g} s; strikes every {design.strike_interval_s:g} s"
+            f" ({design.fundamental_hz:g} Hz)"
+        )
 
 
 @main.command()

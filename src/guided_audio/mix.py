@@ -14,7 +14,6 @@ import functools
 import hashlib
 import json
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -104,13 +103,22 @@ def duck_spans(voice_spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
     return out
 
 
+def _ramp_into(out: NDArray[np.float64], a: int, lo: int, hi: int, rising: bool) -> None:
+    """Raise `out` (covering [a, a + len)) to a smooth 0→1 (or 1→0) ramp over [lo, hi)."""
+    s, e = max(lo, a), min(hi, a + len(out))
+    if s >= e:
+        return
+    progress = (np.arange(s, e, dtype=np.float64) - lo) / (hi - lo)
+    ramp = _smooth(progress if rising else 1.0 - progress)
+    np.maximum(out[s - a : e - a], ramp, out=out[s - a : e - a])
+
+
 def duck_depth(
     spans: list[tuple[int, int]], starts: list[int], a: int, b: int
 ) -> NDArray[np.float64]:
     """0..1 for each sample of [a, b): how far the bed is ducked."""
     attack = effects.seconds_to_samples(DUCK_ATTACK_S)
     release = effects.seconds_to_samples(DUCK_RELEASE_S)
-    t = np.arange(a, b, dtype=np.float64)
     depth = np.zeros(b - a)
     first = max(0, bisect.bisect_right(starts, a - release) - 1)
     for start, end in spans[first:]:
@@ -118,19 +126,24 @@ def duck_depth(
             break
         if end + release <= a:
             continue
-        down = _smooth((t - (start - attack)) / attack)
-        up = _smooth(1.0 - (t - end) / release)
-        depth = np.maximum(depth, np.minimum(down, up))
+        _ramp_into(depth, a, start - attack, start, rising=True)
+        depth[min(max(start, a), b) - a : max(min(end, b), a) - a] = 1.0
+        _ramp_into(depth, a, end, end + release, rising=False)
     return depth
 
 
 def fade_envelope(a: int, b: int, start: int, stop: int, fade: int) -> NDArray[np.float64]:
     """Gain over [a, b) for a span [start, stop) that fades in and out over `fade` samples."""
-    t = np.arange(a, b, dtype=np.float64)
+    gain = np.ones(b - a)
     if fade <= 0:
-        return np.ones(b - a)
+        return gain
     fade = min(fade, (stop - start) // 2) or 1
-    return _smooth((t - start) / fade) * _smooth((stop - t) / fade)
+    for lo, hi, rising in ((start, start + fade, True), (stop - fade, stop, False)):
+        s, e = max(lo, a), min(hi, b)
+        if s < e:
+            progress = (np.arange(s, e, dtype=np.float64) - lo) / fade
+            gain[s - a : e - a] *= _smooth(progress if rising else 1.0 - progress)
+    return gain
 
 
 # --- the mixer -------------------------------------------------------------------------------
@@ -293,7 +306,7 @@ def fingerprint(timeline: Timeline, speech_key: Callable[[Phrase], str]) -> str:
     return hashlib.sha256(blob).hexdigest()
 
 
-def measure_loudness(mixer: Mixer, progress: Progress = lambda _: None) -> float:
+def measure_loudness(mixer: Mixer | Master, progress: Progress = lambda _: None) -> float:
     """Integrated loudness of the whole mix, streamed block by block."""
     meter = LoudnessMeter()
     for block in mixer.blocks():
@@ -307,6 +320,7 @@ CEILING_DBTP = -2.0  # below the -1 dBTP promise: MP3 encoding lifts peaks ~0.5 
 LIMIT_LOOKAHEAD = effects.seconds_to_samples(0.02)  # gain ramps down over this, before a peak
 LIMIT_HOLD = effects.seconds_to_samples(0.08)  # and stays down this long after it
 OVERSAMPLE = 4
+_GAIN_STEPS = float(2**20)
 _EDGE = 64  # extra samples so oversampling edges never touch the window
 
 
@@ -327,14 +341,19 @@ def sample_peaks(x: Audio) -> NDArray[np.float32]:
     return np.maximum(np.abs(x[:, 0]), np.abs(x[:, 1]))
 
 
-def true_peaks(x: Audio, ceiling: float) -> NDArray[np.float64]:
-    """Per-sample peak over channels, 4x-oversampled (inter-sample peaks) near the ceiling."""
+def true_peaks(x: Audio, ceiling: float, offset: int = 0) -> NDArray[np.float64]:
+    """Per-sample peak over channels, 4x-oversampled (inter-sample peaks) near the ceiling.
+
+    Tiles sit at absolute positions (`offset` is x's first sample in the session), so a
+    sample's peak is the same whichever window it is rendered in.
+    """
     peaks = sample_peaks(x).astype(np.float64)
-    padded = np.concatenate([peaks, np.zeros(-len(peaks) % _TILE)])
+    lead = offset % _TILE
+    padded = np.concatenate([np.zeros(lead), peaks, np.zeros(-(lead + len(peaks)) % _TILE)])
     hot = np.flatnonzero(padded.reshape(-1, _TILE).max(axis=1) >= ceiling * _TRUE_PEAK_MARGIN)
     for tile_index in hot:
-        start = int(tile_index) * _TILE
-        stop = min(start + _TILE, len(x))
+        start = max(0, int(tile_index) * _TILE - lead)
+        stop = min(int(tile_index + 1) * _TILE - lead, len(x))
         lo, hi = max(0, start - _EDGE), min(len(x), stop + _EDGE)
         up = sample_peaks(upfirdn(_OVERSAMPLE_FIR, x[lo:hi].astype(np.float64), OVERSAMPLE, axis=0))
         delay = len(_OVERSAMPLE_FIR) // 2  # the filter's group delay, in oversampled samples
@@ -366,11 +385,15 @@ class Master:
             float(np.abs(raw).max(initial=0.0)) * 2 <= self.ceiling
         ):  # far from the ceiling: no limiting
             return raw[before : before + stop - start]
-        required = np.minimum(1.0, self.ceiling / np.maximum(true_peaks(raw, self.ceiling), 1e-12))
+        peaks = true_peaks(raw, self.ceiling, start - before)
+        required = np.minimum(1.0, self.ceiling / np.maximum(peaks, 1e-12))
         # min over [t - hold, t + lookahead], then a trailing mean over the lookahead:
         # smooth, and never above what any sample in reach requires.
         size = LIMIT_HOLD + LIMIT_LOOKAHEAD + 1
         held = minimum_filter1d(required, size, origin=LIMIT_HOLD - size // 2, mode="nearest")
+        # Whole steps of 2^-20 (rounded down: never above what is required) make the running
+        # sums exact, so every window gives bit-identical gains.
+        held = np.floor(held * _GAIN_STEPS) / _GAIN_STEPS
         sums = np.concatenate([[0.0], np.cumsum(held)])
         idx = np.arange(before, before + stop - start)
         gain = (sums[idx + 1] - sums[idx + 1 - (LIMIT_LOOKAHEAD + 1)]) / (LIMIT_LOOKAHEAD + 1)
@@ -386,14 +409,23 @@ Renderer = Mixer | Master
 Progress = Callable[[int], None]
 
 
-@dataclass(frozen=True)
-class Mastering:
-    target_lufs: float | None  # None: no loudness normalisation or limiting
-    measured_lufs: float
-    gain_db: float
+LOUDNESS_TOLERANCE_LU = 0.2
+MAX_LOUDNESS_PASSES = 4
 
 
-def master(mixer: Mixer, target_lufs: float, measured: float) -> tuple[Renderer, Mastering]:
-    """A renderer that brings a mix measured at `measured` LUFS to the target."""
-    gain_db = 0.0 if measured == float("-inf") else target_lufs - measured
-    return Master(mixer, gain_db), Mastering(target_lufs, measured, gain_db)
+def loudness_gain(mixer: Mixer, target_lufs: float, progress: Progress = lambda _: None) -> float:
+    """The gain (dB) that brings the limited mix to `target_lufs`.
+
+    The limiter lowers loudness where it acts, so the limited output is measured and the
+    gain corrected until it lands within a fraction of a LU (a few streaming passes).
+    """
+    measured = measure_loudness(mixer, progress)
+    if measured == float("-inf"):
+        return 0.0
+    gain_db = target_lufs - measured
+    for _ in range(MAX_LOUDNESS_PASSES - 1):
+        limited = measure_loudness(Master(mixer, gain_db), progress)
+        if abs(limited - target_lufs) <= LOUDNESS_TOLERANCE_LU:
+            break
+        gain_db += target_lufs - limited
+    return gain_db

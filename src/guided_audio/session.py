@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from guided_audio import mix, plan, sinks
+from guided_audio import mix, plan, sinks, sounds
 from guided_audio.effects import RATE
 from guided_audio.errors import GuidedAudioError
 from guided_audio.plan import Timeline
@@ -39,7 +39,7 @@ class Silent:
 @dataclass(frozen=True)
 class Options:
     variables: Mapping[str, str] = field(default_factory=dict)
-    loudness_lufs: float | None = DEFAULT_LOUDNESS_LUFS  # None: no mastering
+    loudness_lufs: float | None = DEFAULT_LOUDNESS_LUFS  # None: the raw mix, no gain or limiter
     cache_dir: Path | None = None  # None: $GUIDED_AUDIO_CACHE or ./audio_cache
 
 
@@ -48,7 +48,8 @@ class Rendered:
     script: Script
     timeline: Timeline
     source: mix.Renderer
-    mastering: mix.Mastering
+    loudness_lufs: float | None  # the target the source meets (None: raw mix)
+    gain_db: float
 
 
 def _speaker(options: Options, reporter: Reporter) -> Speaker:
@@ -100,16 +101,18 @@ def render(path: Path, options: Options, reporter: Reporter) -> Rendered:
     synthesize(speaker, plan.phrases(script), reporter)
     tl = plan.build(script, speaker.length, mix.file_length)
     mixer = mix.Mixer(tl, speaker)
-    if options.loudness_lufs is None:
-        return Rendered(script, tl, mixer, mix.Mastering(None, float("nan"), 0.0))
-    key = mix.fingerprint(tl, speaker.key)
-    measured = speaker.cache.measurement(key)
-    if measured is None:
-        with reporter.progress("Measuring loudness", tl.total) as advance:
-            measured = mix.measure_loudness(mixer, advance)
-        speaker.cache.remember(key, measured)
-    source, mastering = mix.master(mixer, options.loudness_lufs, measured)
-    return Rendered(script, tl, source, mastering)
+    target = options.loudness_lufs
+    if target is None:
+        return Rendered(script, tl, mixer, None, 0.0)
+    key = f"{mix.fingerprint(tl, speaker.key)}-{target:g}"
+    gain_db = speaker.cache.measurement(key)
+    if gain_db is None:
+        passes = tl.total * mix.MAX_LOUDNESS_PASSES
+        with reporter.progress("Measuring loudness", passes) as advance:
+            gain_db = mix.loudness_gain(mixer, target, advance)
+            advance(passes)
+        speaker.cache.remember(key, gain_db)
+    return Rendered(script, tl, mix.Master(mixer, gain_db), target, gain_db)
 
 
 def default_output(path: Path) -> Path:
@@ -137,8 +140,14 @@ def play(
     """Render (streaming) and play; `position` hears the timeline and the sample playing."""
     rendered = render(path, options, reporter)
     tl = rendered.timeline
-    sinks.play(rendered.source, tl, lambda sample: position(tl, sample))
+    sinks.play(rendered.source, sinks.chunk_bounds(tl), lambda sample: position(tl, sample))
     return rendered
+
+
+def preview_bell(name: str) -> None:
+    """Play one strike of a built-in bell."""
+    clip = sinks.Clip(sounds.bell(name))
+    sinks.play(clip, [(0, clip.total)])
 
 
 def clock(samples: int) -> str:

@@ -17,6 +17,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
+
 from guided_audio import effects
 from guided_audio.effects import CHANNELS, RATE, Audio
 from guided_audio.errors import AudioDeviceError, GuidedAudioError, UsageError
@@ -174,14 +176,34 @@ def chunk_bounds(timeline: Timeline) -> list[tuple[int, int]]:
     return bounds
 
 
+class Clip:
+    """A short, whole piece of audio as a source (a bell preview)."""
+
+    def __init__(self, samples: Audio) -> None:
+        self.samples = samples if samples.ndim == 2 else np.repeat(samples[:, None], CHANNELS, 1)
+
+    @property
+    def total(self) -> int:
+        return len(self.samples)
+
+    def render(self, start: int, stop: int) -> Audio:
+        return self.samples[start:stop]
+
+    def blocks(self, block: int = RATE * 10) -> Iterator[Audio]:
+        for start in range(0, self.total, block):
+            yield self.samples[start : start + block]
+
+
 def play(
-    source: Source, timeline: Timeline, position: Callable[[int], None] = lambda _: None
+    source: Source,
+    chunks: list[tuple[int, int]],
+    position: Callable[[int], None] = lambda _: None,
 ) -> None:
-    """Play through the default sound device; `position` hears the sample being played."""
+    """Play `chunks` of `source` through the default sound device, one device open each;
+    `position` hears the sample being played."""
     import simpleaudio
 
     _quiet_alsa()
-    chunks = chunk_bounds(timeline)
     pending = effects.to_int16(source.render(*chunks[0])).tobytes()
     for index, (start, _stop) in enumerate(chunks):
         try:
@@ -202,4 +224,4 @@ def play(
         except BaseException:
             playing.stop()
             raise
-    position(timeline.total)
+    position(chunks[-1][1])

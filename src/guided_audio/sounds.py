@@ -140,36 +140,36 @@ def drone(start: int, stop: int) -> Audio:
     return (out / 0.7712).astype(np.float32)  # calibrated to unit RMS
 
 
-NOISE_TILE = RATE * 2  # noise is made in overlapping 2 s tiles, seeded by tile index
+NOISE_TILE = RATE * 2  # noise is made of overlapping 2 s tiles...
 _NOISE_HOP = NOISE_TILE // 2
+NOISE_LOOP_HOPS = 64  # ...laid around a 64 s circle, so the loop has no seam
 
 
-@functools.lru_cache(maxsize=8)
-def _noise_tile(index: int) -> Audio:
-    rng = np.random.default_rng(0xBED + index)
-    spectrum = rng.normal(size=(NOISE_TILE // 2 + 1, 2)) + 1j * rng.normal(
-        size=(NOISE_TILE // 2 + 1, 2)
-    )
+@functools.cache
+def _noise_loop() -> Audio:
+    """A seamless 64 s loop of soft noise, unit RMS, stereo (computed once, ~22 MB)."""
     freqs = np.fft.rfftfreq(NOISE_TILE, 1 / RATE)
     # Between pink and brown (1/f^1.5 power), rolled off above 4 kHz: soft, like distant surf.
-    shape = 1.0 / np.maximum(freqs, 20.0) ** 0.75 / (1 + (freqs / 4000.0) ** 2)
-    tile = np.fft.irfft(spectrum * shape[:, None], n=NOISE_TILE, axis=0)
+    shape = (1.0 / np.maximum(freqs, 20.0) ** 0.75 / (1 + (freqs / 4000.0) ** 2))[:, None]
     window = np.sin(np.pi * (np.arange(NOISE_TILE) + 0.5) / NOISE_TILE)[:, None]
-    tile = tile * window  # sine windows at 50% overlap keep the power constant
-    scaled: Audio = (tile / np.sqrt(np.mean(tile**2) * 2)).astype(np.float32)
-    return scaled
+    length = NOISE_LOOP_HOPS * _NOISE_HOP
+    loop = np.zeros((length, 2))
+    rng = np.random.default_rng(0xBED)
+    bins = (NOISE_TILE // 2 + 1, 2)
+    for index in range(NOISE_LOOP_HOPS):
+        spectrum = rng.standard_normal(bins) + 1j * rng.standard_normal(bins)
+        tile = np.fft.irfft(spectrum * shape, n=NOISE_TILE, axis=0) * window
+        at = (index * _NOISE_HOP + np.arange(NOISE_TILE)) % length  # wraps around the circle
+        loop[at] += tile  # sine windows at 50% overlap keep the power constant
+    out: Audio = (loop / np.sqrt(np.mean(loop**2))).astype(np.float32)
+    out.setflags(write=False)
+    return out
 
 
 def noise(start: int, stop: int) -> Audio:
     """Soft brown/pink noise, unit RMS, stereo, any window."""
-    out = np.zeros((stop - start, 2), dtype=np.float32)
-    first = max(0, start // _NOISE_HOP - 1)
-    for index in range(first, stop // _NOISE_HOP + 1):
-        tile_start = index * _NOISE_HOP
-        lo, hi = max(start, tile_start), min(stop, tile_start + NOISE_TILE)
-        if lo < hi:
-            out[lo - start : hi - start] += _noise_tile(index)[lo - tile_start : hi - tile_start]
-    return out
+    loop = _noise_loop()
+    return loop[np.arange(start, stop) % len(loop)]
 
 
 GENERATED_BEDS = {"drone": drone, "noise": noise}

@@ -1,0 +1,397 @@
+"""The sound of a session, measured on decoded exports: breath timing, bells, beds, ducking,
+loudness, true peak, clicks and flat memory."""
+
+from __future__ import annotations
+
+import tracemalloc
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy.signal import resample_poly
+
+from conftest import RATE, cli, decode, read_wav, silences, write
+from guided_audio import mix, plan, session, sounds
+from guided_audio.script import BREATH_PATTERNS
+
+
+def export(tmp_path: Path, text: str, *args: str, suffix: str = ".wav", name: str = "s") -> Path:
+    script = write(tmp_path, text, f"{name}.yaml")
+    out = tmp_path / f"{name}{suffix}"
+    result = cli("export", str(script), "-o", str(out), "-q", "--force", *args)
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def onsets(audio: np.ndarray, threshold_db: float = -50.0, min_gap_s: float = 0.1) -> list[float]:
+    """Seconds where sound starts after at least `min_gap_s` of quiet."""
+    return [start + length for start, length in silences(audio, threshold_db, min_gap_s)][:-1]
+
+
+def breath_script(pattern: str, cues: str, cycles: int = 4) -> str:
+    return (
+        f"title: Breath\nsections:\n  - title: A\n    steps:\n"
+        f"      - breathe: {{pattern: {pattern}, cycles: {cycles}, cues: {cues}}}\n"
+    )
+
+
+def dominant_hz(samples: np.ndarray) -> float:
+    spectrum = np.abs(np.fft.rfft(samples * np.hanning(len(samples))))
+    return float(np.fft.rfftfreq(len(samples), 1 / RATE)[np.argmax(spectrum)])
+
+
+# --- breathwork ------------------------------------------------------------------------------
+@pytest.mark.parametrize("pattern", ["box", "4-7-8", "resonance", "sigh"])
+def test_inhale_tones_start_on_the_cycle(tmp_path: Path, pattern: str) -> None:
+    audio = read_wav(export(tmp_path, breath_script(pattern, "tone")))
+    phases = BREATH_PATTERNS[pattern].phases
+    cycle = BREATH_PATTERNS[pattern].cycle_s
+    sounding = [p for p in phases if p.kind in ("in", "out")]
+    starts = onsets(audio)
+    assert len(starts) == 4 * len(sounding)
+    inhale_offset = 0.0  # the first phase of every pattern is an inhale
+    for k in range(4):
+        measured = starts[k * len(sounding)] - starts[0]
+        assert measured == pytest.approx(k * cycle + inhale_offset, abs=0.010)
+
+
+def test_tones_rise_for_in_and_fall_for_out(tmp_path: Path) -> None:
+    audio = read_wav(export(tmp_path, breath_script("resonance", "tone", cycles=1)))[:, 0]
+    first = int(onsets(audio[:, None])[0] * RATE)
+    inhale = audio[first : first + int(5.3 * RATE)]
+    exhale = audio[first + int(5.5 * RATE) : first + int(10.8 * RATE)]
+    window = int(0.25 * RATE)
+    assert dominant_hz(inhale[:window]) < dominant_hz(inhale[-2 * window : -window]) - 60
+    assert dominant_hz(exhale[:window]) > dominant_hz(exhale[-2 * window : -window]) + 60
+
+
+def test_voice_cues_sit_inside_their_phases(tmp_path: Path) -> None:
+    audio = read_wav(export(tmp_path, breath_script("box", "voice", cycles=3)))
+    starts = onsets(audio)
+    assert len(starts) == 12  # in, hold, out, hold: a spoken cue each
+    for index, start in enumerate(starts):
+        assert start - starts[0] == pytest.approx(4.0 * index, abs=0.010)
+
+
+def test_breathe_step_lasts_exactly_its_cycles(tmp_path: Path) -> None:
+    text = (
+        "title: B\nsections:\n  - title: A\n    steps:\n      - say: Begin.\n"
+        "      - breathe: {pattern: {in: 3, hold: 1.5, out: 4.5, rest: 1}, for: 1m, cues: both}\n"
+        "      - say: End.\n"
+    )
+    timeline = session.timeline(write(tmp_path, text), session.Options(), session.Silent())
+    begin, end = (e for e in timeline.events if e.kind == "speech")
+    cues = [e for e in timeline.events if e.kind in ("cue", "tone")]
+    gap = round(0.8 * RATE)
+    assert cues[0].start == begin.end + gap
+    assert end.start - gap - cues[0].start == 6 * 10 * RATE  # for: 1m -> 6 whole 10 s cycles
+
+
+# --- bells -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", sorted(sounds.BELLS))
+def test_bell_step_lasts_its_ring_and_strikes(tmp_path: Path, name: str) -> None:
+    text = (
+        f"title: Bell\nsections:\n  - title: A\n    steps:\n"
+        f"      - bell: {{name: {name}, strikes: 3}}\n      - say: After the bell.\n"
+    )
+    audio = read_wav(export(tmp_path, text))
+    design = sounds.BELLS[name]
+    timeline = session.timeline(tmp_path / "s.yaml", session.Options(), session.Silent())
+    strikes = [e.start / RATE for e in timeline.events if e.kind == "bell"]
+    speech = next(e for e in timeline.events if e.kind == "speech")
+    assert np.diff(strikes) == pytest.approx([design.strike_interval_s] * 2, abs=1e-4)
+    assert speech.start / RATE - strikes[0] == pytest.approx(
+        2 * design.strike_interval_s + design.ring_s + 0.8, abs=1e-4
+    )
+    # Measured: the speech after the bell starts where the plan says.
+    level = np.abs(audio).max(axis=1)
+    window = level[speech.start - 2000 : speech.start + 2000]
+    assert window[:1990].max() < 10 ** (-50 / 20)  # the bell has rung out by then
+    assert window[2000:2200].max() > 10 ** (-40 / 20)
+
+
+@pytest.mark.parametrize("name", sorted(sounds.BELLS))
+def test_bells_are_inharmonic_decaying_and_deterministic(name: str) -> None:
+    design = sounds.BELLS[name]
+    samples = sounds.bell(name)
+    assert np.array_equal(samples, sounds.bell.__wrapped__(name))
+    spectrum = np.abs(np.fft.rfft(samples[: RATE * 2]))
+    freqs = np.fft.rfftfreq(RATE * 2, 1 / RATE)
+
+    def energy(hz: float) -> float:
+        return float(spectrum[(freqs > hz - 8) & (freqs < hz + 8)].max())
+
+    f0 = design.fundamental_hz
+    inharmonic = [r for r in design.ratios if abs(r - round(r)) > 0.1]
+    assert len(inharmonic) >= len(design.ratios) / 2
+    strongest = max(energy(f0 * r) for r in inharmonic)
+    assert strongest > energy(f0) / 30  # the inharmonic partials are really there
+    empty = [k for k in range(2, 7) if all(abs(r - k) > 0.1 for r in design.ratios)]
+    assert empty
+    assert all(energy(f0 * k) < strongest / 10 for k in empty)  # not a harmonic tone
+    head = np.sqrt(np.mean(samples[: RATE // 2] ** 2))
+    tail = np.sqrt(np.mean(samples[-RATE : -RATE // 2] ** 2))
+    assert 20 * np.log10(head / tail) > 20  # a natural decay, not a gate
+    assert samples[-1] == 0.0
+
+
+def test_bells_command_lists_them() -> None:
+    result = cli("bells")
+    assert result.exit_code == 0, result.output
+    assert [line.split()[0] for line in result.stdout.splitlines()] == ["bowl", "chime", "gong"]
+    assert "bowl   rings 8 s; strikes every 5 s" in result.stdout
+
+
+# --- music beds ------------------------------------------------------------------------------
+DUCKING = """\
+title: Ducking
+{music}
+sections:
+  - title: A
+    steps:
+      - pause: 6s
+      - say: Notice the ground beneath you, and let your shoulders soften as you breathe out slowly.
+      - pause: 6s
+      - say: Let your attention rest on the breath, moving in, and moving out, all by itself.
+      - pause: 6s
+"""
+
+
+def test_bed_ducks_under_the_voice_by_duck_db(tmp_path: Path) -> None:
+    music = "music: {bed: noise, level: -18dB, duck: 10dB, fade: 1s}"
+    with_bed = read_wav(
+        export(tmp_path, DUCKING.format(music=music), "--loudness", "off", name="a")
+    )
+    voice_only = read_wav(export(tmp_path, DUCKING.format(music=""), "--loudness", "off", name="b"))
+    bed = with_bed - voice_only  # the same cached speech: what is left is the bed alone
+    timeline = session.timeline(tmp_path / "b.yaml", session.Options(), session.Silent())
+    speech = [e for e in timeline.events if e.kind == "speech"]
+
+    def rms_db(x: np.ndarray) -> float:
+        return float(20 * np.log10(np.sqrt(np.mean(x**2))))
+
+    def active_rms_db(x: np.ndarray) -> float:
+        """Speech level as the README defines it: 20 ms frames within 30 dB of the loudest."""
+        frames = x[: len(x) // 882 * 882, 0].reshape(-1, 882)
+        levels = np.sqrt(np.mean(frames**2, axis=1))
+        return rms_db(frames[levels >= levels.max() * 10 ** (-30 / 20)])
+
+    for event in speech:
+        middle = (event.start + event.end) // 2
+        under = rms_db(bed[middle - RATE // 2 : middle + RATE // 2])
+        pause = rms_db(bed[event.end + 2 * RATE : event.end + 4 * RATE])
+        assert pause - under == pytest.approx(10.0, abs=1.5)
+        voice = active_rms_db(voice_only[event.start : event.end])
+        assert pause - voice == pytest.approx(-18.0, abs=1.5)
+
+
+def test_bed_fades_in_and_out(tmp_path: Path) -> None:
+    text = (
+        "title: F\nmusic: {bed: drone, level: -10dB, fade: 3s}\n"
+        "sections:\n  - title: A\n    steps:\n      - pause: 12s\n"
+    )
+    audio = read_wav(export(tmp_path, text, "--loudness", "off"))
+    level = np.abs(audio).max(axis=1)
+    assert level[0] == 0.0 and level[-1] == 0.0
+    assert level[: RATE // 10].max() < level[3 * RATE : 4 * RATE].max() / 20
+    assert level[-RATE // 10 :].max() < level[-4 * RATE : -3 * RATE].max() / 20
+
+
+def _write_wav(path: Path, samples: np.ndarray) -> None:
+    stereo = np.repeat(samples[:, None], 2, axis=1)
+    with wave.open(str(path), "wb") as wav:
+        wav.setnchannels(2)
+        wav.setsampwidth(2)
+        wav.setframerate(RATE)
+        wav.writeframes((stereo * 32767).astype(np.int16).tobytes())
+
+
+def test_file_bed_loops_without_a_seam(tmp_path: Path) -> None:
+    rng = np.random.default_rng(7)
+    rain = np.convolve(rng.normal(size=3 * RATE), np.ones(8) / 8, mode="same") * 0.2
+    rain[-200:] += np.linspace(0, 0.5, 200)  # a cliff at the file's end: a naive loop clicks
+    _write_wav(tmp_path / "rain.wav", rain)
+    text = (
+        "title: Rain\nmusic: {bed: rain.wav, level: -6dB, duck: 0dB, fade: 0}\n"
+        "sections:\n  - title: A\n    steps:\n      - pause: 12s\n"
+    )
+    audio = read_wav(export(tmp_path, text, "--loudness", "off"))[:, 0]
+    steps = np.abs(np.diff(audio))
+    period = 3 * RATE - 2 * RATE // 4  # the loop period: length minus the crossfade
+    seams = [n * period for n in range(1, 5) if n * period < len(steps)]
+    seam_steps = max(steps[s - 500 : s + 500].max() for s in seams)
+    body = steps[RATE // 10 : period - 1000].max()
+    assert seam_steps <= body * 1.5
+
+
+def test_sound_step_plays_at_its_own_length(tmp_path: Path) -> None:
+    _write_wav(
+        tmp_path / "chirp.wav", 0.3 * np.sin(2 * np.pi * 500 * np.arange(int(1.234 * RATE)) / RATE)
+    )
+    text = (
+        "title: S\nsections:\n  - title: A\n    steps:\n"
+        "      - sound: chirp.wav\n      - say: After.\n"
+    )
+    audio = read_wav(export(tmp_path, text))
+    starts = onsets(audio, min_gap_s=0.2)
+    gaps = silences(audio, -50, 0.2)
+    assert len(starts) == 2
+    assert starts[1] - starts[0] == pytest.approx(1.234 + 0.8, abs=0.010)
+    assert gaps[1][1] == pytest.approx(0.8, abs=0.010)
+
+
+# --- mastering -------------------------------------------------------------------------------
+def _loudness(audio: np.ndarray) -> float:
+    import pyloudnorm
+
+    return float(pyloudnorm.Meter(RATE).integrated_loudness(audio))
+
+
+def _true_peak_db(audio: np.ndarray) -> float:
+    up = resample_poly(audio, 4, 1, axis=0)
+    return float(20 * np.log10(np.abs(up).max()))
+
+
+@pytest.mark.parametrize(
+    ("script", "args", "target"),
+    [
+        pytest.param("box-breathing.yaml", [], -16.0, id="box-mp3-default"),
+        pytest.param("body-scan.yaml", ["--loudness", "-19"], -19.0, id="body-scan-mp3-19"),
+    ],
+)
+def test_exports_meet_loudness_and_true_peak(
+    tmp_path: Path, script: str, args: list[str], target: float
+) -> None:
+    out = tmp_path / "out.mp3"
+    source = Path(__file__).parent.parent / "scripts" / script
+    result = cli("export", str(source), "-o", str(out), "-q", *args)
+    assert result.exit_code == 0, result.output
+    audio = decode(out)
+    assert _loudness(audio) == pytest.approx(target, abs=1.0)
+    assert _true_peak_db(audio) <= -1.0
+
+
+LOUD_OVERLAYS = """\
+title: Loud
+music: {bed: drums.wav, level: 0dB, duck: 0dB, fade: 0}
+sections:
+  - title: A
+    steps:
+      - bell: gong
+      - breathe: {pattern: resonance, cycles: 2, cues: both}
+      - say: Loud words over a loud bed, all at once.
+"""
+
+
+def _drums(tmp_path: Path) -> None:
+    """A bed with real transients: decaying low bursts twice a second (high crest factor)."""
+    t = np.arange(RATE // 2) / RATE
+    burst = np.sin(2 * np.pi * 70 * t) * np.exp(-t * 80)
+    _write_wav(tmp_path / "drums.wav", np.tile(burst, 8) * 0.9)
+
+
+def test_overlays_never_clip_and_the_limiter_holds_peaks(tmp_path: Path) -> None:
+    _drums(tmp_path)
+    script = write(tmp_path, LOUD_OVERLAYS)
+    rendered = session.render(script, session.Options(), session.Silent())
+    assert isinstance(rendered.source, mix.Master)
+    raw_peak = max(float(np.abs(b).max()) for b in rendered.source.mixer.blocks())
+    assert raw_peak > 1.0  # the float mix goes over full scale here
+    gained = raw_peak * 10 ** (rendered.gain_db / 20)
+    assert gained > 10 ** (-1 / 20)  # gain alone would break the ceiling: the limiter must act
+    audio = decode(export(tmp_path, LOUD_OVERLAYS, suffix=".mp3"))
+    assert _true_peak_db(audio) <= -1.0
+    assert _loudness(audio) == pytest.approx(-16.0, abs=1.0)
+    assert np.count_nonzero(np.abs(audio) >= 32767 / 32768) == 0
+
+
+def test_blocks_render_the_same_samples_as_one_window(tmp_path: Path) -> None:
+    _drums(tmp_path)
+    script = write(tmp_path, LOUD_OVERLAYS)
+    source = session.render(script, session.Options(), session.Silent()).source
+    whole = source.render(0, source.total)
+    for block in (RATE, 12345, RATE * 7):
+        pieces = np.concatenate(list(source.blocks(block)))
+        assert np.array_equal(pieces, whole)
+
+
+def test_meter_agrees_with_an_independent_one() -> None:
+    rng = np.random.default_rng(3)
+    signal = rng.normal(size=(RATE * 20, 2)).astype(np.float32) * 0.05
+    signal[RATE * 5 : RATE * 8] *= 4
+    meter = mix.LoudnessMeter()
+    for start in range(0, len(signal), 10_000):
+        meter.feed(signal[start : start + 10_000])
+    assert meter.integrated() == pytest.approx(_loudness(signal.astype(np.float64)), abs=0.1)
+
+
+# --- no clicks -------------------------------------------------------------------------------
+def test_no_join_steps_larger_than_the_speech_itself(tmp_path: Path) -> None:
+    source = Path(__file__).parent.parent / "scripts" / "box-breathing.yaml"
+    out = tmp_path / "box.wav"
+    assert cli("export", str(source), "-o", str(out), "-q").exit_code == 0
+    audio = read_wav(out)
+    steps = np.abs(np.diff(audio, axis=0)).max(axis=1)
+    timeline = session.timeline(source, session.Options(), session.Silent())
+    margin = int(0.01 * RATE)
+    speech = [e for e in timeline.events if e.kind == "speech"]
+    inside = max(steps[e.start + margin : e.end - margin].max() for e in speech)
+    joins = {e.start for e in timeline.events} | {e.end for e in timeline.events}
+    joins |= {b.start for b in timeline.beds} | {b.end - 1 for b in timeline.beds}
+    joins |= set(range(0, timeline.total, mix.BLOCK))
+    worst = max(steps[max(0, j - 220) : j + 220].max() for j in joins)
+    assert worst <= inside
+
+
+# --- never quadratic, never whole ------------------------------------------------------------
+def test_an_hour_streams_in_flat_memory(tmp_path: Path) -> None:
+    steps = "".join(
+        f"      - say: Minute {m % 3}.\n      - pause: 58s\n      - bell: chime\n"
+        for m in range(58)
+    )
+    script = write(
+        tmp_path,
+        f"title: Hour\nmusic: {{bed: noise}}\nsections:\n  - title: A\n    steps:\n{steps}",
+    )
+    rendered = session.render(script, session.Options(), session.Silent())
+    assert rendered.timeline.seconds > 3600
+    tracemalloc.start()
+    blocks = 0
+    for block in rendered.source.blocks():
+        blocks += 1
+        assert len(block) <= mix.BLOCK
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert blocks == -(-rendered.timeline.total // mix.BLOCK)
+    assert peak < 64 * 2**20  # an hour of float stereo would be 1.3 GB
+
+
+def test_events_between_returns_only_overlapping_events(tmp_path: Path) -> None:
+    steps = "".join(f"      - say: Line {i}.\n      - pause: 5s\n" for i in range(40))
+    script = write(tmp_path, f"title: Many\nsections:\n  - title: A\n    steps:\n{steps}")
+    timeline = session.timeline(script, session.Options(), session.Silent(), estimate=True)
+    window = timeline.events_between(100 * RATE, 110 * RATE)
+    assert window
+    assert all(e.end > 100 * RATE and e.start < 110 * RATE for e in window)
+    assert len(window) == sum(
+        1 for e in timeline.events if e.end > 100 * RATE and e.start < 110 * RATE
+    )
+
+
+def test_bundled_scripts_cover_every_pattern_and_a_generated_bed() -> None:
+    from guided_audio.script import Breathe, load_script
+
+    scripts = [
+        load_script(p) for p in sorted((Path(__file__).parent.parent / "scripts").glob("*.yaml"))
+    ]
+    patterns = {
+        step.kind.pattern.name
+        for s in scripts
+        for section in s.sections
+        for step in section.steps
+        if isinstance(step.kind, Breathe)
+    }
+    assert patterns >= {"box", "4-7-8", "resonance", "sigh"}
+    assert any(s.music and s.music.bed in sounds.GENERATED_BEDS for s in scripts)
+    assert plan.CUE_WORDS["in"] == "in"
