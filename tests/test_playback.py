@@ -80,3 +80,19 @@ def test_play_without_a_device_says_so_in_one_line(tmp_path: Path) -> None:
     assert len(lines) == 1, played.stderr
     assert lines[0].startswith("no audio output device is available")
     assert "guided-audio export" in lines[0]
+
+
+def test_bell_preview_plays_one_strike(tmp_path: Path) -> None:
+    from guided_audio import sounds
+
+    capture = tmp_path / "bell.raw"
+    config = _alsa_config(
+        tmp_path,
+        f'pcm.!default {{ type file slave.pcm "nullsink" file "{capture}" format "raw" }}',
+    )
+    played = _run(["bells", "--preview", "chime"], config)
+    assert played.returncode == 0, played.stderr
+    heard = _captured(capture)
+    bell = sounds.bell("chime")
+    assert len(heard) == len(bell)
+    assert np.abs(heard[:, 0] - bell).max() < 1 / 32767 + 1e-6

@@ -395,3 +395,38 @@ def test_bundled_scripts_cover_every_pattern_and_a_generated_bed() -> None:
     assert patterns >= {"box", "4-7-8", "resonance", "sigh"}
     assert any(s.music and s.music.bed in sounds.GENERATED_BEDS for s in scripts)
     assert plan.CUE_WORDS["in"] == "in"
+
+
+# --- ducking envelope shape ------------------------------------------------------------------
+def test_duck_ramps_and_bridges_short_gaps() -> None:
+    second = RATE
+    spans = mix.duck_spans([(10 * second, 12 * second), (12 * second + RATE // 2, 14 * second)])
+    assert spans == [(10 * second, 14 * second)]  # a 0.5 s gap stays ducked
+    apart = mix.duck_spans([(10 * second, 12 * second), (13 * second, 14 * second)])
+    assert len(apart) == 2  # a 1 s gap lets the bed come back up
+    depth = mix.duck_depth(spans, [s for s, _ in spans], 9 * second, 16 * second)
+
+    def at(seconds: float) -> float:
+        return float(depth[round((seconds - 9) * RATE)])
+
+    assert at(9.80) == 0.0  # not yet
+    assert 0.0 < at(9.93) < 1.0  # going down over the 150 ms before speech
+    assert at(10.0) == 1.0 and at(12.25) == 1.0 and at(14.0) == 1.0
+    assert 0.0 < at(14.3) < 1.0  # coming back over 500 ms
+    assert at(14.55) == 0.0
+
+
+# --- every bundled session exports ---------------------------------------------------------
+BUNDLED = sorted((Path(__file__).parent.parent / "scripts").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", [pytest.param(p, id=p.stem) for p in BUNDLED])
+def test_bundled_session_exports(tmp_path: Path, path: Path) -> None:
+    out = tmp_path / f"{path.stem}.flac"
+    result = cli("export", str(path), "-o", str(out), "-q")
+    assert result.exit_code == 0, result.output
+    audio = decode(out)
+    timeline = session.timeline(path, session.Options(), session.Silent())
+    assert len(audio) == pytest.approx(timeline.total, abs=RATE * 0.06)
+    assert _loudness(audio) == pytest.approx(-16.0, abs=1.0)
+    assert _true_peak_db(audio) <= -1.0

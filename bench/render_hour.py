@@ -1,0 +1,50 @@
+"""Render an hour-long session (speech, bells and a noise bed) and report the cost.
+
+Prints real-time factors for the loudness measurement and the final render, and the
+process's peak RSS: memory stays flat because every stage streams in blocks.
+Run: .venv/bin/python bench/render_hour.py [--minutes 60]
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+from guided_audio import mix, session
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--minutes", type=int, default=60)
+    args = parser.parse_args()
+    steps = "".join(
+        f"      - say: Minute {m % 5}. Notice the breath.\n"
+        "      - pause: 55s\n      - bell: chime\n"
+        for m in range(args.minutes)
+    )
+    text = f"title: Hour\nmusic: {{bed: noise}}\nsections:\n  - title: A\n    steps:\n{steps}"
+    with tempfile.TemporaryDirectory() as tmp:
+        script = Path(tmp) / "hour.yaml"
+        script.write_text(text)
+        options = session.Options(cache_dir=Path(tmp) / "cache", loudness_lufs=None)
+        rendered = session.render(script, options, session.Silent())
+        seconds = rendered.timeline.seconds
+        began = time.perf_counter()
+        gain = mix.loudness_gain(rendered.source, -16.0)  # type: ignore[arg-type]
+        measuring = time.perf_counter() - began
+        began = time.perf_counter()
+        for _ in mix.Master(rendered.source, gain).blocks():  # type: ignore[arg-type]
+            pass
+        rendering = time.perf_counter() - began
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"session length        {seconds / 60:.1f} min")
+    print(f"loudness measurement  {measuring:.1f} s   real-time factor {seconds / measuring:.0f}x")
+    print(f"final render          {rendering:.1f} s   real-time factor {seconds / rendering:.0f}x")
+    print(f"peak RSS              {rss:.0f} MiB (the whole hour as float stereo: 1270 MiB)")
+
+
+if __name__ == "__main__":
+    main()
