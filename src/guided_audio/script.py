@@ -555,18 +555,34 @@ def _section(
     if "music" in fields:
         music = p.get(lambda: _music(fields["music"][1], base, p), music)
     steps: list[Step] = []
-    if "steps" not in fields:
-        p.items.append(_missing(node, "a section needs 'steps'", "a list like '- say: ...'"))
-    else:
-        step_nodes: list[Node] = p.get(fields["steps"][1].elements, [])
-        if not step_nodes and fields["steps"][1].is_sequence:
-            p.items.append(_missing(fields["steps"][1], "a section needs at least one step"))
-        for step_node in step_nodes:
-            kind = p.get(lambda n=step_node: _step(n, base, variables, p), None)  # type: ignore[misc]
-            if kind is not None:
-                loc = step_node.location
-                steps.append(Step(kind, loc.line, loc.column))
+    missing = ("a section needs 'steps'", "a list like '- say: ...'")
+    for step_node in _required_list(
+        node, fields, "steps", missing, "a section needs at least one step", p
+    ):
+        kind = p.get(lambda n=step_node: _step(n, base, variables, p), None)  # type: ignore[misc]
+        if kind is not None:
+            loc = step_node.location
+            steps.append(Step(kind, loc.line, loc.column))
     return Section(title, voice, music, tuple(steps))
+
+
+def _required_list(
+    owner: Node,
+    fields: dict[str, tuple[Node, Node]],
+    key: str,
+    missing: tuple[str, str],
+    empty: str,
+    p: _Problems,
+) -> list[Node]:
+    """The elements of a required, non-empty list; problems are recorded, not raised."""
+    if key not in fields:
+        p.items.append(_missing(owner, *missing))
+        return []
+    value = fields[key][1]
+    elements: list[Node] = p.get(value.elements, [])
+    if not elements and value.is_sequence:
+        p.items.append(_missing(value, empty))
+    return elements
 
 
 def _missing(node: Node, message: str, hint: str | None = None) -> Problem:
@@ -635,19 +651,16 @@ def load_script(path: Path, overrides: Mapping[str, str] | None = None) -> Scrip
     if "music" in fields:
         music = p.get(lambda: _music(fields["music"][1], base, p), None)
     sections: list[Section] = []
-    if "sections" not in fields:
-        p.items.append(_missing(root, "the script needs 'sections'", "a list of sections"))
-    else:
-        section_nodes: list[Node] = p.get(fields["sections"][1].elements, [])
-        if not section_nodes and fields["sections"][1].is_sequence:
-            p.items.append(_missing(fields["sections"][1], "'sections' needs at least one section"))
-        for node in section_nodes:
-            section = p.get(
-                lambda n=node: _section(n, base, variables, voice, music, p),  # type: ignore[misc]
-                None,
-            )
-            if section is not None:
-                sections.append(section)
+    missing = ("the script needs 'sections'", "a list of sections")
+    for node in _required_list(
+        root, fields, "sections", missing, "'sections' needs at least one section", p
+    ):
+        section = p.get(
+            lambda n=node: _section(n, base, variables, voice, music, p),  # type: ignore[misc]
+            None,
+        )
+        if section is not None:
+            sections.append(section)
     if p.items:
         raise ScriptError(sorted(p.items, key=_order))
     return Script(
