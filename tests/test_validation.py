@@ -170,3 +170,20 @@ def test_every_bundled_script_is_valid() -> None:
 
 def test_engines_listed_in_validation_match_voice_module() -> None:
     assert voice.ENGINES == ("piper", "espeak", "gtts")
+
+
+def test_timing_error_found_while_exporting_writes_nothing(tmp_path: Path) -> None:
+    bad = tmp_path / "quick.yaml"
+    shutil.copy(FIXTURES / "cue-too-long.yaml", bad)
+    result = cli("export", str(bad), "-o", str(tmp_path / "new" / "x.mp3"))
+    assert result.exit_code == 2, result.output
+    assert "longer than its 0.1s 'in' phase" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["quick.yaml"]
+
+
+def test_output_under_a_file_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "plain").write_text("x")
+    good = Path(__file__).parent.parent / "scripts" / "grounding.yaml"
+    result = cli("export", str(good), "-o", str(tmp_path / "plain" / "x.wav"))
+    assert result.exit_code == 2
+    assert result.stderr.strip() == f"cannot write to the folder {tmp_path / 'plain'}"

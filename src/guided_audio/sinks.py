@@ -43,7 +43,7 @@ class Source(Protocol):
 
 
 def check_output(path: Path, force: bool) -> None:
-    """Refuse a bad output path before any work is done."""
+    """Refuse a bad output path before any work is done (creates nothing)."""
     if path.suffix.lower() not in FORMATS:
         raise UsageError(f"{path}: unknown format '{path.suffix}'; use one of {', '.join(FORMATS)}")
     if path.is_dir():
@@ -54,13 +54,18 @@ def check_output(path: Path, force: bool) -> None:
         raise GuidedAudioError(
             f"writing {path.suffix} needs ffmpeg (apt-get install ffmpeg); or export to .wav"
         )
-    parent = path.parent
+    existing = path.parent
+    while not existing.exists():  # a missing folder is made later, once rendering succeeded
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK):
+        raise UsageError(f"cannot write to the folder {existing}")
+
+
+def make_folder(path: Path) -> None:
     try:
-        parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise UsageError(f"cannot create the folder {parent}: {exc.strerror}") from None
-    if not os.access(parent, os.W_OK):
-        raise UsageError(f"cannot write to the folder {parent}")
+        raise UsageError(f"cannot create the folder {path.parent}: {exc.strerror}") from None
 
 
 def ffmpeg() -> str | None:
@@ -90,6 +95,7 @@ def write_file(
     progress: Callable[[int], None] = lambda _: None,
 ) -> None:
     """Encode the whole session into `path` (format from its suffix), atomically."""
+    make_folder(path)
     with atomic_path(path) as temp:
         if path.suffix.lower() == ".wav":
             with wave.open(str(temp), "wb") as wav:
