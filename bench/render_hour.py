@@ -8,7 +8,10 @@ Run: .venv/bin/python bench/render_hour.py [--minutes 60]
 from __future__ import annotations
 
 import argparse
+import os
 import resource
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -29,7 +32,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         script = Path(tmp) / "hour.yaml"
         script.write_text(text)
-        options = session.Options(cache_dir=Path(tmp) / "cache", loudness_lufs=None)
+        cache = Path(tmp) / "cache"
+        # Speech is rendered in a child process, so this one's RSS is the mix alone.
+        subprocess.run(
+            [sys.executable, "-m", "guided_audio", "plan", "-q", str(script)],
+            env={**os.environ, "GUIDED_AUDIO_CACHE": str(cache)},
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        options = session.Options(cache_dir=cache, loudness_lufs=None)
         rendered = session.render(script, options, session.Silent())
         seconds = rendered.timeline.seconds
         began = time.perf_counter()

@@ -381,9 +381,8 @@ class Master:
         before = LIMIT_LOOKAHEAD + LIMIT_HOLD + LIMIT_LOOKAHEAD + _EDGE
         after = LIMIT_LOOKAHEAD + _EDGE
         raw = self.mixer.render(start - before, stop + after) * np.float32(self.gain)
-        if (
-            float(np.abs(raw).max(initial=0.0)) * 2 <= self.ceiling
-        ):  # far from the ceiling: no limiting
+        peak = max(float(raw.max(initial=0.0)), -float(raw.min(initial=0.0)))
+        if peak * 2 <= self.ceiling:  # far from the ceiling: no limiting
             return raw[before : before + stop - start]
         peaks = true_peaks(raw, self.ceiling, start - before)
         required = np.minimum(1.0, self.ceiling / np.maximum(peaks, 1e-12))
@@ -410,6 +409,9 @@ Progress = Callable[[int], None]
 
 
 LOUDNESS_TOLERANCE_LU = 0.2
+# Under limiting, loudness rises at most 1:1 with gain, so after a correction of at most
+# this much the remaining error is smaller still: no pass is needed to check it.
+UNCHECKED_CORRECTION_LU = 0.5
 MAX_LOUDNESS_PASSES = 4
 
 
@@ -424,8 +426,10 @@ def loudness_gain(mixer: Mixer, target_lufs: float, progress: Progress = lambda 
         return 0.0
     gain_db = target_lufs - measured
     for _ in range(MAX_LOUDNESS_PASSES - 1):
-        limited = measure_loudness(Master(mixer, gain_db), progress)
-        if abs(limited - target_lufs) <= LOUDNESS_TOLERANCE_LU:
+        correction = target_lufs - measure_loudness(Master(mixer, gain_db), progress)
+        if abs(correction) <= LOUDNESS_TOLERANCE_LU:
             break
-        gain_db += target_lufs - limited
+        gain_db += correction
+        if abs(correction) <= UNCHECKED_CORRECTION_LU:
+            break
     return gain_db

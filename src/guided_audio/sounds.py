@@ -169,6 +169,9 @@ def _noise_loop() -> Audio:
 def noise(start: int, stop: int) -> Audio:
     """Soft brown/pink noise, unit RMS, stereo, any window."""
     loop = _noise_loop()
+    first = start % len(loop)
+    if first + (stop - start) <= len(loop):
+        return loop[first : first + stop - start]
     return loop[np.arange(start, stop) % len(loop)]
 
 
