@@ -430,3 +430,19 @@ def test_bundled_session_exports(tmp_path: Path, path: Path) -> None:
     assert len(audio) == pytest.approx(timeline.total, abs=RATE * 0.06)
     assert _loudness(audio) == pytest.approx(-16.0, abs=1.0)
     assert _true_peak_db(audio) <= -1.0
+
+
+def test_loudness_holds_when_the_limiter_dominates(tmp_path: Path) -> None:
+    """Mostly silence and peaky bells: reaching -16 LUFS needs heavy limiting."""
+    steps = "".join(
+        f"      - say: Minute {m}.\n      - pause: 20s\n      - bell: chime\n" for m in range(4)
+    )
+    text = f"title: Bells\nmusic: {{bed: noise}}\nsections:\n  - title: A\n    steps:\n{steps}"
+    script = write(tmp_path, text)
+    rendered = session.render(script, session.Options(), session.Silent())
+    assert isinstance(rendered.source, mix.Master)
+    raw = max(float(np.abs(b).max()) for b in rendered.source.mixer.blocks())
+    assert 20 * np.log10(raw) + rendered.gain_db - mix.CEILING_DBTP > 4  # 4+ dB to limit
+    audio = decode(export(tmp_path, text, suffix=".mp3"))
+    assert _loudness(audio) == pytest.approx(-16.0, abs=1.0)
+    assert _true_peak_db(audio) <= -1.0

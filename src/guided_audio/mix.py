@@ -408,28 +408,44 @@ Renderer = Mixer | Master
 Progress = Callable[[int], None]
 
 
-LOUDNESS_TOLERANCE_LU = 0.2
-# Under limiting, loudness rises at most 1:1 with gain, so after a correction of at most
-# this much the remaining error is smaller still: no pass is needed to check it.
-UNCHECKED_CORRECTION_LU = 0.5
-MAX_LOUDNESS_PASSES = 4
+LOUDNESS_TOLERANCE_LU = 0.3
+MAX_LOUDNESS_PASSES = 6
 
 
 def loudness_gain(mixer: Mixer, target_lufs: float, progress: Progress = lambda _: None) -> float:
-    """The gain (dB) that brings the limited mix to `target_lufs`.
+    """The gain (dB) that brings the limited mix to `target_lufs`, as measured.
 
-    The limiter lowers loudness where it acts, so the limited output is measured and the
-    gain corrected until it lands within a fraction of a LU (a few streaming passes).
+    The limiter lowers loudness where it acts (and with heavy limiting loudness hardly
+    rises with gain), so each candidate gain is measured on the limited output: one pass
+    for most speech, a few for sessions of mostly peaky bells. The target is bracketed,
+    then found by false position; the best measured gain is returned, never a guess.
     """
-    measured = measure_loudness(mixer, progress)
-    if measured == float("-inf"):
+    raw = measure_loudness(mixer, progress)
+    if raw == float("-inf"):
         return 0.0
-    gain_db = target_lufs - measured
+    below: tuple[float, float] | None = None  # (gain dB, loudness) under the target
+    above: tuple[float, float] | None = None
+    best = (float("inf"), 0.0)  # (|error|, gain dB)
+    gain_db = target_lufs - raw
+    slope = 1.0  # loudness per dB of gain; 1 without limiting, less with it
     for _ in range(MAX_LOUDNESS_PASSES - 1):
-        correction = target_lufs - measure_loudness(Master(mixer, gain_db), progress)
-        if abs(correction) <= LOUDNESS_TOLERANCE_LU:
+        measured = measure_loudness(Master(mixer, gain_db), progress)
+        error = target_lufs - measured
+        best = min(best, (abs(error), gain_db))
+        if abs(error) <= LOUDNESS_TOLERANCE_LU:
             break
-        gain_db += correction
-        if abs(correction) <= UNCHECKED_CORRECTION_LU:
-            break
-    return gain_db
+        if error > 0:
+            if below is not None and gain_db != below[0]:
+                slope = min(1.0, max(0.2, (measured - below[1]) / (gain_db - below[0])))
+            below = (gain_db, measured)
+        else:
+            above = (gain_db, measured)
+        if below is not None and above is not None:
+            (g0, l0), (g1, l1) = below, above
+            step = (target_lufs - l0) * (g1 - g0) / (l1 - l0) if l1 != l0 else 0.0
+            inside = 0.1 * (g1 - g0) < step < 0.9 * (g1 - g0)
+            gain_db = g0 + step if inside else (g0 + g1) / 2
+        else:
+            # Down by the error itself: loudness falls at most 1:1, so this never overshoots.
+            gain_db += error / slope if error > 0 else error
+    return best[1]
