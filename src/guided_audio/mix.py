@@ -47,7 +47,7 @@ def decode(path: Path) -> Audio:
         with path.open("rb") as handle:  # pydub leaves files it opens itself unclosed
             segment = AudioSegment.from_file(handle)
     except (CouldntDecodeError, OSError, IndexError) as exc:
-        raise GuidedAudioError(f"{path}: cannot decode audio ({exc})") from None
+        raise GuidedAudioError(f"{path}: cannot decode audio ({str(exc)[:200]})") from None
     segment = segment.set_frame_rate(RATE).set_channels(CHANNELS).set_sample_width(2)
     samples = np.frombuffer(segment.raw_data, dtype=np.int16).reshape(-1, CHANNELS)
     out = effects.from_int16(samples)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from guided_audio import sounds
 from guided_audio.effects import RATE, seconds_to_samples
-from guided_audio.errors import Location, Problem, ScriptError
+from guided_audio.errors import GuidedAudioError, Location, Problem, ScriptError
 from guided_audio.script import (
     MAX_SESSION_S,
     Bell,
@@ -239,7 +239,11 @@ class _Builder:
 
     def sound(self, step: Step, sound: Sound, voice: VoiceSpec) -> None:
         start = self._begin_sound()
-        length = self.file_length(sound.path)
+        try:
+            length = self.file_length(sound.path)
+        except GuidedAudioError:
+            self._fail(step, f"cannot decode the sound file {sound.path.name}", "is it damaged?")
+            return
         self._add(start, length, sound.path, "sound")
         self.cursor = start + length
         self.pending_gap = seconds_to_samples(voice.gap_s)
