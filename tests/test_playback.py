@@ -96,3 +96,38 @@ def test_bell_preview_plays_one_strike(tmp_path: Path) -> None:
     bell = sounds.bell("chime")
     assert len(heard) == len(bell)
     assert np.abs(heard[:, 0] - bell).max() < 1 / 32767 + 1e-6
+
+
+def test_ctrl_c_stops_playback_cleanly(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    script = write(
+        tmp_path,
+        "title: Long\nsections:\n  - title: A\n    steps:\n"
+        "      - say: Hello.\n      - pause: 40m\n      - say: Goodbye.\n",
+    )
+    capture = tmp_path / "capture.raw"
+    config = _alsa_config(
+        tmp_path,
+        f'pcm.!default {{ type file slave.pcm "nullsink" file "{capture}" '
+        'format "raw" truncate false }',
+    )
+    env = {**os.environ, "ALSA_CONFIG_PATH": str(config)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "guided_audio", "play", str(script), "--loudness", "off"],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    deadline = time.monotonic() + 60
+    while len(list(tmp_path.glob("capture.raw*"))) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len(list(tmp_path.glob("capture.raw*"))) >= 3, "playback never got going"
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    assert stderr.strip().splitlines()[-1].startswith("interrupted")
+    played = sum(p.stat().st_size for p in tmp_path.glob("capture.raw*")) // 4
+    assert played < 40 * 60 * 44100  # it stopped, long before the end
