@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import time
 import wave
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +30,19 @@ def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 def cli(*args: str) -> Result:
     return CliRunner(mix_stderr=False).invoke(main, list(args))
+
+
+def interrupt_when_ready(
+    process: subprocess.Popen[str], ready: Callable[[], bool], what: str
+) -> str:
+    """Wait (up to a minute) until `ready()`, press Ctrl-C, and return what stderr said."""
+    deadline = time.monotonic() + 60
+    while not ready() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert ready(), f"{what} never got going"
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=30)
+    return stderr
 
 
 def write(tmp_path: Path, text: str, name: str = "session.yaml") -> Path:

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import RATE, cli, decode, read_wav, silences, write
+from conftest import RATE, cli, decode, interrupt_when_ready, read_wav, silences, write
 from guided_audio import session
 
 TIMING = """\
@@ -182,12 +180,9 @@ def test_ctrl_c_in_a_real_process_leaves_no_file(tmp_path: Path) -> None:
         stderr=subprocess.PIPE,
         text=True,
     )
-    deadline = time.monotonic() + 60
-    while not list(tmp_path.glob(".long.*.partial")) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert list(tmp_path.glob(".long.*.partial")), "the export never started writing"
-    process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=60)
+    stderr = interrupt_when_ready(
+        process, lambda: bool(list(tmp_path.glob(".long.*.partial"))), "the export"
+    )
     assert process.returncode == 130, stderr
     assert "Traceback" not in stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["session.yaml"]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from conftest import read_wav, write
+from conftest import interrupt_when_ready, read_wav, write
 
 SHORT = """\
 title: Short
@@ -99,9 +99,6 @@ def test_bell_preview_plays_one_strike(tmp_path: Path) -> None:
 
 
 def test_ctrl_c_stops_playback_cleanly(tmp_path: Path) -> None:
-    import signal
-    import time
-
     script = write(
         tmp_path,
         "title: Long\nsections:\n  - title: A\n    steps:\n"
@@ -120,12 +117,9 @@ def test_ctrl_c_stops_playback_cleanly(tmp_path: Path) -> None:
         text=True,
         env=env,
     )
-    deadline = time.monotonic() + 60
-    while len(list(tmp_path.glob("capture.raw*"))) < 3 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert len(list(tmp_path.glob("capture.raw*"))) >= 3, "playback never got going"
-    process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=30)
+    stderr = interrupt_when_ready(
+        process, lambda: len(list(tmp_path.glob("capture.raw*"))) >= 3, "playback"
+    )
     assert process.returncode == 130, stderr
     assert "Traceback" not in stderr
     assert stderr.strip().splitlines()[-1].startswith("interrupted")

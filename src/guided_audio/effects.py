@@ -25,10 +25,6 @@ def db_to_gain(level_db: float) -> float:
     return float(10.0 ** (level_db / 20.0))
 
 
-def gain_to_db(gain: float) -> float:
-    return float(20.0 * np.log10(max(gain, 1e-12)))
-
-
 def trim_silence(samples: Audio, threshold_db: float) -> Audio:
     """Drop leading and trailing samples quieter than `threshold_db` (dBFS).
 

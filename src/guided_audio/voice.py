@@ -87,6 +87,7 @@ def _version(distribution: str) -> str:
 
 @functools.lru_cache(maxsize=8)
 def _file_digest(path: Path, size: int, mtime_ns: int) -> str:
+    """sha256 of a file; size and mtime are in the memo key so a changed file is re-read."""
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
