@@ -187,3 +187,16 @@ def test_output_under_a_file_is_refused(tmp_path: Path) -> None:
     result = cli("export", str(good), "-o", str(tmp_path / "plain" / "x.wav"))
     assert result.exit_code == 2
     assert result.stderr.strip() == f"cannot write to the folder {tmp_path / 'plain'}"
+
+
+def test_every_spoken_cue_is_measured_including_the_sigh_top_up(tmp_path: Path) -> None:
+    from guided_audio import plan
+    from guided_audio.script import load_script
+
+    path = write(
+        tmp_path,
+        "title: S\nsections:\n  - title: A\n    steps:\n"
+        "      - breathe: {pattern: sigh, cycles: 1, cues: voice}\n",
+    )
+    words = sorted(p.text for p in plan.cue_phrases(load_script(path)))
+    assert words == ["in", "more", "out"]

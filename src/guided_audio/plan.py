@@ -150,6 +150,17 @@ def phrases(script: Script) -> list[Phrase]:
     return out
 
 
+def cue_phrases(script: Script) -> set[Phrase]:
+    """The spoken breath cues, whose real lengths validation must check against phases."""
+    return {
+        Phrase(word, section.voice)
+        for section in script.sections
+        for step in section.steps
+        if isinstance(step.kind, Breathe) and step.kind.cues in ("voice", "both")
+        for word in _cue_words(step.kind)
+    }
+
+
 def _cue_words(breathe: Breathe) -> list[str]:
     words, previous = [], ""
     for phase in breathe.pattern.phases:

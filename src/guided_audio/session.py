@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from guided_audio import mix, plan, sinks, sounds
+from guided_audio import mix, plan, sinks, sounds, voice
 from guided_audio.effects import RATE
 from guided_audio.errors import GuidedAudioError
 from guided_audio.plan import Timeline
@@ -80,23 +80,26 @@ def timeline(path: Path, options: Options, reporter: Reporter, estimate: bool = 
 def validate(path: Path, options: Options, reporter: Reporter) -> Script:
     """Everything `export` would check before rendering; raises ScriptError."""
     script = load_script(path, options.variables)
-    cues = {p for p in plan.phrases(script) if p.text in plan.CUE_WORDS.values()}
-    offline = [p for p in cues if p.voice.engine != "gtts"]
-    if offline:  # cue lengths are real measurements: render the (tiny, cached) cue words
+    # Whether a spoken cue fits its phase is a real measurement: the (tiny, cached) cue
+    # words are rendered; other speech is estimated. Online engines are never called here.
+    cues = {p for p in plan.cue_phrases(script) if not voice.engine(p.voice.engine).online}
+    measure = plan.estimate_speech
+    if cues:
         speaker = _speaker(options, reporter)
-        synthesize(speaker, offline, reporter)
+        synthesize(speaker, list(cues), reporter)
 
         def measure(phrase: Phrase) -> int:
             return speaker.length(phrase) if phrase in cues else plan.estimate_speech(phrase)
 
-        plan.build(script, measure, mix.file_length)
-    else:
-        plan.build(script, plan.estimate_speech, mix.file_length)
+    plan.build(script, measure, mix.file_length)
     return script
 
 
 def render(path: Path, options: Options, reporter: Reporter) -> Rendered:
-    script = load_script(path, options.variables)
+    return _render(load_script(path, options.variables), options, reporter)
+
+
+def _render(script: Script, options: Options, reporter: Reporter) -> Rendered:
     speaker = _speaker(options, reporter)
     synthesize(speaker, plan.phrases(script), reporter)
     tl = plan.build(script, speaker.length, mix.file_length)
@@ -123,9 +126,9 @@ def export(
     path: Path, out: Path | None, options: Options, reporter: Reporter, force: bool = False
 ) -> tuple[Path, Rendered]:
     out = out or default_output(path)
-    load_script(path, options.variables)  # bad input is reported before the output is touched
+    script = load_script(path, options.variables)  # bad input first: nothing is touched
     sinks.check_output(out, force)
-    rendered = render(path, options, reporter)
+    rendered = _render(script, options, reporter)
     tags = {"title": rendered.script.title, "album": "guided-audio"}
     if rendered.script.author:
         tags["artist"] = rendered.script.author
