@@ -85,6 +85,14 @@ def test_entries_are_private_and_complete(tmp_path: Path) -> None:
         assert path.suffix == ".wav" and not path.name.startswith(".tmp")
 
 
+def test_an_existing_open_cache_folder_is_made_private(tmp_path: Path) -> None:
+    cache = tmp_path / "audio_cache"
+    cache.mkdir(mode=0o755)
+    cache.chmod(0o755)
+    SpeechCache(cache).ensure_writable()
+    assert stat.S_IMODE(cache.stat().st_mode) == 0o700
+
+
 def test_corrupt_entry_is_rendered_again(tmp_path: Path) -> None:
     speaker = Speaker(SpeechCache(tmp_path))
     phrase = Phrase("Repair me.", VoiceSpec())

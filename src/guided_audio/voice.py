@@ -334,6 +334,8 @@ class SpeechCache:
     def ensure_writable(self) -> None:
         try:
             self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if self.root.stat().st_mode & 0o077 and self.root.stat().st_uid == os.getuid():
+                self.root.chmod(0o700)  # e.g. the checkout's audio_cache/: private all the same
             with tempfile.TemporaryFile(dir=self.root):
                 pass
         except OSError as exc:
