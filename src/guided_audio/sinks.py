@@ -7,9 +7,11 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+import queue
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 import wave
 from collections.abc import Callable, Iterator
@@ -120,21 +122,39 @@ def _encode(
         command += ["-metadata", f"{key}={value}"]
     command += [*ENCODERS[suffix], str(temp)]
     with subprocess.Popen(command, stdin=subprocess.PIPE, stderr=subprocess.PIPE) as process:
-        assert process.stdin is not None and process.stderr is not None
+        stdin, stderr = process.stdin, process.stderr
+        assert stdin is not None and stderr is not None
+        # A writer thread feeds ffmpeg while the next block renders: both cores stay busy.
+        feed: queue.Queue[bytes | None] = queue.Queue(maxsize=2)
+        broken: list[OSError] = []
+
+        def pump() -> None:
+            try:
+                while (chunk := feed.get()) is not None:
+                    stdin.write(chunk)
+                stdin.close()
+            except OSError as exc:  # ffmpeg stopped reading
+                broken.append(exc)
+                while feed.get() is not None:  # drain, so the renderer never blocks
+                    pass
+
+        writer = threading.Thread(target=pump, name="ffmpeg-feed", daemon=True)
+        writer.start()
         try:
             for block in source.blocks():
-                process.stdin.write(effects.to_int16(block).tobytes())
+                if broken:
+                    break
+                feed.put(effects.to_int16(block).tobytes())
                 progress(len(block))
-            process.stdin.close()
-            error = process.stderr.read().decode(errors="replace").strip()
-            if process.wait() != 0:
-                raise GuidedAudioError(f"ffmpeg could not encode {suffix}: {error}")
-        except BrokenPipeError:
-            error = process.stderr.read().decode(errors="replace").strip()
-            raise GuidedAudioError(f"ffmpeg stopped while encoding: {error}") from None
+        except BaseException:
+            process.kill()  # unblocks the writer, which then drains
+            raise
         finally:
-            if process.poll() is None:
-                process.kill()
+            feed.put(None)
+            writer.join()
+        error = stderr.read().decode(errors="replace").strip()
+        if process.wait() != 0 or broken:
+            raise GuidedAudioError(f"ffmpeg could not encode {suffix}: {error or broken[0]}")
 
 
 # --- speakers --------------------------------------------------------------------------------
