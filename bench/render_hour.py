@@ -44,10 +44,12 @@ def main() -> None:
         rendered = session.render(script, options, session.Silent())
         seconds = rendered.timeline.seconds
         began = time.perf_counter()
-        gain = mix.loudness_gain(rendered.source, -16.0)  # type: ignore[arg-type]
+        mixer = rendered.source
+        assert isinstance(mixer, mix.Mixer)  # loudness off: the raw mixer
+        gain = mix.loudness_gain(mixer, -16.0)
         measuring = time.perf_counter() - began
         began = time.perf_counter()
-        for _ in mix.Master(rendered.source, gain).blocks():  # type: ignore[arg-type]
+        for _ in mix.Master(mixer, gain).blocks():
             pass
         rendering = time.perf_counter() - began
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

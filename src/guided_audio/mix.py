@@ -13,6 +13,7 @@ import bisect
 import functools
 import hashlib
 import json
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -103,14 +104,16 @@ def duck_spans(voice_spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
     return out
 
 
-def _ramp_into(out: NDArray[np.float64], a: int, lo: int, hi: int, rising: bool) -> None:
-    """Raise `out` (covering [a, a + len)) to a smooth 0→1 (or 1→0) ramp over [lo, hi)."""
-    s, e = max(lo, a), min(hi, a + len(out))
+def _ramp(
+    a: int, b: int, lo: int, hi: int, rising: bool
+) -> tuple[slice, NDArray[np.float64]] | None:
+    """The part of a smooth 0→1 (or 1→0) ramp over [lo, hi) inside the window [a, b):
+    where it falls in the window's array, and its values. None if it misses the window."""
+    s, e = max(lo, a), min(hi, b)
     if s >= e:
-        return
+        return None
     progress = (np.arange(s, e, dtype=np.float64) - lo) / (hi - lo)
-    ramp = _smooth(progress if rising else 1.0 - progress)
-    np.maximum(out[s - a : e - a], ramp, out=out[s - a : e - a])
+    return slice(s - a, e - a), _smooth(progress if rising else 1.0 - progress)
 
 
 def duck_depth(
@@ -126,9 +129,14 @@ def duck_depth(
             break
         if end + release <= a:
             continue
-        _ramp_into(depth, a, start - attack, start, rising=True)
         depth[min(max(start, a), b) - a : max(min(end, b), a) - a] = 1.0
-        _ramp_into(depth, a, end, end + release, rising=False)
+        for ramp in (
+            _ramp(a, b, start - attack, start, rising=True),
+            _ramp(a, b, end, end + release, rising=False),
+        ):
+            if ramp is not None:
+                where, values = ramp
+                np.maximum(depth[where], values, out=depth[where])
     return depth
 
 
@@ -138,16 +146,33 @@ def fade_envelope(a: int, b: int, start: int, stop: int, fade: int) -> NDArray[n
     if fade <= 0:
         return gain
     fade = min(fade, (stop - start) // 2) or 1
-    for lo, hi, rising in ((start, start + fade, True), (stop - fade, stop, False)):
-        s, e = max(lo, a), min(hi, b)
-        if s < e:
-            progress = (np.arange(s, e, dtype=np.float64) - lo) / fade
-            gain[s - a : e - a] *= _smooth(progress if rising else 1.0 - progress)
+    for ramp in (
+        _ramp(a, b, start, start + fade, rising=True),
+        _ramp(a, b, stop - fade, stop, rising=False),
+    ):
+        if ramp is not None:
+            where, values = ramp
+            gain[where] *= values
     return gain
 
 
 # --- the mixer -------------------------------------------------------------------------------
-class Mixer:
+class Windowed(ABC):
+    """A source that renders any window of itself; streamed in fixed blocks."""
+
+    @property
+    @abstractmethod
+    def total(self) -> int: ...
+
+    @abstractmethod
+    def render(self, start: int, stop: int) -> Audio: ...
+
+    def blocks(self, block: int = BLOCK) -> Iterator[Audio]:
+        for start in range(0, self.total, block):
+            yield self.render(start, min(start + block, self.total))
+
+
+class Mixer(Windowed):
     """Renders windows of a timeline; holds nothing but small sources and caches."""
 
     def __init__(self, timeline: Timeline, speaker: Speaker) -> None:
@@ -198,10 +223,6 @@ class Mixer:
         return (bed_audio(music.bed, lo - bed.start, hi - bed.start) * gain[:, None]).astype(
             np.float32
         )
-
-    def blocks(self, block: int = BLOCK) -> Iterator[Audio]:
-        for start in range(0, self.total, block):
-            yield self.render(start, min(start + block, self.total))
 
 
 # --- loudness (ITU-R BS.1770 / EBU R128) -----------------------------------------------------
@@ -306,7 +327,7 @@ def fingerprint(timeline: Timeline, speech_key: Callable[[Phrase], str]) -> str:
     return hashlib.sha256(blob).hexdigest()
 
 
-def measure_loudness(mixer: Mixer | Master, progress: Progress = lambda _: None) -> float:
+def measure_loudness(mixer: Windowed, progress: Progress = lambda _: None) -> float:
     """Integrated loudness of the whole mix, streamed block by block."""
     meter = LoudnessMeter()
     for block in mixer.blocks():
@@ -365,7 +386,7 @@ def true_peaks(x: Audio, ceiling: float, offset: int = 0) -> NDArray[np.float64]
     return peaks
 
 
-class Master:
+class Master(Windowed):
     """Gain to a loudness target, then a true-peak limiter; renders any window."""
 
     def __init__(self, mixer: Mixer, gain_db: float, ceiling_dbtp: float = CEILING_DBTP) -> None:
@@ -399,12 +420,7 @@ class Master:
         limited: Audio = (raw[before : before + stop - start] * gain[:, None]).astype(np.float32)
         return limited
 
-    def blocks(self, block: int = BLOCK) -> Iterator[Audio]:
-        for start in range(0, self.total, block):
-            yield self.render(start, min(start + block, self.total))
 
-
-Renderer = Mixer | Master
 Progress = Callable[[int], None]
 
 

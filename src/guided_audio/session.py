@@ -47,7 +47,7 @@ class Options:
 class Rendered:
     script: Script
     timeline: Timeline
-    source: mix.Renderer
+    source: mix.Windowed
     loudness_lufs: float | None  # the target the source meets (None: raw mix)
     gain_db: float
 

@@ -10,20 +10,21 @@ import os
 import queue
 import shutil
 import subprocess
-import tempfile
 import threading
 import time
 import wave
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from guided_audio import effects
 from guided_audio.effects import CHANNELS, RATE, Audio
 from guided_audio.errors import AudioDeviceError, GuidedAudioError, UsageError
+from guided_audio.files import temp_beside
+from guided_audio.mix import Windowed
 from guided_audio.plan import Timeline
 
 # suffix -> ffmpeg output arguments (WAV is written directly)
@@ -33,15 +34,6 @@ ENCODERS: dict[str, list[str]] = {
     ".ogg": ["-c:a", "libvorbis", "-q:a", "5", "-f", "ogg"],
 }
 FORMATS = (".wav", *ENCODERS)
-
-
-class Source(Protocol):
-    @property
-    def total(self) -> int: ...
-
-    def blocks(self, block: int = ...) -> Iterator[Audio]: ...
-
-    def render(self, start: int, stop: int) -> Audio: ...
 
 
 def check_output(path: Path, force: bool) -> None:
@@ -77,22 +69,17 @@ def ffmpeg() -> str | None:
 @contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
     """A temp path beside `path`, renamed over it on success and removed on any failure."""
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".partial")
-    os.close(fd)
-    temp = Path(name)
-    try:
+    with temp_beside(path, ".partial") as temp:
         yield temp
         umask = os.umask(0)
         os.umask(umask)
-        temp.chmod(0o666 & ~umask)
+        temp.chmod(0o666 & ~umask)  # exports are for sharing: the usual permissions
         os.replace(temp, path)
-    finally:
-        temp.unlink(missing_ok=True)
 
 
 def write_file(
     path: Path,
-    source: Source,
+    source: Windowed,
     tags: dict[str, str],
     progress: Callable[[int], None] = lambda _: None,
 ) -> None:
@@ -112,7 +99,7 @@ def write_file(
 
 
 def _encode(
-    temp: Path, suffix: str, source: Source, tags: dict[str, str], progress: Callable[[int], None]
+    temp: Path, suffix: str, source: Windowed, tags: dict[str, str], progress: Callable[[int], None]
 ) -> None:
     command = [
         ffmpeg() or "ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-y",
@@ -202,7 +189,7 @@ def chunk_bounds(timeline: Timeline) -> list[tuple[int, int]]:
     return bounds
 
 
-class Clip:
+class Clip(Windowed):
     """A short, whole piece of audio as a source (a bell preview)."""
 
     def __init__(self, samples: Audio) -> None:
@@ -215,13 +202,9 @@ class Clip:
     def render(self, start: int, stop: int) -> Audio:
         return self.samples[start:stop]
 
-    def blocks(self, block: int = RATE * 10) -> Iterator[Audio]:
-        for start in range(0, self.total, block):
-            yield self.samples[start : start + block]
-
 
 def play(
-    source: Source,
+    source: Windowed,
     chunks: list[tuple[int, int]],
     position: Callable[[int], None] = lambda _: None,
 ) -> None:

@@ -28,6 +28,7 @@ import numpy as np
 from guided_audio import effects
 from guided_audio.effects import RATE, Audio
 from guided_audio.errors import EngineError, GuidedAudioError
+from guided_audio.files import temp_beside
 
 ENGINES = ("piper", "espeak", "gtts")
 CACHE_FORMAT = 2  # bump when trimming/fading/resampling changes what a cache entry holds
@@ -334,7 +335,8 @@ class SpeechCache:
     def ensure_writable(self) -> None:
         try:
             self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
-            if self.root.stat().st_mode & 0o077 and self.root.stat().st_uid == os.getuid():
+            info = self.root.stat()
+            if info.st_mode & 0o077 and info.st_uid == os.getuid():
                 self.root.chmod(0o700)  # e.g. the checkout's audio_cache/: private all the same
             with tempfile.TemporaryFile(dir=self.root):
                 pass
@@ -361,13 +363,9 @@ class SpeechCache:
     def remember(self, key: str, value: float) -> None:
         target = self._measurement_path(key)
         target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd, temp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=".json")
-        try:
-            with os.fdopen(fd, "w") as handle:
-                json.dump({"value": value}, handle)
+        with temp_beside(target, ".tmp") as temp:
+            temp.write_text(json.dumps({"value": value}))
             os.replace(temp, target)
-        finally:
-            Path(temp).unlink(missing_ok=True)
 
     def frames(self, key: str) -> int | None:
         try:
@@ -392,9 +390,8 @@ class SpeechCache:
         target = self.path(key)
         target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         # Temp file, then link: a crash leaves no half entry, and nothing is overwritten.
-        fd, temp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=".wav")
-        try:
-            with os.fdopen(fd, "wb") as handle, wave.open(handle, "wb") as wav:
+        with temp_beside(target, ".tmp") as temp:
+            with wave.open(str(temp), "wb") as wav:
                 wav.setnchannels(1)
                 wav.setsampwidth(2)
                 wav.setframerate(RATE)
@@ -406,8 +403,6 @@ class SpeechCache:
                 if winner is not None:
                     return winner
                 os.replace(temp, target)  # the existing entry is unreadable: repair it
-        finally:
-            Path(temp).unlink(missing_ok=True)
         stored = self.read(key)
         if stored is None:
             raise GuidedAudioError(f"the speech cache entry {target} could not be read back")
