@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -10,9 +12,8 @@ from typing import Any, TypeVar
 
 import click
 
-from guided_audio import __version__, session, sounds, voice
-from guided_audio.errors import GuidedAudioError
-from guided_audio.plan import Timeline
+from guided_audio import __version__, home, session, sinks, sounds, terminal, voice
+from guided_audio.errors import GuidedAudioError, UsageError
 from guided_audio.script import parse_vars
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -22,14 +23,44 @@ class _Group(click.Group):
     """Errors become messages in one place: the project's errors exit with their own code."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        with _signals_interrupt():
+            return self._invoke(ctx)
+
+    def _invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except GuidedAudioError as exc:
             click.echo(str(exc), err=True)
             ctx.exit(exc.exit_code)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             click.echo("\ninterrupted; nothing was left half-written", err=True)
-            ctx.exit(130)
+            ctx.exit(128 + getattr(exc, "signum", signal.SIGINT))
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP (a closed terminal): stop as cleanly as on Ctrl-C."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _terminate(signum: int, _frame: object) -> None:
+    raise Terminated(signum)
+
+
+@contextmanager
+def _signals_interrupt() -> Iterator[None]:
+    """SIGTERM and SIGHUP unwind like Ctrl-C: temp files go, the terminal is restored."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {s: signal.signal(s, _terminate) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 class Reporter:
@@ -189,50 +220,84 @@ def export(
         )
 
 
+def backend_option(fn: F) -> F:
+    return click.option(
+        "--backend",
+        type=click.Choice(sinks.BACKENDS),
+        default=sinks.DEFAULT_BACKEND,
+        show_default=True,
+        help="Sound output: miniaudio (one stream, no compiler) or simpleaudio (Python < 3.12).",
+    )(fn)
+
+
 @main.command()
 @click.argument("file", type=SCRIPT)
+@click.option("--resume", is_flag=True, help="Continue where the last play of FILE stopped.")
+@click.option(
+    "--from", "from_section", metavar="SECTION", help="Start at a section (number or title)."
+)
+@click.option("--journal", is_flag=True, help="Afterwards, answer the session's reflect questions.")
+@backend_option
 @render_options
 @mastering_option
 @quiet_option
-def play(file: Path, variables: tuple[str, ...], loudness: str, quiet: bool) -> None:
-    """Play a session through the speakers, showing the section and time.
+def play(
+    file: Path,
+    resume: bool,
+    from_section: str | None,
+    journal: bool,
+    backend: str,
+    variables: tuple[str, ...],
+    loudness: str,
+    quiet: bool,
+) -> None:
+    """Play a session through the speakers, with keys, captions and a breath pacer.
 
-    Ctrl-C stops.
+    Sound starts at once; speech not yet cached is synthesised while it plays.
+    Keys: space pause, arrows 10 s, n/b section, +/- volume, m mute, x end gently,
+    q quit (remembered for --resume), ? help. Without a terminal: plain lines, no keys.
 
     \b
     Example:
       guided-audio play scripts/grounding.yaml
+      guided-audio play scripts/body-scan.yaml --resume --journal
     """
     options = session.Options(variables=parse_vars(variables), loudness_lufs=_loudness(loudness))
-    reporter = Reporter(quiet)
-    status = _PlayStatus(quiet)
-    session.play(file, options, reporter, status.update)
-    status.finish()
+    view = terminal.TerminalView() if terminal.interactive(quiet) else terminal.PlainView(quiet)
+    play_options = session.PlayOptions(backend, resume, from_section, journal)
+    played = session.play(file, options, Reporter(quiet), view, play_options)
+    if played.journal is not None and not quiet:
+        click.echo(f"journal: {played.journal}", err=True)
+    if played.outcome == "quit" and not quiet:
+        where = session.clock(played.position)
+        click.echo(f"stopped at {where}; play --resume continues from there", err=True)
 
 
-class _PlayStatus:
-    """'[2/4] Arriving  01:23 / 10:00' on one line (a line per section when not a terminal)."""
+@main.command("journal")
+@click.argument("number", type=int, required=False)
+def journal_command(number: int | None) -> None:
+    """List your journal entries, or show one by its number.
 
-    def __init__(self, quiet: bool) -> None:
-        self.quiet = quiet
-        self.section = -1
-        self.tty = sys.stderr.isatty()
+    Entries are written by `play --journal`, under sessions/journal/ (or
+    $GUIDED_AUDIO_HOME/journal), readable by you only. Nothing is sent anywhere.
 
-    def update(self, timeline: Timeline, sample: int) -> None:
-        if self.quiet:
-            return
-        index = timeline.section_at(sample)
-        head = f"[{index + 1}/{len(timeline.sections)}] {timeline.sections[index].title}"
-        where = f"{session.clock(sample)} / {session.clock(timeline.total)}"
-        if self.tty:
-            click.echo(f"\r\033[K{head}  {where}", err=True, nl=False)
-        elif index != self.section:
-            click.echo(f"{head}  ({where})", err=True)
-        self.section = index
-
-    def finish(self) -> None:
-        if self.tty and not self.quiet:
-            click.echo("", err=True)
+    \b
+    Example:
+      guided-audio journal
+      guided-audio journal 3
+    """
+    entries = home.entries()
+    if number is None:
+        if not entries:
+            click.echo(f"no journal entries yet in {home.journal_folder()}")
+        for index, entry in enumerate(entries, start=1):
+            answers = f"{entry.answers} answer" + ("" if entry.answers == 1 else "s")
+            click.echo(f"{index:3}  {entry.when}  {entry.title}  ({answers})")
+        return
+    if not 1 <= number <= len(entries):
+        raise UsageError(f"there is no journal entry {number}; there are {len(entries)}")
+    entry = entries[number - 1]
+    click.echo(f"{entry.when} · {entry.title}\n\n{entry.body}")
 
 
 @main.command()
@@ -242,7 +307,8 @@ class _PlayStatus:
     type=click.Choice(sorted(sounds.BELLS)),
     help="Play one strike of this bell.",
 )
-def bells(preview: str | None) -> None:
+@backend_option
+def bells(preview: str | None, backend: str) -> None:
     """List the built-in bells (generated, no files), or play one.
 
     A bell step lasts its ring; with strikes: N it lasts (N-1) strike intervals plus a ring.
@@ -252,7 +318,7 @@ def bells(preview: str | None) -> None:
       guided-audio bells --preview bowl
     """
     if preview:
-        session.preview_bell(preview)
+        session.preview_bell(preview, backend)
         return
     for name, design in sounds.BELLS.items():
         click.echo(

@@ -342,7 +342,7 @@ LIMIT_LOOKAHEAD = effects.seconds_to_samples(0.02)  # gain ramps down over this,
 LIMIT_HOLD = effects.seconds_to_samples(0.08)  # and stays down this long after it
 OVERSAMPLE = 4
 _GAIN_STEPS = float(2**20)
-_EDGE = 64  # extra samples so oversampling edges never touch the window
+LIMIT_EDGE = 64  # extra samples so oversampling edges never touch the window
 
 
 _TILE = 2048
@@ -375,7 +375,7 @@ def true_peaks(x: Audio, ceiling: float, offset: int = 0) -> NDArray[np.float64]
     for tile_index in hot:
         start = max(0, int(tile_index) * _TILE - lead)
         stop = min(int(tile_index + 1) * _TILE - lead, len(x))
-        lo, hi = max(0, start - _EDGE), min(len(x), stop + _EDGE)
+        lo, hi = max(0, start - LIMIT_EDGE), min(len(x), stop + LIMIT_EDGE)
         up = sample_peaks(upfirdn(_OVERSAMPLE_FIR, x[lo:hi].astype(np.float64), OVERSAMPLE, axis=0))
         delay = len(_OVERSAMPLE_FIR) // 2  # the filter's group delay, in oversampled samples
         up = up[delay : delay + (hi - lo) * OVERSAMPLE]
@@ -399,8 +399,8 @@ class Master(Windowed):
         return self.mixer.total
 
     def render(self, start: int, stop: int) -> Audio:
-        before = LIMIT_LOOKAHEAD + LIMIT_HOLD + LIMIT_LOOKAHEAD + _EDGE
-        after = LIMIT_LOOKAHEAD + _EDGE
+        before = LIMIT_LOOKAHEAD + LIMIT_HOLD + LIMIT_LOOKAHEAD + LIMIT_EDGE
+        after = LIMIT_LOOKAHEAD + LIMIT_EDGE
         raw = self.mixer.render(start - before, stop + after) * np.float32(self.gain)
         peak = max(float(raw.max(initial=0.0)), -float(raw.min(initial=0.0)))
         if peak * 2 <= self.ceiling:  # far from the ceiling: no limiting
@@ -422,6 +422,14 @@ class Master(Windowed):
 
 
 Progress = Callable[[int], None]
+
+# Levelled speech measures about this (gated, so pauses do not count), whatever the engine.
+# A `play` before the session's loudness has been measured predicts its gain from it.
+SPEECH_LOUDNESS_LUFS = -18.5
+
+
+def predicted_gain(target_lufs: float) -> float:
+    return target_lufs - SPEECH_LOUDNESS_LUFS
 
 
 LOUDNESS_TOLERANCE_LU = 0.3

@@ -82,18 +82,30 @@ class BedSpan:
 
 
 @dataclass(frozen=True)
+class BreathSpan:
+    """One phase of a `breathe` step, for a pacer that shows it in time with the audio."""
+
+    kind: str  # in | hold | out | rest
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
 class Timeline:
     title: str
     events: tuple[Event, ...]  # sorted by start
     sections: tuple[SectionSpan, ...]
     beds: tuple[BedSpan, ...]
     total: int
+    breaths: tuple[BreathSpan, ...] = ()
     rate: int = RATE
     _starts: list[int] = field(default_factory=list, repr=False, compare=False)
     _longest: int = field(default=0, repr=False, compare=False)
+    _breath_starts: list[int] = field(default_factory=list, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self._starts.extend(e.start for e in self.events)
+        self._breath_starts.extend(b.start for b in self.breaths)
         object.__setattr__(self, "_longest", max((e.length for e in self.events), default=0))
 
     @property
@@ -111,6 +123,20 @@ class Timeline:
         starts = [span.start for span in self.sections]
         return max(0, bisect.bisect_right(starts, sample) - 1)
 
+    def breath_at(self, sample: int) -> BreathSpan | None:
+        """The breath phase sounding at `sample`, if any."""
+        index = bisect.bisect_right(self._breath_starts, sample) - 1
+        if index >= 0 and sample < self.breaths[index].end:
+            return self.breaths[index]
+        return None
+
+    def speech_at(self, sample: int) -> Event | None:
+        """The spoken phrase (not a breath cue) sounding at `sample`, if any."""
+        for event in self.events_between(sample, sample + 1):
+            if event.kind == "speech":
+                return event
+        return None
+
     def voice_spans(self) -> list[tuple[int, int]]:
         """Where a voice speaks (speech and spoken cues), merged and sorted."""
         spans = sorted((e.start, e.end) for e in self.events if e.kind in ("speech", "cue"))
@@ -121,6 +147,15 @@ class Timeline:
             else:
                 merged.append((start, end))
         return merged
+
+
+def clock(samples: int) -> str:
+    """'mm:ss', or 'h:mm:ss' past an hour."""
+    seconds = int(samples // RATE)
+    hours, rest = divmod(seconds, 3600)
+    if hours:
+        return f"{hours}:{rest // 60:02d}:{rest % 60:02d}"
+    return f"{rest // 60:02d}:{rest % 60:02d}"
 
 
 Measure = Callable[[Phrase], int]
@@ -177,6 +212,7 @@ class _Builder:
         self.cursor = seconds_to_samples(LEAD_IN_S)
         self.pending_gap = 0
         self.events: list[Event] = []
+        self.breaths: list[BreathSpan] = []
         self.problems: list[Problem] = []
         self.section = 0
 
@@ -220,6 +256,7 @@ class _Builder:
                 phase_start = start + seconds_to_samples(offset_s)
                 phase_length = start + seconds_to_samples(offset_s + phase.seconds) - phase_start
                 offset_s += phase.seconds
+                self.breaths.append(BreathSpan(phase.kind, phase_start, phase_start + phase_length))
                 if breathe.cues in ("voice", "both"):
                     phrase = Phrase(word, voice)
                     length = self.measure(phrase)
@@ -311,6 +348,7 @@ def build(script: Script, measure: Measure, file_length: FileLength) -> Timeline
         sections=spans,
         beds=_beds(script, spans, total),
         total=total,
+        breaths=tuple(builder.breaths),
     )
 
 

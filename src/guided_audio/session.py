@@ -4,6 +4,7 @@ script → plan → voice → mix → sinks. The CLI only parses options and pri
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
@@ -11,10 +12,11 @@ from pathlib import Path
 from typing import Protocol
 
 from guided_audio import mix, plan, sinks, sounds, voice
-from guided_audio.effects import RATE
 from guided_audio.errors import GuidedAudioError
-from guided_audio.plan import Timeline
-from guided_audio.script import Script, load_script
+from guided_audio.home import JournalEntry, Positions, journal_file
+from guided_audio.plan import SectionSpan, Timeline, clock
+from guided_audio.player import PREFILL, At, AtSection, LiveFeed, Player, StaticFeed, section_target
+from guided_audio.script import Reflect, Script, load_script
 from guided_audio.voice import Phrase, Speaker, SpeechCache
 
 DEFAULT_LOUDNESS_LUFS = -16.0
@@ -80,6 +82,11 @@ def timeline(path: Path, options: Options, reporter: Reporter, estimate: bool = 
 def validate(path: Path, options: Options, reporter: Reporter) -> Script:
     """Everything `export` would check before rendering; raises ScriptError."""
     script = load_script(path, options.variables)
+    _check_timing(script, options, reporter)
+    return script
+
+
+def _check_timing(script: Script, options: Options, reporter: Reporter) -> None:
     # Whether a spoken cue fits its phase is a real measurement: the (tiny, cached) cue
     # words are rendered; other speech is estimated. Online engines are never called here.
     cues = {p for p in plan.cue_phrases(script) if not voice.engine(p.voice.engine).online}
@@ -92,7 +99,6 @@ def validate(path: Path, options: Options, reporter: Reporter) -> Script:
             return speaker.length(phrase) if phrase in cues else plan.estimate_speech(phrase)
 
     plan.build(script, measure, mix.file_length)
-    return script
 
 
 def render(path: Path, options: Options, reporter: Reporter) -> Rendered:
@@ -107,7 +113,7 @@ def _render(script: Script, options: Options, reporter: Reporter) -> Rendered:
     target = options.loudness_lufs
     if target is None:
         return Rendered(script, tl, mixer, None, 0.0)
-    key = f"{mix.fingerprint(tl, speaker.key)}-{target:g}"
+    key = _loudness_key(tl, speaker, target)
     gain_db = speaker.cache.measurement(key)
     if gain_db is None:
         passes = tl.total * mix.MAX_LOUDNESS_PASSES
@@ -116,6 +122,10 @@ def _render(script: Script, options: Options, reporter: Reporter) -> Rendered:
             advance(passes)
         speaker.cache.remember(key, gain_db)
     return Rendered(script, tl, mix.Master(mixer, gain_db), target, gain_db)
+
+
+def _loudness_key(timeline: Timeline, speaker: Speaker, target_lufs: float) -> str:
+    return f"{mix.fingerprint(timeline, speaker.key)}-{target_lufs:g}"
 
 
 def default_output(path: Path) -> Path:
@@ -137,30 +147,126 @@ def export(
     return out, rendered
 
 
+@dataclass(frozen=True)
+class PlayOptions:
+    backend: str = sinks.DEFAULT_BACKEND
+    resume: bool = False
+    from_section: str | None = None  # a number or a title
+    journal: bool = False
+
+
+class PlayerView(Protocol):
+    """The screen and keys of `play` (a terminal, or plain lines when there is none)."""
+
+    def run(self, player: Player) -> str:
+        """Until the session ends or the listener leaves: 'finished' or 'quit'."""
+        ...
+
+    def ask(self, question: str) -> str | None:
+        """An answer for the journal; None when no more can be asked."""
+        ...
+
+
+@dataclass(frozen=True)
+class Played:
+    script: Script
+    outcome: str  # finished | quit | interrupted
+    position: int
+    journal: Path | None  # where answers went, if any were written
+
+
 def play(
-    path: Path, options: Options, reporter: Reporter, position: Callable[[Timeline, int], None]
-) -> Rendered:
-    """Render (streaming) and play; `position` hears the timeline and the sample playing."""
-    rendered = render(path, options, reporter)
-    tl = rendered.timeline
-    sinks.play(rendered.source, sinks.chunk_bounds(tl), lambda sample: position(tl, sample))
-    return rendered
+    path: Path,
+    options: Options,
+    reporter: Reporter,
+    view: PlayerView,
+    play_options: PlayOptions = PlayOptions(),
+) -> Played:
+    """Play through one device stream while speech not yet cached is synthesised ahead."""
+    script = load_script(path, options.variables)
+    _check_timing(script, options, reporter)  # bad input is reported exactly as validate does
+    titles = [section.title for section in script.sections]
+    start: At | AtSection = At(0)
+    positions = Positions()
+    if play_options.from_section is not None:
+        start = section_target(titles, play_options.from_section)
+    elif play_options.resume:
+        saved = positions.get(path)
+        if positions.note:
+            reporter.info(positions.note)
+        if saved is None:
+            reporter.info(f"no saved place for {path}; starting at the beginning")
+        else:
+            start = At(saved)
+    output = sinks.open_output(play_options.backend)  # no device: say so before any work
+    speaker = _speaker(options, reporter)
+    player = Player(_live_feed(script, speaker, options.loudness_lufs), start)
+    outcome = "interrupted"
+    try:
+        if not player.wait_ready(PREFILL, timeout_s=60.0) and player.error is None:
+            raise GuidedAudioError("speech synthesis is too slow to start playing; try export")
+        if player.error is not None:
+            raise player.error
+        output.start(player.pull)
+        outcome = view.run(player)
+        if player.error is not None:
+            raise player.error
+        if outcome == "finished":
+            time.sleep(output.latency_s)  # the device plays out what it holds
+    finally:
+        output.close()
+        player.close()
+        if outcome == "finished":
+            positions.clear(path)
+        else:
+            positions.set(path, player.position)
+    written = _journal(script, path, view) if play_options.journal else None
+    return Played(script, outcome, player.position, written)
 
 
-def preview_bell(name: str) -> None:
+def _live_feed(script: Script, speaker: Speaker, target: float | None) -> LiveFeed:
+    """The gain is the measured one when the cache has it, else predicted from the levelled
+    speech; the limiter is on either way (unless loudness is off)."""
+    if target is None:
+        return LiveFeed(script, speaker, lambda mixer: mixer)
+    gain_db = None
+    if not speaker.missing(plan.phrases(script)):
+        timeline = plan.build(script, speaker.length, mix.file_length)
+        gain_db = speaker.cache.measurement(_loudness_key(timeline, speaker, target))
+    gain = mix.predicted_gain(target) if gain_db is None else gain_db
+    return LiveFeed(script, speaker, lambda mixer: mix.Master(mixer, gain))
+
+
+def _journal(script: Script, path: Path, view: PlayerView) -> Path | None:
+    questions = [
+        step.kind.question.text
+        for section in script.sections
+        for step in section.steps
+        if isinstance(step.kind, Reflect)
+    ]
+    entry = JournalEntry(journal_file(path), script.title)
+    for question in questions:
+        answer = view.ask(question)
+        if answer is None:
+            break
+        entry.add(question, answer)
+    return entry.path if entry.written else None
+
+
+def preview_bell(name: str, backend: str = sinks.DEFAULT_BACKEND) -> None:
     """Play one strike of a built-in bell."""
     clip = sinks.Clip(sounds.bell(name))
-    sinks.play(clip, [(0, clip.total)])
-
-
-def clock(samples: int) -> str:
-    seconds = int(samples // RATE)
-    hours, rest = divmod(seconds, 3600)
-    return (
-        f"{hours}:{rest // 60:02d}:{rest % 60:02d}"
-        if hours
-        else f"{rest // 60:02d}:{rest % 60:02d}"
-    )
+    timeline = Timeline(name, (), (SectionSpan(name, 0, clip.total),), (), clip.total)
+    output = sinks.open_output(backend)
+    player = Player(StaticFeed(timeline, clip))
+    try:
+        player.wait_ready(PREFILL, timeout_s=10.0)
+        output.start(player.pull)
+        player.finished.wait()
+        time.sleep(output.latency_s)  # let the device play out its last periods
+    finally:
+        output.close()
+        player.close()
 
 
 def check_all(
@@ -174,3 +280,6 @@ def check_all(
             yield exc
         else:
             yield None
+
+
+__all__ = ["clock"]  # re-exported for the CLI

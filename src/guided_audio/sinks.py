@@ -10,10 +10,11 @@ import os
 import queue
 import shutil
 import subprocess
+import sys
 import threading
 import time
 import wave
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,6 @@ from guided_audio.effects import CHANNELS, RATE, Audio
 from guided_audio.errors import AudioDeviceError, GuidedAudioError, UsageError
 from guided_audio.files import temp_beside
 from guided_audio.mix import Windowed
-from guided_audio.plan import Timeline
 
 # suffix -> ffmpeg output arguments (WAV is written directly)
 ENCODERS: dict[str, list[str]] = {
@@ -145,9 +145,31 @@ def _encode(
 
 
 # --- speakers --------------------------------------------------------------------------------
-CHUNK_MIN_S = 5.0
-CHUNK_MAX_S = 30.0
+BACKENDS = ("miniaudio", "simpleaudio")
+DEFAULT_BACKEND = "miniaudio"
+DEVICE_PERIOD_MS = 40  # small periods: keys act at once; the renderer keeps 3 s queued
+SIMPLEAUDIO_CHUNK_S = 1.0
+Pull = Callable[[int], bytes]  # frames wanted -> that many 16-bit stereo frames
 _ALSA_HANDLER: Any = None
+
+
+class Output:
+    """An open sound device that pulls samples until closed."""
+
+    latency_s = 0.0
+
+    def start(self, pull: Pull) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+
+def no_device(detail: object) -> AudioDeviceError:
+    return AudioDeviceError(
+        f"no audio output device is available ({detail}); "
+        "export the session instead: guided-audio export FILE"
+    )
 
 
 def _quiet_alsa() -> None:
@@ -169,24 +191,103 @@ def _quiet_alsa() -> None:
     library.snd_lib_error_set_handler(_ALSA_HANDLER)
 
 
-def chunk_bounds(timeline: Timeline) -> list[tuple[int, int]]:
-    """Playback chunks, cut where nothing sounds when possible (a device reopen is silent)."""
-    quiet: list[int] = []
-    cursor = 0
-    for event in timeline.events:
-        if event.start > cursor:
-            quiet.append((cursor + event.start) // 2)
-        cursor = max(cursor, event.end)
-    lo, hi = effects.seconds_to_samples(CHUNK_MIN_S), effects.seconds_to_samples(CHUNK_MAX_S)
-    bounds, start = [], 0
-    while start < timeline.total:
-        candidates = [q for q in quiet if start + lo <= q <= start + hi]
-        stop = min(candidates[-1] if candidates else start + hi, timeline.total)
-        if timeline.total - stop < lo:
-            stop = timeline.total
-        bounds.append((start, stop))
-        start = stop
-    return bounds
+class MiniaudioOutput(Output):
+    """One stream for the whole session through miniaudio (wheels, no compiler): the
+    device's thread asks a generator for each period."""
+
+    # Real outputs only, in the usual order: never the silent "null" device.
+    PREFERRED = ("PULSEAUDIO", "ALSA", "JACK", "WASAPI", "DSOUND", "WINMM", "COREAUDIO",
+                 "SNDIO", "AUDIO4", "OSS", "AAUDIO", "OPENSL", "WEBAUDIO")  # fmt: skip
+
+    def __init__(self) -> None:
+        try:
+            import miniaudio
+        except ImportError:
+            raise GuidedAudioError(
+                "the miniaudio package is missing; run ./setup.sh (or pip install miniaudio)"
+            ) from None
+        _quiet_alsa()
+        enabled = {b.name for b in miniaudio.get_enabled_backends()}
+        backends = [miniaudio.Backend[n] for n in self.PREFERRED if n in enabled]
+        try:
+            self._device = miniaudio.PlaybackDevice(
+                output_format=miniaudio.SampleFormat.SIGNED16,
+                nchannels=CHANNELS,
+                sample_rate=RATE,
+                buffersize_msec=DEVICE_PERIOD_MS,
+                backends=backends,
+                app_name="guided-audio",
+            )
+        except miniaudio.MiniaudioError as exc:
+            raise no_device(exc) from None
+        self.latency_s = 3 * DEVICE_PERIOD_MS / 1000
+
+    def start(self, pull: Pull) -> None:
+        def feed() -> Generator[bytes, int, None]:
+            frames = yield b""
+            while True:
+                frames = yield pull(frames)
+
+        generator = feed()
+        next(generator)
+        self._device.start(generator)
+
+    def close(self) -> None:
+        self._device.close()
+
+
+class SimpleaudioOutput(Output):
+    """simpleaudio, where it works: it has no stream, so the device reopens each second
+    (a few milliseconds of gap each time). It crashes CPython 3.12 and later."""
+
+    def __init__(self) -> None:
+        if sys.version_info >= (3, 12):
+            raise GuidedAudioError(
+                "simpleaudio crashes on Python 3.12 and later (a known upstream bug); "
+                "use the default backend: --backend miniaudio"
+            )
+        try:
+            import simpleaudio
+        except ImportError:
+            raise GuidedAudioError(
+                "simpleaudio is not installed (it needs a compiler: pip install simpleaudio); "
+                "the default backend needs nothing: --backend miniaudio"
+            ) from None
+        _quiet_alsa()
+        self._module = simpleaudio
+        self._closed = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.error: BaseException | None = None
+        self.latency_s = SIMPLEAUDIO_CHUNK_S
+        try:  # a silent probe, so a missing device fails before anything starts
+            self._module.play_buffer(bytes(4 * CHANNELS), CHANNELS, 2, RATE).wait_done()
+        except self._module._simpleaudio.SimpleaudioError as exc:
+            raise no_device(exc) from None
+
+    def start(self, pull: Pull) -> None:
+        frames = effects.seconds_to_samples(SIMPLEAUDIO_CHUNK_S)
+
+        def run() -> None:
+            while not self._closed.is_set():
+                playing = self._module.play_buffer(pull(frames), CHANNELS, 2, RATE)
+                while playing.is_playing() and not self._closed.is_set():
+                    time.sleep(0.01)
+                playing.stop()
+
+        self._thread = threading.Thread(target=run, name="simpleaudio", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._closed.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+
+def open_output(backend: str = DEFAULT_BACKEND) -> Output:
+    """The sound device, opened (AudioDeviceError when there is none)."""
+    if backend == "simpleaudio":
+        return SimpleaudioOutput()
+    return MiniaudioOutput()
 
 
 class Clip(Windowed):
@@ -201,36 +302,3 @@ class Clip(Windowed):
 
     def render(self, start: int, stop: int) -> Audio:
         return self.samples[start:stop]
-
-
-def play(
-    source: Windowed,
-    chunks: list[tuple[int, int]],
-    position: Callable[[int], None] = lambda _: None,
-) -> None:
-    """Play `chunks` of `source` through the default sound device, one device open each;
-    `position` hears the sample being played."""
-    import simpleaudio
-
-    _quiet_alsa()
-    pending = effects.to_int16(source.render(*chunks[0])).tobytes()
-    for index, (start, _stop) in enumerate(chunks):
-        try:
-            playing = simpleaudio.play_buffer(pending, CHANNELS, 2, RATE)
-        except simpleaudio._simpleaudio.SimpleaudioError as exc:
-            raise AudioDeviceError(
-                f"no audio output device is available ({exc}); "
-                "export the session instead: guided-audio export FILE"
-            ) from None
-        began = time.monotonic()
-        position(start)
-        try:
-            if index + 1 < len(chunks):  # render the next chunk while this one plays
-                pending = effects.to_int16(source.render(*chunks[index + 1])).tobytes()
-            while playing.is_playing():
-                position(start + int((time.monotonic() - began) * RATE))
-                time.sleep(0.1)
-        except BaseException:
-            playing.stop()
-            raise
-    position(chunks[-1][1])
