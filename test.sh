@@ -1,9 +1,48 @@
 #!/usr/bin/env bash
 # Sets up (see setup.sh), then runs the linters, the type checker and the test suite.
+# Playback tests play into a PulseAudio null sink, which keeps real time; they run again
+# under CPython 3.13 when one is installed (pyenv), since simpleaudio crashed there.
 set -euo pipefail
 cd "$(dirname "$0")"
-./setup.sh
+
+sudo_cmd=()
+[ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+test_need=()
+command -v pulseaudio >/dev/null 2>&1 || test_need+=(pulseaudio)
+command -v parec >/dev/null 2>&1 || test_need+=(pulseaudio-utils)
+ls /usr/lib/*/alsa-lib/libasound_module_pcm_pulse.so >/dev/null 2>&1 || test_need+=(libasound2-plugins)
+extras=dev
+if command -v gcc >/dev/null 2>&1 && python3 -c 'import sys; sys.exit(sys.version_info >= (3, 12))'; then
+  # Where a compiler exists, the simpleaudio backend is built and tested too.
+  [ -e /usr/include/alsa/asoundlib.h ] || test_need+=(libasound2-dev)
+  extras=dev,simpleaudio
+fi
+if [ ${#test_need[@]} -gt 0 ]; then
+  echo "test: installing test packages: ${test_need[*]}" >&2
+  "${sudo_cmd[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${test_need[@]}" >/dev/null
+fi
+
+EXTRAS=$extras ./setup.sh
 .venv/bin/ruff check src tests bench
 .venv/bin/ruff format --check src tests bench
 .venv/bin/mypy
 .venv/bin/python -m pytest "$@"
+
+# The playback tests again under CPython 3.13, where one is installed.
+py313=""
+for candidate in "$(command -v python3.13 || true)" "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.13*/bin/python3.13; do
+  if [ -n "$candidate" ] && [ -x "$candidate" ] && "$candidate" -c 'import sys' >/dev/null 2>&1; then
+    py313=$candidate
+    break
+  fi
+done
+if [ -n "$py313" ] && [ $# -eq 0 ]; then
+  echo "test: playback tests under $("$py313" --version)" >&2
+  [ -x .venv-3.13/bin/python ] || "$py313" -m venv .venv-3.13
+  .venv-3.13/bin/python -m pip install -q --upgrade pip >/dev/null
+  .venv-3.13/bin/python -m pip install -q -e '.[dev]'
+  .venv-3.13/bin/python -m pytest -p no:cacheprovider tests/test_playback.py
+elif [ $# -eq 0 ]; then
+  echo "test: no CPython 3.13 here; playback tests ran under $(.venv/bin/python --version) only" >&2
+fi

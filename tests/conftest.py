@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import time
 import wave
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -81,3 +84,175 @@ def silences(
         for s, e in zip(starts, ends, strict=True)
         if e - s >= min_s * RATE
     ]
+
+
+# --- sound devices that tests can hear -------------------------------------------------------
+@dataclass(frozen=True)
+class Pulse:
+    """A private PulseAudio server with a null sink 'rt' that keeps real time."""
+
+    runtime: Path
+
+    @property
+    def socket(self) -> Path:
+        return self.runtime / "pulse" / "native"
+
+    def native_env(self) -> dict[str, str]:
+        """The player's own PulseAudio output goes to the null sink."""
+        return {
+            **os.environ,
+            "XDG_RUNTIME_DIR": str(self.runtime),
+            "PULSE_SERVER": f"unix:{self.socket}",
+            "PULSE_SINK": "rt",
+            "ALSA_CONFIG_PATH": "/nonexistent",
+        }
+
+    def alsa_capture_env(self, tmp_path: Path, capture: Path) -> dict[str, str]:
+        """ALSA's default device writes every sample to `capture` and plays into the null
+        sink, which sets the pace (a bare file sink keeps no time)."""
+        config = tmp_path / "asound.conf"
+        config.write_text(
+            f'pcm.rt {{ type pulse server "unix:{self.socket}" device "rt" }}\n'
+            f'pcm.!default {{ type file slave.pcm "rt" file "{capture}" format "raw" '
+            "truncate false }\n"
+        )
+        env = {**os.environ, "ALSA_CONFIG_PATH": str(config)}
+        env["PULSE_SERVER"] = "unix:/nonexistent"  # so the player takes the ALSA route
+        env.pop("XDG_RUNTIME_DIR", None)
+        return env
+
+    @contextmanager
+    def recording(self, path: Path) -> Iterator[None]:
+        """What the null sink plays, as parec hears it from its monitor."""
+        with path.open("wb") as out:
+            process = subprocess.Popen(
+                ["parec", "-d", "rt.monitor", "--raw", "--format=s16le", "--rate=44100",
+                 "--channels=2"],
+                stdout=out,
+                env=self.native_env(),
+            )  # fmt: skip
+            try:
+                time.sleep(0.3)
+                yield
+                time.sleep(0.3)
+            finally:
+                process.terminate()
+                process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def pulse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pulse]:
+    runtime = tmp_path_factory.mktemp("pulse")
+    runtime.chmod(0o700)
+    server = Pulse(runtime)
+    env = {**server.native_env(), "HOME": str(runtime)}
+    env.pop("PULSE_SERVER")
+    subprocess.run(
+        ["pulseaudio", "-n", "--daemonize=yes", "--exit-idle-time=-1", "--log-target=stderr",
+         "--load=module-null-sink sink_name=rt rate=44100 channels=2",
+         "--load=module-native-protocol-unix"],
+        env=env, check=True, capture_output=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 10
+    while not server.socket.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.socket.exists(), "pulseaudio did not start"
+    yield server
+    subprocess.run(["pulseaudio", "--kill"], env=env, check=False, capture_output=True)
+
+
+def read_raw(path: Path) -> NDArray[np.int16]:
+    """A raw capture, interleaved 16-bit stereo. ALSA's file plugin starts a new file at
+    each device open (capture.raw, capture.raw.0001, ...): they are joined in order."""
+    files = sorted(path.parent.glob(path.name + "*"), key=lambda p: p.name)
+    data = b"".join(p.read_bytes() for p in files)
+    return np.frombuffer(data, dtype=np.int16).reshape(-1, 2)
+
+
+def read_wav_int16(path: Path) -> NDArray[np.int16]:
+    with wave.open(str(path), "rb") as wav:
+        return np.frombuffer(wav.readframes(wav.getnframes()), dtype=np.int16).reshape(-1, 2)
+
+
+# --- where a capture came from in an export --------------------------------------------------
+WINDOW = 2048
+LSB = 1.0 / 32768
+
+
+@dataclass
+class Segment:
+    """capture[start:end] == gain * export[start + shift : end + shift] (exactly, or to 1 LSB)."""
+
+    start: int
+    end: int
+    shift: int
+    gain: float
+
+    @property
+    def gain_db(self) -> float:
+        return 20 * float(np.log10(self.gain))
+
+
+def _matches(c: NDArray[np.float64], e: NDArray[np.float64], k: int, seg: Segment) -> bool:
+    lo = k + seg.shift
+    if lo < 0 or lo + WINDOW > len(e):
+        return False
+    return bool(np.abs(c[k : k + WINDOW] - seg.gain * e[lo : lo + WINDOW]).max() <= 1.5 * LSB)
+
+
+def locate(c: NDArray[np.float64], e: NDArray[np.float64], k: int) -> Segment | None:
+    """Where capture window k lies in the export (by correlation), if it matches exactly."""
+    from scipy.signal import correlate
+
+    probe = c[k : k + WINDOW, 0]
+    energy = float(probe @ probe)
+    if energy < (50 * LSB) ** 2 * WINDOW:
+        return None
+    corr = correlate(e[:, 0], probe, mode="valid", method="fft")
+    sums = np.concatenate([[0.0], np.cumsum(e[:, 0] ** 2)])
+    window_energy = np.maximum(sums[WINDOW:] - sums[:-WINDOW], 1e-12)
+    score = corr / np.sqrt(window_energy * energy)
+    best = int(np.argmax(score))
+    segment = Segment(k, k + WINDOW, best - k, float(corr[best] / window_energy[best]))
+    return segment if _matches(c, e, k, segment) else None
+
+
+def segments(capture: NDArray[np.int16], export: NDArray[np.int16]) -> list[Segment]:
+    """The capture as runs of the export, each with one shift and one gain; windows inside
+    fades, ramps and silence belong to none."""
+    c, e = capture.astype(np.float64) / 32768, export.astype(np.float64) / 32768
+    found: list[Segment] = []
+    for k in range(0, len(c) - WINDOW, WINDOW):
+        if found and found[-1].end == k and _matches(c, e, k, found[-1]):
+            found[-1].end = k + WINDOW
+            continue
+        segment = locate(c, e, k)
+        if segment is None:
+            continue
+        last = found[-1] if found else None
+        if last and last.shift == segment.shift and abs(last.gain - segment.gain) < 1e-3:
+            last.end = segment.end
+        else:
+            found.append(segment)
+    return found
+
+
+def boundary(
+    capture: NDArray[np.int16], export: NDArray[np.int16], a: Segment, b: Segment
+) -> tuple[int, int]:
+    """The last export sample heard of segment a, and the first of b.
+
+    The capture between them holds a fade out of a, maybe silence, and a fade in of b:
+    the boundary is where samples stop being an attenuated copy of a and start being one
+    of b (accurate to the few samples at a fade's ends that round to zero)."""
+    c, e = capture.astype(np.int64), export.astype(np.int64)
+
+    def fits(k: int, seg: Segment) -> bool:
+        index = k + seg.shift
+        ref = e[index] if 0 <= index < len(e) else np.zeros(2, dtype=np.int64)
+        return bool(np.all((np.abs(c[k]) <= np.abs(ref) + 1) & (c[k] * ref >= -1)))
+
+    region = range(a.end, b.start)
+    first_b = next((k for k in region if not fits(k, a)), b.start)
+    last_a = next((k for k in reversed(region) if not fits(k, b)), a.end - 1)
+    return last_a + a.shift, first_b + b.shift

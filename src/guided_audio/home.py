@@ -91,6 +91,7 @@ class Positions:
 
 # --- the journal -----------------------------------------------------------------------------
 HEADING = re.compile(r"^## (\d{4}-\d\d-\d\d \d\d:\d\d) · (.*)$")
+QUESTION = re.compile(r"^\*\*.+\*\*$")
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,7 @@ class Entry:
 
     @property
     def answers(self) -> int:
-        return self.body.count("\n**")
+        return sum(1 for line in self.body.splitlines() if QUESTION.match(line))
 
 
 def journal_folder() -> Path:
@@ -145,14 +146,16 @@ def entries(folder: Path | None = None) -> list[Entry]:
     """Every journal entry, oldest first."""
     found: list[Entry] = []
     for path in sorted((folder or journal_folder()).glob("*.md")):
-        current: list[str] | None = None
         heading: re.Match[str] | None = None
-        for line in [*path.read_text(encoding="utf-8").splitlines(), "## end"]:
+        body: list[str] = []
+        for line in path.read_text(encoding="utf-8").splitlines():
             match = HEADING.match(line)
-            if match or line == "## end":
-                if heading is not None and current is not None:
-                    found.append(Entry(heading[1], heading[2], "\n".join(current).strip(), path))
-                heading, current = match, []
-            elif current is not None:
-                current.append(line)
+            if match is None:
+                body.append(line)
+                continue
+            if heading is not None:
+                found.append(Entry(heading[1], heading[2], "\n".join(body).strip(), path))
+            heading, body = match, []
+        if heading is not None:
+            found.append(Entry(heading[1], heading[2], "\n".join(body).strip(), path))
     return sorted(found, key=lambda e: e.when)

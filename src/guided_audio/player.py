@@ -223,7 +223,7 @@ class Player:
         self._awaiting = True  # a new generation's start is not resolved yet
         self._paused = False
         self._fade: _Fade | None = None
-        self._fade_in = 0  # samples of fade-in left
+        self._fade_in = 0 if start == At(0) else PAUSE_FADE  # samples of fade-in left
         self._gain = 1.0  # applied volume (ramps to the target)
         self._volume_db = 0.0
         self._muted = False
@@ -253,12 +253,12 @@ class Player:
         return self.feed.snapshot()
 
     def wait_ready(self, frames: int, timeout_s: float) -> bool:
-        """Until `frames` are buffered (or the end is); False on timeout."""
+        """Until `frames` are buffered (or the end is, or a pause); False on timeout."""
         deadline = time.monotonic() + timeout_s
         with self._lock:
             while self.error is None:
                 buffered = sum(len(b) for g, _, b in self._blocks if g == self._generation)
-                if buffered - self._offset >= frames or self._ended:
+                if buffered - self._offset >= frames or self._ended or self._paused:
                     return True
                 left = deadline - time.monotonic()
                 if left <= 0:

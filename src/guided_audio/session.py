@@ -4,7 +4,6 @@ script → plan → voice → mix → sinks. The CLI only parses options and pri
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
@@ -207,12 +206,12 @@ def play(
             raise GuidedAudioError("speech synthesis is too slow to start playing; try export")
         if player.error is not None:
             raise player.error
-        output.start(player.pull)
+        output.start(player.pull, player.wait_ready)
         outcome = view.run(player)
         if player.error is not None:
             raise player.error
         if outcome == "finished":
-            time.sleep(output.latency_s)  # the device plays out what it holds
+            output.drain()
     finally:
         output.close()
         player.close()
@@ -261,9 +260,9 @@ def preview_bell(name: str, backend: str = sinks.DEFAULT_BACKEND) -> None:
     player = Player(StaticFeed(timeline, clip))
     try:
         player.wait_ready(PREFILL, timeout_s=10.0)
-        output.start(player.pull)
+        output.start(player.pull, player.wait_ready)
         player.finished.wait()
-        time.sleep(output.latency_s)  # let the device play out its last periods
+        output.drain()
     finally:
         output.close()
         player.close()

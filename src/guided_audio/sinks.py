@@ -150,6 +150,7 @@ DEFAULT_BACKEND = "miniaudio"
 DEVICE_PERIOD_MS = 40  # small periods: keys act at once; the renderer keeps 3 s queued
 SIMPLEAUDIO_CHUNK_S = 1.0
 Pull = Callable[[int], bytes]  # frames wanted -> that many 16-bit stereo frames
+Ready = Callable[[int, float], bool]  # until frames are buffered (or timeout s): whether they are
 _ALSA_HANDLER: Any = None
 
 
@@ -158,8 +159,12 @@ class Output:
 
     latency_s = 0.0
 
-    def start(self, pull: Pull) -> None:
+    def start(self, pull: Pull, ready: Ready) -> None:
         raise NotImplementedError
+
+    def drain(self) -> None:
+        """Wait while the device plays out what it holds (before a close, at the end)."""
+        time.sleep(self.latency_s)
 
     def close(self) -> None:
         raise NotImplementedError
@@ -222,7 +227,9 @@ class MiniaudioOutput(Output):
             raise no_device(exc) from None
         self.latency_s = 3 * DEVICE_PERIOD_MS / 1000
 
-    def start(self, pull: Pull) -> None:
+    def start(self, pull: Pull, ready: Ready) -> None:
+        del ready  # the device asks for a period at a time; the player stays seconds ahead
+
         def feed() -> Generator[bytes, int, None]:
             frames = yield b""
             while True:
@@ -257,25 +264,37 @@ class SimpleaudioOutput(Output):
         self._module = simpleaudio
         self._closed = threading.Event()
         self._thread: threading.Thread | None = None
-        self.error: BaseException | None = None
-        self.latency_s = SIMPLEAUDIO_CHUNK_S
-        try:  # a silent probe, so a missing device fails before anything starts
-            self._module.play_buffer(bytes(4 * CHANNELS), CHANNELS, 2, RATE).wait_done()
+        self._draining = threading.Event()
+
+    def _play(self, data: bytes) -> Any:
+        try:
+            return self._module.play_buffer(data, CHANNELS, 2, RATE)
         except self._module._simpleaudio.SimpleaudioError as exc:
             raise no_device(exc) from None
 
-    def start(self, pull: Pull) -> None:
+    def start(self, pull: Pull, ready: Ready) -> None:
         frames = effects.seconds_to_samples(SIMPLEAUDIO_CHUNK_S)
+        ready(frames, SIMPLEAUDIO_CHUNK_S)  # a whole chunk each time, or it would hold a gap
+        first = self._play(pull(frames))  # here, so a missing device is reported at once
 
         def run() -> None:
-            while not self._closed.is_set():
-                playing = self._module.play_buffer(pull(frames), CHANNELS, 2, RATE)
+            playing = first
+            while True:
                 while playing.is_playing() and not self._closed.is_set():
                     time.sleep(0.01)
                 playing.stop()
+                if self._closed.is_set() or self._draining.is_set():
+                    return
+                ready(frames, SIMPLEAUDIO_CHUNK_S)
+                playing = self._play(pull(frames))
 
         self._thread = threading.Thread(target=run, name="simpleaudio", daemon=True)
         self._thread.start()
+
+    def drain(self) -> None:
+        self._draining.set()
+        if self._thread is not None:
+            self._thread.join(timeout=SIMPLEAUDIO_CHUNK_S + 10)
 
     def close(self) -> None:
         self._closed.set()
