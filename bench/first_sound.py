@@ -41,7 +41,7 @@ def session(minutes: int) -> str:
             "      - breathe: {pattern: resonance, cycles: 10, cues: tone}",
             "      - say: Rest now, and let the breath find its own pace.",
             "      - pause: 2m",
-            "      - reflect: {question: \"What do you notice now?\", silence: 50s}",
+            '      - reflect: {question: "What do you notice now?", silence: 50s}',
         ]
     return "\n".join(out) + "\n"
 

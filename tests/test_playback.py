@@ -103,7 +103,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return folder
 
 
-def _spawn(args: list[str], env: dict[str, str]) -> pexpect.spawn:
+def _spawn(args: list[str], env: dict[str, str]) -> pexpect.spawn[str]:
     return pexpect.spawn(
         sys.executable,
         ["-m", "guided_audio", *args],
@@ -291,9 +291,10 @@ def test_leaving_restores_the_terminal_and_resume_continues_there(
         for pid in pids:
             os.kill(int(pid), signal.SIGHUP)
     child.expect(r"STATUS=(\d+)")
+    assert isinstance(child.match, re.Match)
     assert int(child.match[1]) == status
     child.expect(pexpect.EOF)
-    settings = child.before
+    settings = str(child.before)
     assert " icanon" in settings and " echo " in settings  # cbreak mode was undone
     assert "Traceback" not in settings
 

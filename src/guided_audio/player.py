@@ -225,6 +225,7 @@ class Player:
         self._fade: _Fade | None = None
         self._fade_in = 0 if start == At(0) else PAUSE_FADE  # samples of fade-in left
         self._gain = 1.0  # applied volume (ramps to the target)
+        self._ramp_to, self._ramp_step = 1.0, 0.0
         self._volume_db = 0.0
         self._muted = False
         self._ended = False  # the renderer reached the end of this generation
@@ -449,7 +450,9 @@ class Player:
         target = 0.0 if self._muted else effects.db_to_gain(self._volume_db)
         envelope: np.ndarray | None = None
         if self._gain != target:
-            step = (target - self._gain) / VOLUME_RAMP
+            if target != self._ramp_to:  # a straight ramp to the new volume
+                self._ramp_to, self._ramp_step = target, (target - self._gain) / VOLUME_RAMP
+            step = self._ramp_step
             ramp = self._gain + step * np.arange(1, count + 1)
             ramp = np.minimum(ramp, target) if step > 0 else np.maximum(ramp, target)
             envelope = ramp
