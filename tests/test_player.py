@@ -10,11 +10,12 @@ import pytest
 from numpy.typing import NDArray
 
 from conftest import write
-from guided_audio import plan, player, session, terminal
+from guided_audio import mix, plan, player, session, terminal
 from guided_audio.effects import CHANNELS, RATE, Audio
 from guided_audio.mix import Windowed
 from guided_audio.plan import SectionSpan, Timeline
 from guided_audio.player import At, AtSection, Player, StaticFeed
+from guided_audio.script import load_script
 
 PERIOD = 1764  # 40 ms, as the device asks
 
@@ -158,7 +159,7 @@ def test_a_cold_feed_never_plays_past_what_is_final(tmp_path: Path) -> None:
     )
     cache = tmp_path / "cache"
     options = session.Options(cache_dir=cache, loudness_lufs=None)
-    script = session.load_script(script_path)
+    script = load_script(script_path)
     speaker = session._speaker(options, session.Silent())
     feed = session._live_feed(script, speaker, None)
     try:
@@ -175,7 +176,7 @@ def test_a_cold_feed_never_plays_past_what_is_final(tmp_path: Path) -> None:
                 assert event in final.timeline.events
     finally:
         feed.close()
-    exact = plan.build(script, speaker.length, session.mix.file_length)
+    exact = plan.build(script, speaker.length, mix.file_length)
     assert exact.events == final.timeline.events
 
 

@@ -446,3 +446,21 @@ def test_loudness_holds_when_the_limiter_dominates(tmp_path: Path) -> None:
     audio = decode(export(tmp_path, text, suffix=".mp3"))
     assert _loudness(audio) == pytest.approx(-16.0, abs=1.0)
     assert _true_peak_db(audio) <= -1.0
+
+
+def test_numpy_dsp_helpers_match_scipy() -> None:
+    """`play` starts without importing scipy.signal; its replacements must agree with it."""
+    from scipy.ndimage import minimum_filter1d
+    from scipy.signal import firwin, upfirdn
+
+    rng = np.random.default_rng(7)
+    hold, ahead = mix.LIMIT_HOLD, mix.LIMIT_LOOKAHEAD
+    size = hold + ahead + 1
+    for length in (1, 5, size - 1, size, 20000):
+        x = rng.random(length)
+        expected = minimum_filter1d(x, size, origin=hold - size // 2, mode="nearest")
+        assert np.array_equal(mix.running_min(x, hold, ahead), expected)
+    fir = mix.lowpass_fir(81, 0.25, 5.0)
+    assert np.allclose(fir, firwin(81, 0.25, window=("kaiser", 5.0)), atol=1e-15)
+    signal = rng.standard_normal((3000, 2))
+    assert np.allclose(mix.upsample(signal, 4, fir), upfirdn(fir, signal, 4, axis=0), atol=1e-12)

@@ -16,11 +16,10 @@ import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.ndimage import minimum_filter1d
-from scipy.signal import firwin, sosfilt, upfirdn
 
 from guided_audio import effects, sounds
 from guided_audio.effects import CHANNELS, RATE, Audio
@@ -271,6 +270,8 @@ class LoudnessMeter:
         self._energies: list[float] = []  # mean square per 100 ms, summed over channels
 
     def feed(self, block: Audio) -> None:
+        from scipy.signal import sosfilt  # measuring only: `play` starts without scipy
+
         x, self._state = sosfilt(_K_SOS, block.astype(np.float64), axis=0, zi=self._state)
         x = np.concatenate([self._pending, x])
         step = RATE // 10
@@ -296,7 +297,7 @@ class LoudnessMeter:
         return float(-0.691 + 10 * np.log10(gated.mean()))
 
 
-MIX_FORMAT = 1  # bump when anything here or in sounds.py changes the mix for the same timeline
+MIX_FORMAT = 2  # bump when anything here or in sounds.py changes the mix for the same timeline
 
 
 def fingerprint(timeline: Timeline, speech_key: Callable[[Phrase], str]) -> str:
@@ -352,14 +353,43 @@ _TRUE_PEAK_MARGIN = 0.5  # -6 dB
 
 
 # Interpolation filter for 4x oversampling, designed once (as resample_poly would design it).
-_OVERSAMPLE_FIR = (
-    firwin(2 * 10 * OVERSAMPLE + 1, 1.0 / OVERSAMPLE, window=("kaiser", 5.0)) * OVERSAMPLE
-)
+def lowpass_fir(taps: int, cutoff: float, kaiser_beta: float) -> NDArray[np.float64]:
+    """A windowed-sinc low-pass (cutoff relative to Nyquist), unity gain at DC: what
+    scipy's firwin designs, without importing scipy.signal (it costs `play` a second)."""
+    centre = np.arange(taps) - (taps - 1) / 2
+    fir = cutoff * np.sinc(cutoff * centre) * np.kaiser(taps, kaiser_beta)
+    return np.asarray(fir / fir.sum(), dtype=np.float64)
 
 
-def sample_peaks(x: Audio) -> NDArray[np.float32]:
+def upsample(x: NDArray[np.float64], factor: int, fir: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Zero-stuff by `factor` and filter along axis 0 (scipy's upfirdn, up only)."""
+    stuffed = np.zeros(((len(x) - 1) * factor + 1, x.shape[1]))
+    stuffed[::factor] = x
+    return np.stack([np.convolve(stuffed[:, ch], fir) for ch in range(x.shape[1])], axis=1)
+
+
+def running_min(x: NDArray[np.float64], before: int, after: int) -> NDArray[np.float64]:
+    """min(x[t - before : t + after + 1]) for every t, the window clipped at the ends.
+
+    van Herk / Gil-Werman: minima running forward and backward within blocks of the
+    window's size; every window spans at most two blocks, so it costs O(n).
+    """
+    size = before + after + 1
+    padded = np.concatenate([np.full(before, x[0]), x, np.full(after + size, x[-1])])
+    blocks = padded[: len(padded) // size * size].reshape(-1, size)
+    forward = np.minimum.accumulate(blocks, axis=1).ravel()
+    backward = np.minimum.accumulate(blocks[:, ::-1], axis=1)[:, ::-1].ravel()
+    starts = np.arange(len(x))
+    return np.minimum(backward[starts], forward[starts + size - 1])
+
+
+_OVERSAMPLE_FIR = lowpass_fir(2 * 10 * OVERSAMPLE + 1, 1.0 / OVERSAMPLE, 5.0) * OVERSAMPLE
+
+
+def sample_peaks(x: NDArray[np.floating[Any]]) -> NDArray[np.floating[Any]]:
     """Per-sample peak over the channels (faster than a reduce along the short axis)."""
-    return np.maximum(np.abs(x[:, 0]), np.abs(x[:, 1]))
+    peaks: NDArray[np.floating[Any]] = np.maximum(np.abs(x[:, 0]), np.abs(x[:, 1]))
+    return peaks
 
 
 def true_peaks(x: Audio, ceiling: float, offset: int = 0) -> NDArray[np.float64]:
@@ -376,7 +406,7 @@ def true_peaks(x: Audio, ceiling: float, offset: int = 0) -> NDArray[np.float64]
         start = max(0, int(tile_index) * _TILE - lead)
         stop = min(int(tile_index + 1) * _TILE - lead, len(x))
         lo, hi = max(0, start - LIMIT_EDGE), min(len(x), stop + LIMIT_EDGE)
-        up = sample_peaks(upfirdn(_OVERSAMPLE_FIR, x[lo:hi].astype(np.float64), OVERSAMPLE, axis=0))
+        up = sample_peaks(upsample(x[lo:hi].astype(np.float64), OVERSAMPLE, _OVERSAMPLE_FIR))
         delay = len(_OVERSAMPLE_FIR) // 2  # the filter's group delay, in oversampled samples
         up = up[delay : delay + (hi - lo) * OVERSAMPLE]
         phases = np.maximum(
@@ -409,8 +439,7 @@ class Master(Windowed):
         required = np.minimum(1.0, self.ceiling / np.maximum(peaks, 1e-12))
         # min over [t - hold, t + lookahead], then a trailing mean over the lookahead:
         # smooth, and never above what any sample in reach requires.
-        size = LIMIT_HOLD + LIMIT_LOOKAHEAD + 1
-        held = minimum_filter1d(required, size, origin=LIMIT_HOLD - size // 2, mode="nearest")
+        held = running_min(required, LIMIT_HOLD, LIMIT_LOOKAHEAD)
         # Whole steps of 2^-20 (rounded down: never above what is required) make the running
         # sums exact, so every window gives bit-identical gains.
         held = np.floor(held * _GAIN_STEPS) / _GAIN_STEPS
