@@ -132,7 +132,10 @@ class Pulse:
                 env=self.native_env(),
             )  # fmt: skip
             try:
-                time.sleep(0.3)
+                deadline = time.monotonic() + 10
+                while path.stat().st_size < 4 * RATE // 10 and time.monotonic() < deadline:
+                    time.sleep(0.01)  # parec is recording (the monitor streams silence)
+                assert path.stat().st_size, "parec recorded nothing"
                 yield
                 time.sleep(0.3)
             finally:

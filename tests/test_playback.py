@@ -171,6 +171,7 @@ def test_real_time_playback_has_no_dropout(tmp_path: Path, pulse: Pulse, home: P
     start = found[0].start + found[0].shift  # where the recording first matches
     assert start < RATE  # (the drone fades in from zero: the first windows are silent)
     offset = found[0].start - start
+    assert offset >= 0, "the recording began after the sound did"
     # Every sample, at its time: the played length is the session's, to the sample.
     assert np.array_equal(heard[offset : offset + len(exported)], exported)
     assert not heard[offset + len(exported) :].any()
