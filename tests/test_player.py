@@ -223,3 +223,16 @@ def test_caption_follows_the_sentence_being_spoken(tmp_path: Path) -> None:
     assert terminal.caption(timeline, speech.start + 10) == "Let the ground hold you."
     assert terminal.caption(timeline, speech.end - 10).startswith("Notice your breath")
     assert terminal.caption(timeline, speech.end + RATE) == ""
+
+
+def test_seeks_in_quick_succession_add_up() -> None:
+    p = _player(30.0)
+    _pull(p, 1.0)
+    p.skip(10.0)
+    p.wait_ready(PERIOD, 1.0)
+    p.pull(PERIOD)  # the first seek's fade ends here; its place is not rendered yet
+    p.skip(10.0)
+    _pull(p, 0.5)
+    p.close()
+    expected = RATE + player.PAUSE_FADE + 10 * RATE + player.PAUSE_FADE + 10 * RATE
+    assert abs(p.position - (expected + RATE // 2)) < RATE // 10

@@ -159,7 +159,9 @@ class LiveFeed(Feed):
             self._changed.wait(timeout_s)
 
     def close(self) -> None:
+        """Stop after the phrase being synthesised, so no cache entry is left half-made."""
         self._closed = True
+        self._thread.join(timeout=30)
 
 
 # --- where to go -----------------------------------------------------------------------------
@@ -332,7 +334,10 @@ class Player:
     def _jump(self, target: Target) -> None:
         """Start a new generation at `target` (the lock is held)."""
         if isinstance(target, By):
-            target = At(self._position + target.samples)
+            base = self._position
+            if self._awaiting and isinstance(self._target, At):
+                base = self._target.sample  # a seek still pending: count from where it goes
+            target = At(base + target.samples)
         self._generation += 1
         self._target = target
         self._blocks.clear()

@@ -215,10 +215,13 @@ def play(
     finally:
         output.close()
         player.close()
-        if outcome == "finished":
-            positions.clear(path)
-        else:
-            positions.set(path, player.position)
+        try:
+            if outcome == "finished":
+                positions.clear(path)
+            else:
+                positions.set(path, player.position)
+        except GuidedAudioError as exc:  # never hide why playing stopped
+            reporter.info(f"note: the place could not be saved: {exc}")
     written = _journal(script, path, view) if play_options.journal else None
     return Played(script, outcome, player.position, written)
 
