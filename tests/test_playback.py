@@ -178,14 +178,21 @@ def test_real_time_playback_has_no_dropout(tmp_path: Path, pulse: Pulse, home: P
 
 
 # --- keys in a real terminal -----------------------------------------------------------------
-def test_keys_pause_seek_next_section_and_volume(tmp_path: Path, pulse: Pulse, home: Path) -> None:
+def _play_keys_session(
+    tmp_path: Path, pulse: Pulse
+) -> tuple[Path, Path, np.ndarray, plan.Timeline, pexpect.spawn[str]]:
+    """KEYS exported (so its loudness is known), then playing in a terminal."""
     script = write(tmp_path, KEYS)
     capture = tmp_path / "capture.raw"
     env = pulse.alsa_capture_env(tmp_path, capture)
     exported = _export(script, env)
-    timeline = _timeline(script)
     child = _spawn(["play", str(script)], env)
     child.expect(r"\[1/3\] Arriving")
+    return script, capture, exported, _timeline(script), child
+
+
+def test_keys_pause_seek_next_section_and_volume(tmp_path: Path, pulse: Pulse, home: Path) -> None:
+    script, capture, exported, timeline, child = _play_keys_session(tmp_path, pulse)
     child.expect("“Welcome.")  # the caption shows the sentence being spoken
     child.expect("space pause")  # the key hint
     time.sleep(2.0)
@@ -234,13 +241,7 @@ def test_keys_pause_seek_next_section_and_volume(tmp_path: Path, pulse: Pulse, h
 def test_end_gently_fades_out_and_goes_to_the_closing_section(
     tmp_path: Path, pulse: Pulse, home: Path
 ) -> None:
-    script = write(tmp_path, KEYS)
-    capture = tmp_path / "capture.raw"
-    env = pulse.alsa_capture_env(tmp_path, capture)
-    exported = _export(script, env)
-    timeline = _timeline(script)
-    child = _spawn(["play", str(script)], env)
-    child.expect(r"\[1/3\] Arriving")
+    script, capture, exported, timeline, child = _play_keys_session(tmp_path, pulse)
     time.sleep(5.0)  # past the speech: the bed alone shows the fade
     child.send("x")
     child.expect("ending gently")

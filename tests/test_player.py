@@ -195,13 +195,13 @@ def test_keys_are_read_as_terminals_send_them(typed: str, keys: list[str]) -> No
     assert terminal.parse_keys(typed) == keys
 
 
+def _one_step(tmp_path: Path, step: str) -> Timeline:
+    script = write(tmp_path, f"title: T\nsections:\n  - title: A\n    steps:\n      - {step}\n")
+    return session.timeline(script, session.Options(), session.Silent())
+
+
 def test_pacer_grows_holds_and_shrinks(tmp_path: Path) -> None:
-    script = write(
-        tmp_path,
-        "title: P\nsections:\n  - title: A\n    steps:\n"
-        "      - breathe: {pattern: box, cycles: 1, cues: tone}\n",
-    )
-    timeline = session.timeline(script, session.Options(), session.Silent())
+    timeline = _one_step(tmp_path, "breathe: {pattern: box, cycles: 1, cues: tone}")
     start = timeline.breaths[0].start
     at = [terminal.pacer(timeline, start + int(s * RATE)) for s in (0.1, 3.99, 6, 8.01, 13)]
     assert at[0].startswith("breathe in") and at[0].count("●") <= 1
@@ -213,12 +213,9 @@ def test_pacer_grows_holds_and_shrinks(tmp_path: Path) -> None:
 
 
 def test_caption_follows_the_sentence_being_spoken(tmp_path: Path) -> None:
-    script = write(
-        tmp_path,
-        "title: C\nsections:\n  - title: A\n    steps:\n"
-        "      - say: Let the ground hold you. Notice your breath, without changing it.\n",
+    timeline = _one_step(
+        tmp_path, "say: Let the ground hold you. Notice your breath, without changing it."
     )
-    timeline = session.timeline(script, session.Options(), session.Silent())
     speech = timeline.events[0]
     assert terminal.caption(timeline, speech.start + 10) == "Let the ground hold you."
     assert terminal.caption(timeline, speech.end - 10).startswith("Notice your breath")
