@@ -21,6 +21,11 @@ from guided_audio.cli import main
 
 RATE = 44100
 
+# CI may start the suite as a background job, with SIGINT ignored; children inherit that,
+# and Python then never turns Ctrl-C into KeyboardInterrupt. The tests press Ctrl-C.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
 
 @pytest.fixture(scope="session", autouse=True)
 def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
@@ -259,3 +264,16 @@ def boundary(
     first_b = next((k for k in region if not fits(k, a)), b.start)
     last_a = next((k for k in reversed(region) if not fits(k, b)), a.end - 1)
     return last_a + a.shift, first_b + b.shift
+
+
+def children(pid: int) -> list[int]:
+    """Processes whose parent is `pid` (from /proc: minimal systems have no pgrep)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found

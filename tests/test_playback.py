@@ -20,6 +20,7 @@ import pytest
 from conftest import (
     Pulse,
     boundary,
+    children,
     read_raw,
     read_wav_int16,
     segments,
@@ -287,11 +288,9 @@ def test_leaving_restores_the_terminal_and_resume_continues_there(
     if how == "ctrl-c":
         child.sendintr()
     else:  # the terminal closing sends SIGHUP to the player
-        pids = subprocess.run(
-            ["pgrep", "-P", str(child.pid)], capture_output=True, text=True, check=True
-        ).stdout.split()
-        for pid in pids:
-            os.kill(int(pid), signal.SIGHUP)
+        assert child.pid is not None
+        for pid in children(child.pid):
+            os.kill(pid, signal.SIGHUP)
     child.expect(r"STATUS=(\d+)")
     assert isinstance(child.match, re.Match)
     assert int(child.match[1]) == status

@@ -147,7 +147,8 @@ def _encode(
 # --- speakers --------------------------------------------------------------------------------
 BACKENDS = ("miniaudio", "simpleaudio")
 DEFAULT_BACKEND = "miniaudio"
-DEVICE_PERIOD_MS = 40  # small periods: keys act at once; the renderer keeps 3 s queued
+DEVICE_PERIOD_MS = 50
+DEVICE_PERIODS = 4  # 200 ms in the device: keys act at once, a busy machine does not drop out
 SIMPLEAUDIO_CHUNK_S = 1.0
 Pull = Callable[[int], bytes]  # frames wanted -> that many 16-bit stereo frames
 Ready = Callable[[int, float], bool]  # until frames are buffered (or timeout s): whether they are
@@ -220,12 +221,13 @@ class MiniaudioOutput(Output):
                 nchannels=CHANNELS,
                 sample_rate=RATE,
                 buffersize_msec=DEVICE_PERIOD_MS,
+                callback_periods=DEVICE_PERIODS,
                 backends=backends,
                 app_name="guided-audio",
             )
         except miniaudio.MiniaudioError as exc:
             raise no_device(exc) from None
-        self.latency_s = 3 * DEVICE_PERIOD_MS / 1000
+        self.latency_s = DEVICE_PERIODS * DEVICE_PERIOD_MS / 1000
 
     def start(self, pull: Pull, ready: Ready) -> None:
         del ready  # the device asks for a period at a time; the player stays seconds ahead

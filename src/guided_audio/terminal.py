@@ -171,7 +171,8 @@ class TerminalView:
         encoding = getattr(self.stream, "encoding", None) or "utf-8"
         data = text.encode(encoding, errors="replace")
         self.stream.flush()
-        os.write(self.stream.fileno(), data)
+        while data:  # a terminal nobody reads accepts part of a write: send the rest
+            data = data[os.write(self.stream.fileno(), data) :]
 
     def run(self, player: Player) -> str:
         with self._keys_mode():
