@@ -41,14 +41,18 @@ def cli(*args: str) -> Result:
 
 
 def interrupt_when_ready(
-    process: subprocess.Popen[str], ready: Callable[[], bool], what: str
+    process: subprocess.Popen[str],
+    ready: Callable[[], bool],
+    what: str,
+    signum: int = signal.SIGINT,
 ) -> str:
-    """Wait (up to a minute) until `ready()`, press Ctrl-C, and return what stderr said."""
+    """Wait (up to a minute) until `ready()`, send the signal (Ctrl-C by default), and
+    return what stderr said."""
     deadline = time.monotonic() + 60
     while not ready() and time.monotonic() < deadline:
         time.sleep(0.01)
     assert ready(), f"{what} never got going"
-    process.send_signal(signal.SIGINT)
+    process.send_signal(signum)
     _, stderr = process.communicate(timeout=30)
     return stderr
 

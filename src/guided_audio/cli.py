@@ -212,12 +212,9 @@ def export(
       guided-audio export scripts/grounding.yaml -o grounding.wav --var client=Sam
     """
     options = session.Options(variables=parse_vars(variables), loudness_lufs=_loudness(loudness))
-    out, rendered = session.export(file, output, options, Reporter(quiet), force=force)
+    _, _, report = session.export(file, output, options, Reporter(quiet), force=force)
     if not quiet:
-        click.echo(
-            f"{out}  ({session.clock(rendered.timeline.total)}, "
-            f"{len(rendered.timeline.sections)} sections)"
-        )
+        click.echo(report.line())
 
 
 def backend_option(fn: F) -> F:

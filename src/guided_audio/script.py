@@ -128,6 +128,8 @@ class Script:
     sections: tuple[Section, ...]
     description: str | None = None
     author: str | None = None
+    album: str | None = None  # the album tag; None: the library's name
+    cover: Path | None = None  # a PNG or JPEG embedded as the front cover
     variables: Mapping[str, str] = field(default_factory=dict)
     voice: VoiceSpec = field(default_factory=VoiceSpec)
     music: Music | None = None
@@ -589,7 +591,34 @@ def _missing(node: Node, message: str, hint: str | None = None) -> Problem:
     return Problem(node.location, node.path, message, hint)
 
 
-_TOP_KEYS = ("title", "description", "author", "variables", "voice", "music", "sections")
+_TOP_KEYS = (
+    "title", "description", "author", "album", "cover", "variables", "voice", "music", "sections",
+)  # fmt: skip
+COVER_MAX_BYTES = 5 * 1024 * 1024
+_IMAGE_MAGIC = {
+    ".png": (b"\x89PNG\r\n\x1a\n",),
+    ".jpg": (b"\xff\xd8\xff",),
+    ".jpeg": (b"\xff\xd8\xff",),
+}
+
+
+def _cover_file(node: Node, base: Path) -> Path:
+    raw = node.text("cover path")
+    path = (base / raw).resolve()
+    if not path.is_file():
+        node.fail(f"cover file '{raw}' does not exist", f"paths are relative to {base}")
+    magic = _IMAGE_MAGIC.get(path.suffix.lower())
+    with path.open("rb") as handle:
+        head = handle.read(8)
+    if magic is None or not any(head.startswith(m) for m in magic):
+        node.fail(f"cover file '{raw}' is not a PNG or JPEG image")
+    size = path.stat().st_size
+    if size > COVER_MAX_BYTES:
+        node.fail(
+            f"cover file '{raw}' is {size / 1024 / 1024:.1f} MB; the limit is 5 MB",
+            "players choke on large covers: 1400x1400 JPEG is plenty",
+        )
+    return path
 
 
 def _variables(node: Node, overrides: Mapping[str, str]) -> dict[str, str]:
@@ -639,11 +668,16 @@ def load_script(path: Path, overrides: Mapping[str, str] | None = None) -> Scrip
         title = p.get(lambda: _plain(fields["title"][1], variables, "title"), "")
     else:
         p.items.append(_missing(root, "the script needs a 'title'"))
-    description = author = None
+    description = author = album = None
     if "description" in fields:
         description = p.get(lambda: fields["description"][1].text("description"), None)
     if "author" in fields:
         author = p.get(lambda: fields["author"][1].text("author"), None)
+    if "album" in fields:
+        album = p.get(lambda: fields["album"][1].text("album"), None)
+    cover = None
+    if "cover" in fields:
+        cover = p.get(lambda: _cover_file(fields["cover"][1], base), None)
     voice = VoiceSpec()
     if "voice" in fields:
         voice = p.get(lambda: _voice(fields["voice"][1], base, VoiceSpec(), p), voice)
@@ -669,6 +703,8 @@ def load_script(path: Path, overrides: Mapping[str, str] | None = None) -> Scrip
         sections=tuple(sections),
         description=description,
         author=author,
+        album=album,
+        cover=cover,
         variables=variables,
         voice=voice,
         music=music,

@@ -4,6 +4,8 @@ script → plan → voice → mix → sinks. The CLI only parses options and pri
 
 from __future__ import annotations
 
+import datetime
+import json
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
@@ -11,6 +13,7 @@ from pathlib import Path
 from typing import Protocol
 
 from guided_audio import mix, plan, sinks, sounds, voice
+from guided_audio.effects import RATE
 from guided_audio.errors import GuidedAudioError
 from guided_audio.home import JournalEntry, Positions, journal_file
 from guided_audio.plan import SectionSpan, Timeline, clock
@@ -131,19 +134,66 @@ def default_output(path: Path) -> Path:
     return Path("sessions") / f"{path.stem}.mp3"
 
 
+@dataclass(frozen=True)
+class Report:
+    """What a therapist is told about an export, measured on the written file."""
+
+    path: Path
+    seconds: float
+    chapters: int
+    loudness_lufs: float
+    true_peak_dbtp: float
+
+    def line(self) -> str:
+        return (
+            f"{self.path}  {clock(round(self.seconds * RATE))}  {self.chapters} chapter"
+            f"{'' if self.chapters == 1 else 's'}  "
+            f"{self.loudness_lufs:.1f} LUFS  {self.true_peak_dbtp:.1f} dBTP"
+        )
+
+
+LIBRARY_NAME = "guided-audio"
+GENRE = "Meditation"
+
+
+def metadata(script: Script, timeline: Timeline) -> sinks.Metadata:
+    """Tags, one chapter per section, and the cover, for every format that carries them."""
+    tags = {
+        "title": script.title,
+        "album": script.album or LIBRARY_NAME,
+        "date": str(datetime.date.today().year),
+        "genre": GENRE,
+    }
+    if script.author:
+        tags["artist"] = script.author
+    if script.description:
+        tags["comment"] = script.description
+    chapters = tuple(sinks.Chapter(s.title, s.start, s.end) for s in timeline.sections)
+    return sinks.Metadata(tags, chapters, script.cover)
+
+
+def chapters_json(timeline: Timeline) -> str:
+    """Podcasting 2.0 JSON chapters."""
+    chapters = [
+        {"startTime": round(s.start / RATE, 3), "title": s.title} for s in timeline.sections
+    ]
+    return json.dumps({"version": "1.2.0", "chapters": chapters}, indent=2, ensure_ascii=False)
+
+
 def export(
     path: Path, out: Path | None, options: Options, reporter: Reporter, force: bool = False
-) -> tuple[Path, Rendered]:
+) -> tuple[Path, Rendered, Report]:
     out = out or default_output(path)
     script = load_script(path, options.variables)  # bad input first: nothing is touched
     sinks.check_output(out, force)
     rendered = _render(script, options, reporter)
-    tags = {"title": rendered.script.title, "album": "guided-audio"}
-    if rendered.script.author:
-        tags["artist"] = rendered.script.author
+    chapters = out.with_name(f"{out.stem}.chapters.json")
     with reporter.progress(f"Writing {out}", rendered.timeline.total) as advance:
-        sinks.write_file(out, rendered.source, tags, advance)
-    return out, rendered
+        sinks.write_file(out, rendered.source, metadata(script, rendered.timeline), advance)
+    sinks.write_text(chapters, chapters_json(rendered.timeline))
+    with reporter.progress(f"Measuring {out}", rendered.timeline.total) as advance:
+        seconds, lufs, dbtp = sinks.measure_file(out, advance)
+    return out, rendered, Report(out, seconds, len(rendered.timeline.sections), lufs, dbtp)
 
 
 @dataclass(frozen=True)

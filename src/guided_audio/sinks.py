@@ -8,14 +8,17 @@ import ctypes
 import ctypes.util
 import os
 import queue
+import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import wave
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +28,7 @@ from guided_audio import effects
 from guided_audio.effects import CHANNELS, RATE, Audio
 from guided_audio.errors import AudioDeviceError, GuidedAudioError, UsageError
 from guided_audio.files import temp_beside
-from guided_audio.mix import Windowed
+from guided_audio.mix import LoudnessMeter, Windowed, true_peaks
 
 # suffix -> ffmpeg output arguments (WAV is written directly)
 ENCODERS: dict[str, list[str]] = {
@@ -34,6 +37,59 @@ ENCODERS: dict[str, list[str]] = {
     ".ogg": ["-c:a", "libvorbis", "-q:a", "5", "-f", "ogg"],
 }
 FORMATS = (".wav", *ENCODERS)
+COVER_FORMATS = (".mp3", ".flac")  # ffmpeg's Ogg muxer cannot carry a picture
+
+
+@dataclass(frozen=True)
+class Chapter:
+    title: str
+    start: int  # samples
+    end: int
+
+
+@dataclass(frozen=True)
+class Metadata:
+    """Tags (ffmpeg's names: title, artist, album, comment, date, genre), chapters, a cover."""
+
+    tags: Mapping[str, str] = field(default_factory=dict)
+    chapters: tuple[Chapter, ...] = ()
+    cover: Path | None = None
+
+
+def _ffmetadata_text(value: str) -> str:
+    return re.sub(r"([=;#\\\n])", r"\\\1", value)
+
+
+VORBIS_COMMENT_FORMATS = (".flac", ".ogg")
+
+
+def _chapter_time(samples: int) -> str:
+    millis = round(samples * 1000 / RATE)
+    seconds, millis = divmod(millis, 1000)
+    return f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}.{millis:03d}"
+
+
+def ffmetadata(metadata: Metadata, suffix: str) -> str:
+    """ffmpeg's metadata file: the tags, and a chapter per section. MP3 gets [CHAPTER]
+    entries in exact samples (ffmpeg writes ID3 CHAP frames under a CTOC); FLAC and Ogg get
+    the CHAPTERnnn / CHAPTERnnnNAME comments players read (ffmpeg writes no others there)."""
+    tags = dict(metadata.tags)
+    if suffix in VORBIS_COMMENT_FORMATS:
+        for number, chapter in enumerate(metadata.chapters, start=1):
+            tags[f"CHAPTER{number:03d}"] = _chapter_time(chapter.start)
+            tags[f"CHAPTER{number:03d}NAME"] = chapter.title
+    lines = [";FFMETADATA1"]
+    lines += [f"{key}={_ffmetadata_text(value)}" for key, value in tags.items()]
+    if suffix not in VORBIS_COMMENT_FORMATS:
+        for chapter in metadata.chapters:
+            lines += [
+                "[CHAPTER]",
+                f"TIMEBASE=1/{RATE}",
+                f"START={chapter.start}",
+                f"END={chapter.end}",
+                f"title={_ffmetadata_text(chapter.title)}",
+            ]
+    return "\n".join(lines) + "\n"
 
 
 def check_output(path: Path, force: bool) -> None:
@@ -80,7 +136,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
 def write_file(
     path: Path,
     source: Windowed,
-    tags: dict[str, str],
+    metadata: Metadata = Metadata(),
     progress: Callable[[int], None] = lambda _: None,
 ) -> None:
     """Encode the whole session into `path` (format from its suffix), atomically."""
@@ -95,19 +151,96 @@ def write_file(
                     wav.writeframes(effects.to_int16(block).tobytes())
                     progress(len(block))
         else:
-            _encode(temp, path.suffix.lower(), source, tags, progress)
+            with tempfile.TemporaryDirectory(prefix="guided-audio-") as folder:
+                described = Path(folder) / "metadata.txt"  # a private folder (0700)
+                described.write_text(ffmetadata(metadata, path.suffix.lower()), encoding="utf-8")
+                _encode(temp, path.suffix.lower(), source, described, metadata.cover, progress)
+            if path.suffix.lower() == ".mp3" and "comment" in metadata.tags:
+                _id3_comment(temp, metadata.tags["comment"])
+
+
+def _synchsafe(value: int) -> bytes:
+    return bytes((value >> shift) & 0x7F for shift in (21, 14, 7, 0))
+
+
+def _id3_comment(path: Path, text: str) -> None:
+    """ffmpeg writes a comment as TXXX:comment, which players do not show, so a COMM frame
+    is inserted first in the tag. Bytes are inserted, not re-saved: a tag library would
+    reorder the CHAP frames, and ffprobe lists chapters in frame order."""
+    utf16 = "\ufeff".encode("utf-16-le")  # every UTF-16 string carries its byte order mark
+    payload = b"\x01eng" + utf16 + b"\0\0" + utf16 + text.encode("utf-16-le")
+    frame = b"COMM" + len(payload).to_bytes(4, "big") + b"\0\0" + payload
+    with path.open("rb") as source:
+        header = source.read(10)
+        if header[:3] != b"ID3" or header[3] != 3 or header[5] & 0x80:
+            raise GuidedAudioError(f"ffmpeg wrote an unexpected ID3 tag to {path}")
+        size = int.from_bytes(bytes(b & 0x7F for b in header[6:10]), "big")  # synchsafe
+        with temp_beside(path, ".tag") as temp:
+            with temp.open("wb") as out:
+                out.write(header[:6] + _synchsafe(size + len(frame)) + frame)
+                shutil.copyfileobj(source, out, 1 << 20)
+            os.replace(temp, path)
+
+
+def write_text(path: Path, text: str) -> None:
+    """A small file beside an export, atomically and with the usual permissions."""
+    make_folder(path)
+    with atomic_path(path) as temp:
+        temp.write_text(text, encoding="utf-8")
+
+
+MEASURE_BLOCK = RATE * 10
+
+
+def measure_file(
+    path: Path, progress: Callable[[int], None] = lambda _: None
+) -> tuple[float, float, float]:
+    """Length (s), integrated loudness (LUFS) and true peak (dBTP) of an audio file, decoded
+    back by ffmpeg as floats (so overs past full scale show) and measured block by block."""
+    command = [
+        ffmpeg() or "ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-i", str(path),
+        "-map", "0:a", "-f", "f32le", "-ac", str(CHANNELS), "-ar", str(RATE), "pipe:1",
+    ]  # fmt: skip
+    meter = LoudnessMeter()
+    frames = 0
+    peak = 0.0
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as process:
+        stdout = process.stdout
+        assert stdout is not None
+        while chunk := stdout.read(MEASURE_BLOCK * CHANNELS * 4):
+            block = np.frombuffer(chunk, dtype=np.float32).reshape(-1, CHANNELS)
+            meter.feed(block)
+            # Inter-sample peaks sit within a few dB of the sample peaks: oversample near the top.
+            loud = max(peak, float(np.abs(block).max(initial=0.0)))
+            peak = max(peak, float(true_peaks(block, loud, frames).max(initial=0.0)))
+            frames += len(block)
+            progress(len(block))
+        error = process.stderr.read().decode(errors="replace").strip() if process.stderr else ""
+        if process.wait() != 0:
+            raise GuidedAudioError(f"cannot read back {path} to measure it: {error}")
+    true_peak = 20 * np.log10(peak) if peak > 0 else float("-inf")
+    return frames / RATE, meter.integrated(), float(true_peak)
 
 
 def _encode(
-    temp: Path, suffix: str, source: Windowed, tags: dict[str, str], progress: Callable[[int], None]
+    temp: Path,
+    suffix: str,
+    source: Windowed,
+    described: Path,
+    cover: Path | None,
+    progress: Callable[[int], None],
 ) -> None:
     command = [
         ffmpeg() or "ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-y",
         "-f", "s16le", "-ar", str(RATE), "-ac", str(CHANNELS), "-i", "pipe:0",
+        "-f", "ffmetadata", "-i", str(described),
     ]  # fmt: skip
-    for key, value in tags.items():
-        command += ["-metadata", f"{key}={value}"]
-    command += [*ENCODERS[suffix], str(temp)]
+    maps = ["-map", "0:a", "-map_metadata", "1", "-map_chapters", "1"]
+    if cover is not None and suffix in COVER_FORMATS:
+        command += ["-i", str(cover)]
+        maps += ["-map", "2:v", "-c:v", "copy", "-disposition:v:0", "attached_pic",
+                 "-metadata:s:v", "comment=Cover (front)"]  # fmt: skip
+    command += [*maps, *ENCODERS[suffix], str(temp)]
     with subprocess.Popen(command, stdin=subprocess.PIPE, stderr=subprocess.PIPE) as process:
         stdin, stderr = process.stdin, process.stderr
         assert stdin is not None and stderr is not None
@@ -226,7 +359,7 @@ class MiniaudioOutput(Output):
                 app_name="guided-audio",
             )
         except miniaudio.MiniaudioError as exc:
-            raise no_device(exc) from None
+            raise no_device(exc.args[0] if exc.args else exc) from None
         self.latency_s = DEVICE_PERIODS * DEVICE_PERIOD_MS / 1000
 
     def start(self, pull: Pull, ready: Ready) -> None:

@@ -1,0 +1,180 @@
+"""What a therapist's export carries, read back by tools the project did not write:
+ffprobe for chapters, mutagen for tags and the cover, pyloudnorm for the report."""
+
+from __future__ import annotations
+
+import json
+import re
+import struct
+import subprocess
+import zlib
+from pathlib import Path
+
+import pytest
+
+from conftest import cli, decode, write
+from guided_audio import session
+
+SCRIPT = """\
+title: Arriving in the body
+description: Ten minutes to settle; stop at any time.
+author: Dana Reyes, LMFT
+album: Integration support
+cover: cover.png
+sections:
+  - title: Arriving
+    steps:
+      - say: Welcome. You may stop at any time.
+      - pause: 3s
+  - title: Noticing = feeling; here
+    steps:
+      - say: Notice the ground beneath you.
+      - pause: 2s
+  - title: Returning
+    steps:
+      - bell: chime
+      - say: Come back slowly.
+"""
+
+
+def png(width: int = 2, height: int = 2) -> bytes:
+    """A small valid PNG, made here."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    rows = b"".join(b"\x00" + b"\x80\x60\x40" * width for _ in range(height))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
+
+
+def _ffprobe(path: Path) -> dict[str, object]:
+    shown = subprocess.run(
+        ["ffprobe", "-v", "error", "-print_format", "json", "-show_chapters", "-show_format",
+         "-show_streams", str(path)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    data: dict[str, object] = json.loads(shown.stdout)
+    return data
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
+    folder = tmp_path_factory.mktemp("meta")
+    (folder / "cover.png").write_bytes(png())
+    script = write(folder, SCRIPT)
+    out = folder / "arriving.mp3"
+    result = cli("export", str(script), "-o", str(out))
+    assert result.exit_code == 0, result.output
+    return script, out, result.stdout
+
+
+def test_mp3_chapters_are_in_order_at_the_plan_times(exported: tuple[Path, Path, str]) -> None:
+    script, out, _ = exported
+    timeline = session.timeline(script, session.Options(), session.Silent())
+    chapters = _ffprobe(out)["chapters"]
+    assert isinstance(chapters, list)
+    assert [c["tags"]["title"] for c in chapters] == [s.title for s in timeline.sections]
+    for chapter, span in zip(chapters, timeline.sections, strict=True):
+        assert abs(float(chapter["start_time"]) - span.start / 44100) <= 0.020
+        assert abs(float(chapter["end_time"]) - span.end / 44100) <= 0.020
+
+
+def test_mp3_has_a_table_of_contents_tags_and_the_cover(exported: tuple[Path, Path, str]) -> None:
+    from mutagen.id3 import ID3
+
+    _, out, _ = exported
+    tags = ID3(out)
+    assert tags.version[:2] == (2, 3)
+    tocs = tags.getall("CTOC")
+    assert len(tocs) == 1 and tocs[0].flags & 0x1  # top-level: players need it
+    chaps = {c.element_id: c for c in tags.getall("CHAP")}
+    assert list(tocs[0].child_element_ids) == sorted(chaps, key=lambda e: chaps[e].start_time)
+    assert str(tags["TIT2"]) == "Arriving in the body"
+    assert str(tags["TPE1"]) == "Dana Reyes, LMFT"
+    assert str(tags["TALB"]) == "Integration support"
+    assert str(tags.getall("COMM")[0]) == "Ten minutes to settle; stop at any time."
+    assert re.fullmatch(r"\d{4}", str(tags["TDRC"]))  # TYER in the file; mutagen reads v2.4
+    assert str(tags["TCON"]) == session.GENRE
+    pictures = tags.getall("APIC")
+    assert len(pictures) == 1 and pictures[0].type == 3  # the front cover
+    assert pictures[0].data == png()
+
+
+def test_chapters_json_beside_the_audio(exported: tuple[Path, Path, str]) -> None:
+    script, out, _ = exported
+    timeline = session.timeline(script, session.Options(), session.Silent())
+    data = json.loads(out.with_name("arriving.chapters.json").read_text())
+    assert data["version"] == "1.2.0"
+    assert [c["title"] for c in data["chapters"]] == [s.title for s in timeline.sections]
+    starts = [c["startTime"] for c in data["chapters"]]
+    assert starts == [round(s.start / 44100, 3) for s in timeline.sections]
+
+
+def test_report_line_is_measured_on_the_written_file(exported: tuple[Path, Path, str]) -> None:
+    import pyloudnorm
+
+    _, out, stdout = exported
+    match = re.fullmatch(
+        rf"{re.escape(str(out))}  (\d\d):(\d\d)  3 chapters  (-?\d+\.\d) LUFS  (-?\d+\.\d) dBTP\n",
+        stdout,
+    )
+    assert match, stdout
+    audio = decode(out)
+    assert int(match[1]) * 60 + int(match[2]) == int(len(audio) / 44100)
+    measured = pyloudnorm.Meter(44100).integrated_loudness(audio)
+    assert float(match[3]) == pytest.approx(measured, abs=0.2)
+    assert float(match[4]) <= -1.0
+
+
+@pytest.mark.parametrize(
+    "suffix", [pytest.param(".flac", id="flac"), pytest.param(".ogg", id="ogg")]
+)
+def test_other_formats_carry_chapters_and_tags(tmp_path: Path, suffix: str) -> None:
+    (tmp_path / "cover.png").write_bytes(png())
+    script = write(tmp_path, SCRIPT)
+    out = tmp_path / f"arriving{suffix}"
+    result = cli("export", str(script), "-o", str(out))
+    assert result.exit_code == 0, result.output
+    probe = _ffprobe(out)
+    chapters = probe["chapters"]
+    assert isinstance(chapters, list) and len(chapters) == 3
+    fmt = probe["format"]
+    assert isinstance(fmt, dict)
+    tags = {k.lower(): v for k, v in fmt.get("tags", {}).items()}
+    streams = probe["streams"]
+    assert isinstance(streams, list)
+    for stream in streams:
+        tags.update({k.lower(): v for k, v in stream.get("tags", {}).items()})
+    assert tags["title"] == "Arriving in the body"
+    assert tags["album"] == "Integration support"
+    has_picture = any(s.get("disposition", {}).get("attached_pic") for s in streams)
+    assert has_picture == (suffix == ".flac")
+
+
+@pytest.mark.parametrize(
+    ("cover", "content", "message"),
+    [
+        pytest.param("missing.png", None, "cover file 'missing.png' does not exist", id="missing"),
+        pytest.param("notes.png", b"not an image", "is not a PNG or JPEG image", id="not-image"),
+        pytest.param("huge.png", png() + bytes(6 * 1024 * 1024), "the limit is 5 MB", id="too-big"),
+    ],
+)
+def test_a_bad_cover_is_a_located_error(
+    tmp_path: Path, cover: str, content: bytes | None, message: str
+) -> None:
+    if content is not None:
+        (tmp_path / cover).write_bytes(content)
+    script = write(tmp_path, SCRIPT.replace("cover: cover.png", f"cover: {cover}"))
+    result = cli("export", str(script), "-o", str(tmp_path / "out.mp3"))
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"{script}:5:8: ")
+    assert message in result.stderr
+    assert not (tmp_path / "out.mp3").exists()
+    assert not list(tmp_path.glob(".*"))
