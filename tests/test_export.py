@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from conftest import RATE, cli, decode, interrupt_when_ready, read_wav, silences, write
-from guided_audio import session
+from guided_audio import session, sinks
 
 TIMING = """\
 title: Timing
@@ -89,7 +89,7 @@ def test_estimate_is_instant_and_close(timing_wav: tuple[Path, Path]) -> None:
     assert "~" in result.stdout and "2. Two" in result.stdout
 
 
-@pytest.mark.parametrize("suffix", [".wav", ".mp3", ".flac", ".ogg"])
+@pytest.mark.parametrize("suffix", [pytest.param(s, id=s[1:]) for s in sinks.FORMATS])
 def test_formats_decode_to_the_same_length(tmp_path: Path, suffix: str) -> None:
     script = write(tmp_path, "title: F\nsections:\n  - title: A\n    steps:\n      - say: Hello.\n")
     out = tmp_path / f"f{suffix}"
@@ -97,6 +97,28 @@ def test_formats_decode_to_the_same_length(tmp_path: Path, suffix: str) -> None:
     assert result.exit_code == 0, result.output
     timeline = session.timeline(script, session.Options(), session.Silent())
     assert len(decode(out)) == pytest.approx(timeline.total, abs=RATE * 0.06)
+    probe = subprocess.run(
+        ["ffprobe", "-v", "error", "-show_entries", "stream=channels,sample_rate",
+         "-of", "csv=p=0", str(out)],
+        capture_output=True, text=True, check=True,
+    ).stdout.split()  # fmt: skip
+    # Stereo 44.1 kHz everywhere; Opus always decodes at 48 kHz (it records 44.1 as the input).
+    assert probe == [f"{48000 if suffix == '.opus' else 44100},2"]
+
+
+def test_format_option_names_the_default_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    script = write(tmp_path, "title: F\nsections:\n  - title: A\n    steps:\n      - say: Hi.\n")
+    result = cli("export", str(script), "--format", "m4b", "-q")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "sessions" / "session.m4b").is_file()
+    clash = cli("export", str(script), "--format", "m4b", "-o", str(tmp_path / "x.mp3"))
+    assert clash.exit_code == 2
+    assert (
+        clash.stderr.strip() == f"-o {tmp_path / 'x.mp3'} is not a .m4b file, as --format m4b asks"
+    )
 
 
 def test_default_output_goes_to_sessions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

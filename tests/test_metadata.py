@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import cli, decode, write
-from guided_audio import session
+from guided_audio import session, sinks
 
 SCRIPT = """\
 title: Arriving in the body
@@ -155,7 +155,28 @@ def test_other_formats_carry_chapters_and_tags(tmp_path: Path, suffix: str) -> N
     assert tags["title"] == "Arriving in the body"
     assert tags["album"] == "Integration support"
     has_picture = any(s.get("disposition", {}).get("attached_pic") for s in streams)
-    assert has_picture == (suffix == ".flac")
+    assert has_picture == (suffix in sinks.COVER_FORMATS)
+    script_timeline = session.timeline(script, session.Options(), session.Silent())
+    for chapter, span in zip(chapters, script_timeline.sections, strict=True):
+        assert chapter["tags"]["title"] == span.title
+        assert abs(float(chapter["start_time"]) - span.start / 44100) <= 0.020
+
+
+def test_m4b_chapters_read_by_mutagen(tmp_path: Path) -> None:
+    from mutagen.mp4 import MP4
+
+    (tmp_path / "cover.png").write_bytes(png())
+    script = write(tmp_path, SCRIPT)
+    out = tmp_path / "arriving.m4b"
+    assert cli("export", str(script), "-o", str(out), "-q").exit_code == 0
+    book = MP4(out)
+    assert book.chapters is not None and book.tags is not None
+    timeline = session.timeline(script, session.Options(), session.Silent())
+    assert [c.title for c in book.chapters] == [s.title for s in timeline.sections]
+    for chapter, span in zip(book.chapters, timeline.sections, strict=True):
+        assert abs(chapter.start - span.start / 44100) <= 0.020
+    assert book.tags["\xa9nam"] == ["Arriving in the body"]
+    assert bytes(book.tags["covr"][0]) == png()
 
 
 @pytest.mark.parametrize(

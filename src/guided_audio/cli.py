@@ -191,7 +191,13 @@ def plan_command(file: Path, estimate: bool, variables: tuple[str, ...], quiet: 
     "-o",
     "--output",
     type=click.Path(path_type=Path),
-    help="Output file (.mp3, .wav, .flac, .ogg). Default: sessions/NAME.mp3",
+    help="Output file; its suffix is the format. Default: sessions/NAME.mp3",
+)
+@click.option(
+    "--format",
+    "audio_format",
+    type=click.Choice([suffix[1:] for suffix in sinks.FORMATS]),
+    help="The format, when -o is not given (or must agree with its suffix).",
 )
 @click.option("--force", is_flag=True, help="Overwrite an existing output file.")
 @render_options
@@ -200,19 +206,23 @@ def plan_command(file: Path, estimate: bool, variables: tuple[str, ...], quiet: 
 def export(
     file: Path,
     output: Path | None,
+    audio_format: str | None,
     force: bool,
     variables: tuple[str, ...],
     loudness: str,
     quiet: bool,
 ) -> None:
-    """Render a session to an audio file.
+    """Render a session to an audio file, with chapters, tags and a report.
+
+    Formats: mp3 (default), wav, flac, ogg, opus, m4a and m4b (AAC, for Apple's players).
 
     \b
     Example:
-      guided-audio export scripts/grounding.yaml -o grounding.wav --var client=Sam
+      guided-audio export scripts/grounding.yaml -o grounding.m4b --var client=Sam
     """
     options = session.Options(variables=parse_vars(variables), loudness_lufs=_loudness(loudness))
-    _, _, report = session.export(file, output, options, Reporter(quiet), force=force)
+    out = session.output_path(file, output, audio_format)
+    _, _, report = session.export(file, out, options, Reporter(quiet), force=force)
     if not quiet:
         click.echo(report.line())
 

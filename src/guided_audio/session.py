@@ -14,7 +14,7 @@ from typing import Protocol
 
 from guided_audio import mix, plan, sinks, sounds, voice
 from guided_audio.effects import RATE
-from guided_audio.errors import GuidedAudioError
+from guided_audio.errors import GuidedAudioError, UsageError
 from guided_audio.home import JournalEntry, Positions, journal_file
 from guided_audio.plan import SectionSpan, Timeline, clock
 from guided_audio.player import PREFILL, At, AtSection, LiveFeed, Player, StaticFeed, section_target
@@ -130,8 +130,17 @@ def _loudness_key(timeline: Timeline, speaker: Speaker, target_lufs: float) -> s
     return f"{mix.fingerprint(timeline, speaker.key)}-{target_lufs:g}"
 
 
-def default_output(path: Path) -> Path:
-    return Path("sessions") / f"{path.stem}.mp3"
+def default_output(path: Path, audio_format: str = "mp3") -> Path:
+    return Path("sessions") / f"{path.stem}.{audio_format}"
+
+
+def output_path(script: Path, out: Path | None, audio_format: str | None) -> Path | None:
+    """-o, or the default name in --format; a UsageError when the two disagree."""
+    if out is None:
+        return default_output(script, audio_format) if audio_format else None
+    if audio_format and out.suffix.lower() != f".{audio_format}":
+        raise UsageError(f"-o {out} is not a .{audio_format} file, as --format {audio_format} asks")
+    return out
 
 
 @dataclass(frozen=True)

@@ -35,9 +35,13 @@ ENCODERS: dict[str, list[str]] = {
     ".mp3": ["-c:a", "libmp3lame", "-q:a", "2", "-id3v2_version", "3", "-f", "mp3"],
     ".flac": ["-c:a", "flac", "-f", "flac"],
     ".ogg": ["-c:a", "libvorbis", "-q:a", "5", "-f", "ogg"],
+    ".opus": ["-c:a", "libopus", "-b:a", "96k", "-f", "opus"],
+    # AAC in an iPod-style MP4: Apple's players take chapters and the cover from it.
+    ".m4a": ["-c:a", "aac", "-b:a", "128k", "-movflags", "+faststart", "-f", "ipod"],
+    ".m4b": ["-c:a", "aac", "-b:a", "128k", "-movflags", "+faststart", "-f", "ipod"],
 }
 FORMATS = (".wav", *ENCODERS)
-COVER_FORMATS = (".mp3", ".flac")  # ffmpeg's Ogg muxer cannot carry a picture
+COVER_FORMATS = (".mp3", ".flac", ".m4a", ".m4b")  # ffmpeg's Ogg muxers cannot carry one
 
 
 @dataclass(frozen=True)
@@ -60,7 +64,7 @@ def _ffmetadata_text(value: str) -> str:
     return re.sub(r"([=;#\\\n])", r"\\\1", value)
 
 
-VORBIS_COMMENT_FORMATS = (".flac", ".ogg")
+VORBIS_COMMENT_FORMATS = (".flac", ".ogg", ".opus")
 
 
 def _chapter_time(samples: int) -> str:
