@@ -186,45 +186,80 @@ def plan_command(file: Path, estimate: bool, variables: tuple[str, ...], quiet: 
 
 
 @main.command()
-@click.argument("file", type=SCRIPT)
+@click.argument("files", nargs=-1, required=True, type=SCRIPT)
 @click.option(
     "-o",
     "--output",
     type=click.Path(path_type=Path),
-    help="Output file; its suffix is the format. Default: sessions/NAME.mp3",
+    help="Output file (its suffix is the format), or a folder. Default: sessions/NAME.mp3",
 )
 @click.option(
     "--format",
     "audio_format",
     type=click.Choice([suffix[1:] for suffix in sinks.FORMATS]),
-    help="The format, when -o is not given (or must agree with its suffix).",
+    help="The format, when -o names no file (or it must agree with its suffix).",
+)
+@click.option(
+    "-j", "--jobs", type=click.IntRange(min=1), help="Files rendered at once (default: cores)."
 )
 @click.option("--force", is_flag=True, help="Overwrite an existing output file.")
 @render_options
 @mastering_option
 @quiet_option
 def export(
-    file: Path,
+    files: tuple[Path, ...],
     output: Path | None,
     audio_format: str | None,
+    jobs: int | None,
     force: bool,
     variables: tuple[str, ...],
     loudness: str,
     quiet: bool,
 ) -> None:
-    """Render a session to an audio file, with chapters, tags and a report.
+    """Render sessions to audio files, with chapters, tags and a measured report.
 
     Formats: mp3 (default), wav, flac, ogg, opus, m4a and m4b (AAC, for Apple's players).
+    A folder, or several scripts, export in parallel into -o (default sessions/); each
+    --var value joins the file names. The exit status says whether all succeeded.
 
     \b
     Example:
-      guided-audio export scripts/grounding.yaml -o grounding.m4b --var client=Sam
+      guided-audio export scripts/grounding.yaml -o grounding.m4b
+      guided-audio export scripts/ --var client=Sam -j 2
     """
     options = session.Options(variables=parse_vars(variables), loudness_lufs=_loudness(loudness))
-    out = session.output_path(file, output, audio_format)
-    _, _, report = session.export(file, out, options, Reporter(quiet), force=force)
-    if not quiet:
-        click.echo(report.line())
+    scripts = session.scripts_in(list(files))
+    if len(scripts) == 1 and not files[0].is_dir():
+        out = session.output_path(scripts[0], output, audio_format, options.variables)
+        _, _, report = session.export(scripts[0], out, options, Reporter(quiet), force=force)
+        if not quiet:
+            click.echo(report.line())
+        return
+    if output is not None and output.suffix.lower() in sinks.FORMATS:
+        raise UsageError(f"-o {output}: with several scripts, -o names a folder")
+    if not scripts:
+        raise UsageError(f"no .yaml scripts in {', '.join(map(str, files))}")
+    folder = output or session.DEFAULT_FOLDER
+    outcomes = []
+    with Reporter(quiet).progress(f"Exporting {len(scripts)} files", len(scripts)) as advance:
+        for outcome in session.export_many(
+            scripts, folder, audio_format or "mp3", options, jobs, force
+        ):
+            outcomes.append(outcome)
+            advance(1)
+    _summary(sorted(outcomes, key=lambda o: scripts.index(o.script)), quiet)
+    sys.exit(max((o.exit_code for o in outcomes), default=0))
+
+
+def _summary(outcomes: list[session.Outcome], quiet: bool) -> None:
+    for outcome in outcomes:
+        if outcome.report is not None and not quiet:
+            click.echo(outcome.report.line())
+        elif outcome.error is not None:
+            click.echo(f"FAILED {outcome.script}: {outcome.error}", err=True)
+    failed = sum(1 for o in outcomes if o.error is not None)
+    if not quiet or failed:
+        click.echo(f"{len(outcomes) - failed} exported, {failed} failed", err=True)
 
 
 def backend_option(fn: F) -> F:

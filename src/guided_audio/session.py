@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import datetime
 import json
+import multiprocessing
+import os
+import re
+import signal
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
@@ -130,14 +134,40 @@ def _loudness_key(timeline: Timeline, speaker: Speaker, target_lufs: float) -> s
     return f"{mix.fingerprint(timeline, speaker.key)}-{target_lufs:g}"
 
 
-def default_output(path: Path, audio_format: str = "mp3") -> Path:
-    return Path("sessions") / f"{path.stem}.{audio_format}"
+DEFAULT_FOLDER = Path("sessions")
+_RESERVED_NAMES = {"con", "prn", "aux", "nul", *(f"com{n}" for n in range(1, 10)),
+                   *(f"lpt{n}" for n in range(1, 10))}  # fmt: skip
+MAX_NAME = 100
 
 
-def output_path(script: Path, out: Path | None, audio_format: str | None) -> Path | None:
-    """-o, or the default name in --format; a UsageError when the two disagree."""
-    if out is None:
-        return default_output(script, audio_format) if audio_format else None
+def safe_name(*parts: str) -> str:
+    """A file name safe on every OS: lowercase letters, digits and dashes, not reserved."""
+    words = [re.sub(r"[^a-z0-9]+", "-", part.casefold()).strip("-") for part in parts]
+    name = "-".join(w for w in words if w)[:MAX_NAME].strip("-") or "session"
+    return f"{name}-" if name in _RESERVED_NAMES else name
+
+
+def default_output(
+    path: Path,
+    audio_format: str = "mp3",
+    variables: Mapping[str, str] | None = None,
+    folder: Path = DEFAULT_FOLDER,
+) -> Path:
+    """sessions/NAME.mp3; each --var value joins the name (box-breathing-sam.mp3)."""
+    return folder / f"{safe_name(path.stem, *(variables or {}).values())}.{audio_format}"
+
+
+def output_path(
+    script: Path,
+    out: Path | None,
+    audio_format: str | None,
+    variables: Mapping[str, str] | None = None,
+) -> Path:
+    """-o (a file, or a folder for the default name), or the default name; a UsageError
+    when -o and --format disagree."""
+    if out is None or out.is_dir():
+        folder = DEFAULT_FOLDER if out is None else out
+        return default_output(script, audio_format or "mp3", variables, folder)
     if audio_format and out.suffix.lower() != f".{audio_format}":
         raise UsageError(f"-o {out} is not a .{audio_format} file, as --format {audio_format} asks")
     return out
@@ -192,7 +222,7 @@ def chapters_json(timeline: Timeline) -> str:
 def export(
     path: Path, out: Path | None, options: Options, reporter: Reporter, force: bool = False
 ) -> tuple[Path, Rendered, Report]:
-    out = out or default_output(path)
+    out = out or default_output(path, variables=options.variables)
     script = load_script(path, options.variables)  # bad input first: nothing is touched
     sinks.check_output(out, force)
     rendered = _render(script, options, reporter)
@@ -203,6 +233,85 @@ def export(
     with reporter.progress(f"Measuring {out}", rendered.timeline.total) as advance:
         seconds, lufs, dbtp = sinks.measure_file(out, advance)
     return out, rendered, Report(out, seconds, len(rendered.timeline.sections), lufs, dbtp)
+
+
+def scripts_in(paths: list[Path]) -> list[Path]:
+    """Files as given; a folder stands for its .yaml scripts, sorted."""
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found += sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml"))
+        else:
+            found.append(path)
+    return found
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One file of a batch: its report, or why it failed (and the exit code that means)."""
+
+    script: Path
+    report: Report | None
+    error: str | None = None
+    exit_code: int = 0
+
+
+def _worker_start() -> None:
+    # Ctrl-C reaches every worker (one process group), and the batch's own shutdown sends
+    # SIGTERM: either unwinds the export (its temp file goes), and the worker exits quietly.
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _exit_quietly)
+
+
+def _exit_quietly(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _export_one(job: tuple[Path, Path, Options, bool]) -> Outcome:
+    script, out, options, force = job
+    try:
+        # A batch's --var values fill the scripts that use them; the others ignore them.
+        defined = load_script(script).variables
+        used = {k: v for k, v in options.variables.items() if k in defined}
+        options = Options(used, options.loudness_lufs, options.cache_dir)
+        _, _, report = export(script, out, options, Silent(), force=force)
+    except GuidedAudioError as exc:
+        return Outcome(script, None, str(exc), exc.exit_code)
+    return Outcome(script, report, None)
+
+
+def export_many(
+    scripts: list[Path],
+    folder: Path,
+    audio_format: str,
+    options: Options,
+    jobs: int | None = None,
+    force: bool = False,
+) -> Iterator[Outcome]:
+    """Export each script into `folder`, `jobs` at once (default: one per core), yielding
+    each outcome as it finishes; a failing file does not stop the others."""
+    work = [
+        (script, default_output(script, audio_format, options.variables, folder), options, force)
+        for script in scripts
+    ]
+    names = [out for _, out, _, _ in work]
+    if len(set(names)) != len(names):
+        clash = next(n for n in names if names.count(n) > 1)
+        raise UsageError(f"two scripts would both be exported to {clash}; export them apart")
+    workers = max(1, min(jobs or os.cpu_count() or 1, len(work)))
+    if workers == 1:
+        yield from (_export_one(job) for job in work)
+        return
+    context = multiprocessing.get_context("fork")  # before any thread or engine is started
+    pool = context.Pool(workers, initializer=_worker_start)
+    try:
+        yield from pool.imap_unordered(_export_one, work)
+        pool.close()
+    except BaseException:
+        pool.terminate()  # SIGTERM to every worker: each removes its temp file
+        raise
+    finally:
+        pool.join()
 
 
 @dataclass(frozen=True)

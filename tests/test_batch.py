@@ -1,0 +1,92 @@
+"""Batches for each client: a folder exported at once, names from --var, failures apart."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import cli, interrupt_when_ready, write
+from guided_audio import session
+
+SESSION = """\
+title: {title}
+variables: {{client: friend}}
+sections:
+  - title: Only
+    steps:
+      - say: Hello, {{client}}.
+"""
+
+
+def test_a_folder_exports_in_parallel_and_a_failure_stays_apart(tmp_path: Path) -> None:
+    library = tmp_path / "library"
+    library.mkdir()
+    write(library, SESSION.format(title="Box"), "box-breathing.yaml")
+    write(library, SESSION.format(title="Ground"), "grounding.yaml")
+    write(
+        library, "title: Bare\nsections:\n  - title: A\n    steps:\n      - say: Hi.\n", "bare.yaml"
+    )
+    write(library, "title: Bad\nsections:\n  - title: A\n    steps:\n      - pause: 7 parsecs\n",
+          "bad.yaml")  # fmt: skip
+    out = tmp_path / "out"
+    result = cli("export", str(library), "-o", str(out), "--var", "client=Sam", "-j", "2")
+    assert result.exit_code == 2, result.output
+    lines = result.stdout.splitlines()
+    names = ["bare-sam.mp3", "box-breathing-sam.mp3", "grounding-sam.mp3"]
+    assert [line.split("  ")[0] for line in lines] == [str(out / n) for n in names]
+    assert all(" 1 chapter  " in line and line.endswith(" dBTP") for line in lines)
+    assert result.stderr.splitlines() == [
+        f"FAILED {library / 'bad.yaml'}: {library / 'bad.yaml'}:5:16: expected a duration "
+        "like 7s or 1m30s, found '7 parsecs' (7, 7s, 500ms, 2m, 1h)",
+        "3 exported, 1 failed",
+    ]
+    written = sorted(p.name for p in out.iterdir())
+    assert written == sorted([*names, *(n.replace(".mp3", ".chapters.json") for n in names)])
+
+
+def test_several_scripts_need_a_folder(tmp_path: Path) -> None:
+    a = write(tmp_path, SESSION.format(title="A"), "a.yaml")
+    b = write(tmp_path, SESSION.format(title="B"), "b.yaml")
+    result = cli("export", str(a), str(b), "-o", str(tmp_path / "x.mp3"))
+    assert result.exit_code == 2
+    assert (
+        result.stderr.strip() == f"-o {tmp_path / 'x.mp3'}: with several scripts, -o names a folder"
+    )
+
+
+@pytest.mark.parametrize(
+    ("parts", "name"),
+    [
+        pytest.param(("box-breathing", "Sam"), "box-breathing-sam", id="client"),
+        pytest.param(("grounding", "Ana María / Ö"), "grounding-ana-mar-a", id="path-chars"),
+        pytest.param(("con",), "con-", id="reserved"),
+        pytest.param(("..",), "session", id="nothing-left"),
+        pytest.param(("x" * 300,), "x" * session.MAX_NAME, id="long"),
+    ],
+)
+def test_file_names_are_safe_on_every_os(parts: tuple[str, ...], name: str) -> None:
+    assert session.safe_name(*parts) == name
+
+
+def test_sigterm_stops_a_batch_and_leaves_nothing(tmp_path: Path) -> None:
+    library = tmp_path / "library"
+    library.mkdir()
+    long = "title: L\nsections:\n  - title: A\n    steps:\n      - say: Hi.\n      - pause: 50m\n"
+    for name in ("one.yaml", "two.yaml"):
+        write(library, long, name)
+    out = tmp_path / "out"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "guided_audio", "export", str(library), "-o", str(out),
+         "-j", "2", "--loudness", "off", "--format", "wav"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    stderr = interrupt_when_ready(
+        process, lambda: len(list(out.glob(".*.partial"))) == 2, "the batch", signal.SIGTERM
+    )
+    assert process.returncode == 143, stderr
+    assert "Traceback" not in stderr
+    assert list(out.iterdir()) == []
