@@ -12,6 +12,7 @@ import os
 import re
 import select
 import shutil
+import signal
 import sys
 import termios
 import time
@@ -25,6 +26,7 @@ from guided_audio.plan import Timeline, clock
 from guided_audio.player import AtSection, Player
 from guided_audio.voice import Phrase
 
+INTERRUPTS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
 FRAME_S = 0.1  # redraw and key poll interval
 SECTION_BACK_WINDOW_S = 3.0  # "b" twice within this goes to the previous section
 PACER_WIDTH = 24
@@ -171,8 +173,14 @@ class TerminalView:
         encoding = getattr(self.stream, "encoding", None) or "utf-8"
         data = text.encode(encoding, errors="replace")
         self.stream.flush()
-        while data:  # a terminal nobody reads accepts part of a write: send the rest
-            data = data[os.write(self.stream.fileno(), data) :]
+        # A frame goes out whole: a terminal nobody reads takes part of a write, and an
+        # interrupt between parts would leave half a character on the screen.
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, INTERRUPTS)
+        try:
+            while data:
+                data = data[os.write(self.stream.fileno(), data) :]
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
     def run(self, player: Player) -> str:
         with self._keys_mode():
