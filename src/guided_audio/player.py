@@ -86,6 +86,20 @@ def final_guard(script: Script) -> int:
     return seconds_to_samples(reach_s) + mix.LIMIT_LOOKAHEAD + mix.LIMIT_EDGE + 1
 
 
+def cached_lengths(script: Script, speaker: Speaker) -> tuple[dict[Phrase, int], list[Phrase]]:
+    """The lengths of the phrases already cached, and the others in session order (one
+    look at each cache entry)."""
+    lengths: dict[Phrase, int] = {}
+    todo: list[Phrase] = []
+    for phrase in dict.fromkeys(plan.phrases(script)):
+        frames = speaker.cache.frames(speaker.key(phrase))
+        if frames is None:
+            todo.append(phrase)
+        else:
+            lengths[phrase] = frames
+    return lengths, todo
+
+
 class LiveFeed(Feed):
     """Synthesises missing phrases in session order while the session plays."""
 
@@ -94,6 +108,7 @@ class LiveFeed(Feed):
         script: Script,
         speaker: Speaker,
         master: Callable[[mix.Mixer], Windowed],
+        cached: tuple[dict[Phrase, int], list[Phrase]] | None = None,
     ) -> None:
         self.script = script
         self.speaker = speaker
@@ -106,12 +121,7 @@ class LiveFeed(Feed):
         self._closed = False
         self._built: tuple[int, Snapshot] | None = None
         self._build_lock = threading.Lock()
-        missing = set(speaker.missing(plan.phrases(script)))
-        ordered = list(dict.fromkeys(plan.phrases(script)))
-        for phrase in ordered:
-            if phrase not in missing:
-                self._lengths[phrase] = speaker.length(phrase)
-        self._todo = [p for p in ordered if p in missing]
+        self._lengths, self._todo = cached or cached_lengths(script, speaker)
         self._thread = threading.Thread(target=self._synthesize, name="synthesise", daemon=True)
         self._thread.start()
 

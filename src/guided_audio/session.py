@@ -21,7 +21,16 @@ from guided_audio.effects import RATE
 from guided_audio.errors import GuidedAudioError, UsageError
 from guided_audio.home import JournalEntry, Positions, journal_file
 from guided_audio.plan import SectionSpan, Timeline, clock
-from guided_audio.player import PREFILL, At, AtSection, LiveFeed, Player, StaticFeed, section_target
+from guided_audio.player import (
+    PREFILL,
+    At,
+    AtSection,
+    LiveFeed,
+    Player,
+    StaticFeed,
+    cached_lengths,
+    section_target,
+)
 from guided_audio.script import Reflect, Script, load_script
 from guided_audio.voice import Phrase, Speaker, SpeechCache
 
@@ -400,11 +409,13 @@ def _live_feed(script: Script, speaker: Speaker, target: float | None) -> LiveFe
     if target is None:
         return LiveFeed(script, speaker, lambda mixer: mixer)
     gain_db = None
-    if not speaker.missing(plan.phrases(script)):
-        timeline = plan.build(script, speaker.length, mix.file_length)
+    cached = cached_lengths(script, speaker)
+    lengths, todo = cached
+    if not todo:
+        timeline = plan.build(script, lengths.__getitem__, mix.file_length)
         gain_db = speaker.cache.measurement(_loudness_key(timeline, speaker, target))
     gain = mix.predicted_gain(target) if gain_db is None else gain_db
-    return LiveFeed(script, speaker, lambda mixer: mix.Master(mixer, gain))
+    return LiveFeed(script, speaker, lambda mixer: mix.Master(mixer, gain), cached)
 
 
 def _journal(script: Script, path: Path, view: PlayerView) -> Path | None:
