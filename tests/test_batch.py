@@ -45,7 +45,8 @@ def test_a_folder_exports_in_parallel_and_a_failure_stays_apart(tmp_path: Path) 
         "3 exported, 1 failed",
     ]
     written = sorted(p.name for p in out.iterdir())
-    assert written == sorted([*names, *(n.replace(".mp3", ".chapters.json") for n in names)])
+    sidecars = [n.replace(".mp3", suffix) for n in names for suffix in (".chapters.json", ".vtt")]
+    assert written == sorted([*names, *sidecars])
 
 
 def test_several_scripts_need_a_folder(tmp_path: Path) -> None:

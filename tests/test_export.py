@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -250,3 +251,43 @@ def test_cli_runs_as_a_real_subprocess(tmp_path: Path) -> None:
     )
     assert bad.returncode == 2
     assert bad.stderr == f"{tmp_path / 'nope.yaml'}: no such file\n"
+
+
+def _on_a_small_disk(disk: Path, command: list[str]) -> subprocess.CompletedProcess[str]:
+    """Run `command` with a 256 KiB tmpfs mounted on `disk` (in a private mount namespace),
+    then print what the disk holds."""
+    disk.mkdir()
+    prefix = ["unshare", "--mount"] if os.geteuid() == 0 else ["unshare", "-rm"]
+    if (
+        shutil.which("unshare") is None
+        or subprocess.run(
+            [*prefix, "mount", "-t", "tmpfs", "tmpfs", str(disk)], capture_output=True, check=False
+        ).returncode
+    ):
+        pytest.skip("cannot mount a small disk here (unshare/mount not permitted)")
+    inside = (
+        f'mount -t tmpfs -o size=256k tmpfs {disk} && "$@"; status=$?; ls -A {disk}; exit $status'
+    )
+    return subprocess.run(
+        [*prefix, "sh", "-c", inside, "-", *command], capture_output=True, text=True, check=False
+    )
+
+
+@pytest.mark.parametrize("suffix", [".wav", ".mp3"])
+def test_a_full_disk_is_one_line_and_leaves_nothing(tmp_path: Path, suffix: str) -> None:
+    script = write(
+        tmp_path,
+        "title: Big\nsections:\n  - title: A\n    steps:\n"
+        "      - say: Hello.\n      - pause: 20m\n      - say: Goodbye.\n",
+    )
+    disk = tmp_path / "disk"
+    out = disk / f"big{suffix}"
+    done = _on_a_small_disk(
+        disk, [sys.executable, "-m", "guided_audio", "export", str(script), "-o", str(out), "-q"]
+    )
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        f"{out} was not written: the disk holding {disk} is full; "
+        "free some space there or export elsewhere with -o"
+    ]
+    assert done.stdout == ""  # what `ls -A` saw on the small disk: nothing

@@ -216,10 +216,14 @@ def test_caption_follows_the_sentence_being_spoken(tmp_path: Path) -> None:
     timeline = _one_step(
         tmp_path, "say: Let the ground hold you. Notice your breath, without changing it."
     )
-    speech = timeline.events[0]
-    assert terminal.caption(timeline, speech.start + 10) == "Let the ground hold you."
-    assert terminal.caption(timeline, speech.end - 10).startswith("Notice your breath")
-    assert terminal.caption(timeline, speech.end + RATE) == ""
+    first, *_, last = timeline.events
+    assert terminal.caption(timeline, first.start + 10) == "Let the ground hold you."
+    assert terminal.caption(timeline, first.end + 10) == ""  # the pause after a sentence
+    second = "Notice your breath, without changing it."
+    clause_pause = timeline.events[2].start - 10  # between "breath," and "without"
+    assert terminal.caption(timeline, clause_pause) == second
+    assert terminal.caption(timeline, last.end - 10) == second
+    assert terminal.caption(timeline, last.end + RATE) == ""
 
 
 def test_seeks_in_quick_succession_add_up() -> None:

@@ -203,6 +203,11 @@ def plan_command(file: Path, estimate: bool, variables: tuple[str, ...], quiet: 
     "-j", "--jobs", type=click.IntRange(min=1), help="Files rendered at once (default: cores)."
 )
 @click.option("--force", is_flag=True, help="Overwrite an existing output file.")
+@click.option(
+    "--transcript/--no-transcript",
+    default=True,
+    help="Write NAME.vtt beside the audio: timed sentences and words (default: on).",
+)
 @render_options
 @mastering_option
 @quiet_option
@@ -212,11 +217,12 @@ def export(
     audio_format: str | None,
     jobs: int | None,
     force: bool,
+    transcript: bool,
     variables: tuple[str, ...],
     loudness: str,
     quiet: bool,
 ) -> None:
-    """Render sessions to audio files, with chapters, tags and a measured report.
+    """Render sessions to audio files, with chapters, tags, a transcript and a measured report.
 
     Formats: mp3 (default), wav, flac, ogg, opus, m4a and m4b (AAC, for Apple's players).
     A folder, or several scripts, export in parallel into -o (default sessions/); each
@@ -231,7 +237,7 @@ def export(
     scripts = session.scripts_in(list(files))
     if len(scripts) == 1 and not files[0].is_dir():
         out = session.output_path(scripts[0], output, audio_format, options.variables)
-        _, _, report = session.export(scripts[0], out, options, Reporter(quiet), force=force)
+        _, _, report = session.export(scripts[0], out, options, Reporter(quiet), force, transcript)
         if not quiet:
             click.echo(report.line())
         return
@@ -243,7 +249,7 @@ def export(
     outcomes = []
     with Reporter(quiet).progress(f"Exporting {len(scripts)} files", len(scripts)) as advance:
         for outcome in session.export_many(
-            scripts, folder, audio_format or "mp3", options, jobs, force
+            scripts, folder, audio_format or "mp3", options, jobs, force, transcript
         ):
             outcomes.append(outcome)
             advance(1)

@@ -25,15 +25,21 @@ def db_to_gain(level_db: float) -> float:
     return float(10.0 ** (level_db / 20.0))
 
 
+def sounding_span(samples: Audio, threshold_db: float) -> tuple[int, int]:
+    """[start, stop) of the samples from the first to the last as loud as `threshold_db`."""
+    loud = np.flatnonzero(np.abs(samples) >= db_to_gain(threshold_db))
+    if loud.size == 0:
+        return 0, 0
+    return int(loud[0]), int(loud[-1]) + 1
+
+
 def trim_silence(samples: Audio, threshold_db: float) -> Audio:
     """Drop leading and trailing samples quieter than `threshold_db` (dBFS).
 
     Only the outer edges go: pauses inside the speech stay as the engine made them.
     """
-    loud = np.flatnonzero(np.abs(samples) >= db_to_gain(threshold_db))
-    if loud.size == 0:
-        return samples[:0]
-    return samples[loud[0] : loud[-1] + 1]
+    start, stop = sounding_span(samples, threshold_db)
+    return samples[start:stop]
 
 
 def _ramp(length: int) -> Audio:

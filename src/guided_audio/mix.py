@@ -32,7 +32,7 @@ BLOCK = RATE * 10  # samples per streamed block
 
 DUCK_ATTACK_S = 0.15  # the bed starts going down this long before speech
 DUCK_RELEASE_S = 0.5  # and comes back up over this long after it
-DUCK_BRIDGE_S = 0.8  # gaps in speech shorter than this stay ducked
+DUCK_BRIDGE_S = 1.5  # gaps in speech shorter than this (a sentence pause) stay ducked
 BED_LOOP_CROSSFADE_S = 2.0
 
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 import bisect
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import groupby
 from pathlib import Path
 
-from guided_audio import sounds
+from guided_audio import sounds, text
 from guided_audio.effects import RATE, seconds_to_samples
 from guided_audio.errors import GuidedAudioError, Location, Problem, ScriptError
 from guided_audio.script import (
@@ -28,6 +29,7 @@ from guided_audio.script import (
     Sound,
     Step,
 )
+from guided_audio.text import Word
 from guided_audio.voice import Phrase, VoiceSpec
 
 LEAD_IN_S = 0.5  # silence before the first sound, so players do not clip it
@@ -55,12 +57,21 @@ Source = Phrase | Tone | BellStrike | Path
 
 
 @dataclass(frozen=True)
+class Caption:
+    """What a speech event says as written; a sentence's fragments share its number."""
+
+    sentence: int
+    words: tuple[Word, ...]
+
+
+@dataclass(frozen=True)
 class Event:
     start: int  # sample index at RATE
     length: int
     source: Source
     section: int
     kind: str  # speech | cue | tone | bell | sound
+    caption: Caption | None = None
 
     @property
     def end(self) -> int:
@@ -102,10 +113,16 @@ class Timeline:
     _starts: list[int] = field(default_factory=list, repr=False, compare=False)
     _longest: int = field(default=0, repr=False, compare=False)
     _breath_starts: list[int] = field(default_factory=list, repr=False, compare=False)
+    _sentences: list[tuple[int, int, str]] = field(default_factory=list, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self._starts.extend(e.start for e in self.events)
         self._breath_starts.extend(b.start for b in self.breaths)
+        spoken = [e for e in self.events if e.caption is not None]
+        for _, group in groupby(spoken, key=lambda e: e.caption.sentence if e.caption else -1):
+            fragments = list(group)
+            words = (w.written for e in fragments if e.caption for w in e.caption.words)
+            self._sentences.append((fragments[0].start, fragments[-1].end, " ".join(words)))
         object.__setattr__(self, "_longest", max((e.length for e in self.events), default=0))
 
     @property
@@ -129,6 +146,13 @@ class Timeline:
         if index >= 0 and sample < self.breaths[index].end:
             return self.breaths[index]
         return None
+
+    def sentence_at(self, sample: int) -> str:
+        """The written sentence being spoken at `sample` (its clause pauses included), or ''."""
+        index = bisect.bisect_right(self._sentences, (sample, 1 << 62, "")) - 1
+        if index >= 0 and sample < self._sentences[index][1]:
+            return self._sentences[index][2]
+        return ""
 
     def speech_at(self, sample: int) -> Event | None:
         """The spoken phrase (not a breath cue) sounding at `sample`, if any."""
@@ -174,11 +198,13 @@ def phrases(script: Script) -> list[Phrase]:
     for section in script.sections:
         for step in section.steps:
             kind = step.kind
-            if isinstance(kind, Say):
-                out.extend(Phrase(t, section.voice) for t in kind.parts if isinstance(t, str))
-            elif isinstance(kind, Reflect):
+            if isinstance(kind, Say | Reflect):
+                said = kind if isinstance(kind, Say) else kind.question
                 out.extend(
-                    Phrase(t, section.voice) for t in kind.question.parts if isinstance(t, str)
+                    Phrase(fragment.spoken, section.voice)
+                    for part in said.parts
+                    if isinstance(part, str)
+                    for fragment in text.fragments(part)
                 )
             elif isinstance(kind, Breathe) and kind.cues in ("voice", "both"):
                 out.extend(Phrase(word, section.voice) for word in _cue_words(kind))
@@ -215,6 +241,7 @@ class _Builder:
         self.breaths: list[BreathSpan] = []
         self.problems: list[Problem] = []
         self.section = 0
+        self.sentence = 0
 
     def _fail(self, step: Step, message: str, hint: str | None = None) -> None:
         path = str(self.script.path)
@@ -231,18 +258,32 @@ class _Builder:
         self.pending_gap = 0
         self.cursor += seconds_to_samples(seconds)
 
-    def _add(self, start: int, length: int, source: Source, kind: str) -> None:
-        self.events.append(Event(start, length, source, self.section, kind))
+    def _add(
+        self, start: int, length: int, source: Source, kind: str, caption: Caption | None = None
+    ) -> None:
+        self.events.append(Event(start, length, source, self.section, kind, caption))
 
     def say(self, say: Say, voice: VoiceSpec) -> None:
+        # Sentence and clause pauses are owed gaps like `gap`: an inline pause replaces them.
+        owed = {
+            text.SENTENCE: seconds_to_samples(voice.sentence_pause_s),
+            text.CLAUSE: seconds_to_samples(voice.clause_pause_s),
+            text.END: 0,
+        }
         self._begin_sound()
         for part in say.parts:
             if isinstance(part, Pause):
                 self._silence(part.seconds)
-            else:
-                length = self.measure(Phrase(part, voice))
-                self._add(self.cursor, length, Phrase(part, voice), "speech")
+                continue
+            for fragment in text.fragments(part):
+                start = self._begin_sound()
+                phrase = Phrase(fragment.spoken, voice)
+                length = self.measure(phrase)
+                self._add(start, length, phrase, "speech", Caption(self.sentence, fragment.words))
                 self.cursor += length
+                self.pending_gap = owed[fragment.ends]
+                if fragment.ends != text.CLAUSE:
+                    self.sentence += 1
         self.pending_gap = seconds_to_samples(voice.gap_s)
 
     def breathe(self, step: Step, breathe: Breathe, voice: VoiceSpec) -> None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from guided_audio import mix, plan, sinks, sounds, voice
+from guided_audio import mix, plan, sinks, sounds, transcript, voice
 from guided_audio.effects import RATE
 from guided_audio.errors import GuidedAudioError, UsageError
 from guided_audio.home import JournalEntry, Positions, journal_file
@@ -228,17 +228,35 @@ def chapters_json(timeline: Timeline) -> str:
     return json.dumps({"version": "1.2.0", "chapters": chapters}, indent=2, ensure_ascii=False)
 
 
+def sidecars(out: Path) -> tuple[Path, Path]:
+    """The transcript and the JSON chapters written beside an export."""
+    return out.with_name(f"{out.stem}.vtt"), out.with_name(f"{out.stem}.chapters.json")
+
+
 def export(
-    path: Path, out: Path | None, options: Options, reporter: Reporter, force: bool = False
+    path: Path,
+    out: Path | None,
+    options: Options,
+    reporter: Reporter,
+    force: bool = False,
+    with_transcript: bool = True,
 ) -> tuple[Path, Rendered, Report]:
     out = out or default_output(path, variables=options.variables)
     script = load_script(path, options.variables)  # bad input first: nothing is touched
     sinks.check_output(out, force)
     rendered = _render(script, options, reporter)
-    chapters = out.with_name(f"{out.stem}.chapters.json")
+    vtt, chapters = sidecars(out)
     with reporter.progress(f"Writing {out}", rendered.timeline.total) as advance:
         sinks.write_file(out, rendered.source, metadata(script, rendered.timeline), advance)
-    sinks.write_text(chapters, chapters_json(rendered.timeline))
+    try:
+        sinks.write_text(chapters, chapters_json(rendered.timeline))
+        if with_transcript:
+            speaker = _speaker(options, reporter)
+            sinks.write_text(vtt, transcript.webvtt(rendered.timeline, speaker.words))
+    except BaseException:
+        for written in (out, chapters):  # all of an export, or none of it
+            written.unlink(missing_ok=True)
+        raise
     with reporter.progress(f"Measuring {out}", rendered.timeline.total) as advance:
         seconds, lufs, dbtp = sinks.measure_file(out, advance)
     return out, rendered, Report(out, seconds, len(rendered.timeline.sections), lufs, dbtp)
@@ -276,14 +294,23 @@ def _exit_quietly(signum: int, _frame: object) -> None:
     raise SystemExit(128 + signum)
 
 
-def _export_one(job: tuple[Path, Path, Options, bool]) -> Outcome:
-    script, out, options, force = job
+@dataclass(frozen=True)
+class _Job:
+    script: Path
+    out: Path
+    options: Options
+    force: bool
+    with_transcript: bool
+
+
+def _export_one(job: _Job) -> Outcome:
+    script, options = job.script, job.options
     try:
         # A batch's --var values fill the scripts that use them; the others ignore them.
         defined = load_script(script).variables
         used = {k: v for k, v in options.variables.items() if k in defined}
         options = Options(used, options.loudness_lufs, options.cache_dir)
-        _, _, report = export(script, out, options, Silent(), force=force)
+        _, _, report = export(script, job.out, options, Silent(), job.force, job.with_transcript)
     except GuidedAudioError as exc:
         return Outcome(script, None, str(exc), exc.exit_code)
     return Outcome(script, report, None)
@@ -296,14 +323,21 @@ def export_many(
     options: Options,
     jobs: int | None = None,
     force: bool = False,
+    with_transcript: bool = True,
 ) -> Iterator[Outcome]:
     """Export each script into `folder`, `jobs` at once (default: one per core), yielding
     each outcome as it finishes; a failing file does not stop the others."""
     work = [
-        (script, default_output(script, audio_format, options.variables, folder), options, force)
+        _Job(
+            script,
+            default_output(script, audio_format, options.variables, folder),
+            options,
+            force,
+            with_transcript,
+        )
         for script in scripts
     ]
-    names = [out for _, out, _, _ in work]
+    names = [job.out for job in work]
     if len(set(names)) != len(names):
         clash = next(n for n in names if names.count(n) > 1)
         raise UsageError(f"two scripts would both be exported to {clash}; export them apart")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import errno
 import os
 import queue
 import re
@@ -129,12 +130,27 @@ def ffmpeg() -> str | None:
 @contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
     """A temp path beside `path`, renamed over it on success and removed on any failure."""
-    with temp_beside(path, ".partial") as temp:
-        yield temp
-        umask = os.umask(0)
-        os.umask(umask)
-        temp.chmod(0o666 & ~umask)  # exports are for sharing: the usual permissions
-        os.replace(temp, path)
+    try:
+        with temp_beside(path, ".partial") as temp:
+            yield temp
+            umask = os.umask(0)
+            os.umask(umask)
+            temp.chmod(0o666 & ~umask)  # exports are for sharing: the usual permissions
+            os.replace(temp, path)
+    except OSError as exc:
+        raise write_error(path, exc) from exc
+
+
+def write_error(path: Path, exc: OSError) -> GuidedAudioError:
+    """One line for a file that could not be written, naming the cause and the way out."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return GuidedAudioError(
+            f"{path} was not written: the disk holding {path.parent} is full; "
+            "free some space there or export elsewhere with -o"
+        )
+    return GuidedAudioError(
+        f"{path} was not written: {exc.strerror or exc}; export elsewhere with -o"
+    )
 
 
 def write_file(
@@ -277,6 +293,8 @@ def _encode(
             feed.put(None)
             writer.join()
         error = stderr.read().decode(errors="replace").strip()
+        if process.wait() != 0 and "No space left on device" in error:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         if process.wait() != 0 or broken:
             raise GuidedAudioError(f"ffmpeg could not encode {suffix}: {error or broken[0]}")
 

@@ -24,7 +24,6 @@ from typing import TextIO
 from guided_audio.effects import RATE
 from guided_audio.plan import Timeline, clock
 from guided_audio.player import AtSection, Player
-from guided_audio.voice import Phrase
 
 INTERRUPTS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
 FRAME_S = 0.1  # redraw and key poll interval
@@ -79,19 +78,8 @@ def parse_keys(data: str) -> list[str]:
 
 
 def caption(timeline: Timeline, sample: int) -> str:
-    """The sentence being spoken: the phrase's sentences, timed by their share of letters."""
-    event = timeline.speech_at(sample)
-    if event is None or not isinstance(event.source, Phrase):
-        return ""
-    text = event.source.text
-    sentences = [s for s in SENTENCE_END.split(text) if s]
-    share = (sample - event.start) / max(event.length, 1) * len(text)
-    seen = 0
-    for sentence in sentences:
-        seen += len(sentence) + 1
-        if share < seen:
-            return sentence
-    return sentences[-1] if sentences else ""
+    """The sentence being spoken, as written."""
+    return timeline.sentence_at(sample)
 
 
 def pacer(timeline: Timeline, sample: int) -> str:

@@ -13,6 +13,7 @@ import io
 import json
 import os
 import shutil
+import struct
 import subprocess
 import tempfile
 import wave
@@ -31,7 +32,7 @@ from guided_audio.errors import EngineError, GuidedAudioError
 from guided_audio.files import temp_beside
 
 ENGINES = ("piper", "espeak", "gtts")
-CACHE_FORMAT = 2  # bump when trimming/fading/resampling changes what a cache entry holds
+CACHE_FORMAT = 3  # bump when trimming/fading/resampling changes what a cache entry holds
 EDGE_FADE_MS = 3.0
 TRIM_BELOW_VOICE_DB = 35.0  # edges quieter than this under the voice level are engine silence
 GTTS_TIMEOUT_S = 4.0
@@ -44,6 +45,26 @@ class VoiceSpec:
     model: Path | None = None  # piper only: a .onnx voice file
     pace: float = 1.0
     gap_s: float = 0.8
+    sentence_pause_s: float = 0.9  # after each sentence inside a `say`
+    clause_pause_s: float = 0.35  # after a comma, semicolon, colon, dash or ellipsis
+
+
+@dataclass(frozen=True)
+class Take:
+    """What an engine made of a phrase: mono samples, their rate, and where each spoken word
+    starts (in those samples) when the engine can tell."""
+
+    samples: Audio
+    rate: int
+    words: tuple[int, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A cached phrase: session-rate samples and its words' starts within them."""
+
+    samples: Audio
+    words: tuple[int, ...] | None
 
 
 @dataclass(frozen=True)
@@ -75,8 +96,7 @@ class Engine(ABC):
         """Everything about the engine and voice that changes the sound."""
 
     @abstractmethod
-    def synthesize(self, text: str, spec: VoiceSpec) -> tuple[Audio, int]:
-        """Mono float32 samples and their rate."""
+    def synthesize(self, text: str, spec: VoiceSpec) -> Take: ...
 
 
 def _version(distribution: str) -> str:
@@ -155,19 +175,57 @@ class PiperEngine(Engine):
             except ImportError:
                 raise EngineError("piper-tts is not installed (pip install piper-tts)") from None
             try:
-                self._loaded[path] = PiperVoice.load(path)
+                # Alignments (phoneme sample counts) time the transcript's words; they need
+                # the `onnx` package to patch the model in memory, and are skipped without it.
+                self._loaded[path] = PiperVoice.load(path, include_alignments=_has_onnx())
             except Exception as exc:  # onnxruntime raises many types for a bad model file
                 raise EngineError(f"cannot load Piper voice {path}: {exc}") from None
         return self._loaded[path]
 
-    def synthesize(self, text: str, spec: VoiceSpec) -> tuple[Audio, int]:
+    def synthesize(self, text: str, spec: VoiceSpec) -> Take:
         from piper import SynthesisConfig
 
         voice = self._voice(self.model_path(spec))
         config = SynthesisConfig(length_scale=1.0 / spec.pace)
-        chunks = [c.audio_float_array for c in voice.synthesize(text, config)]
+        chunks, words, offset = [], [], 0
+        aligned = True
+        for chunk in voice.synthesize(text, config, include_alignments=True):
+            if chunk.phoneme_alignments is None:
+                aligned = False
+            else:
+                words += _word_starts(chunk.phoneme_alignments, offset)
+            chunks.append(chunk.audio_float_array)
+            offset += len(chunk.audio_float_array)
         samples = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
-        return samples.astype(np.float32), int(voice.config.sample_rate)
+        rate = int(voice.config.sample_rate)
+        return Take(samples.astype(np.float32), rate, tuple(words) if aligned else None)
+
+
+@functools.cache
+def _has_onnx() -> bool:
+    try:
+        import onnx  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+_NOT_A_WORD = frozenset('^$_ .,;:!?¡¿\u2014\u2013…"“”«»()')
+
+
+def _word_starts(alignments: Iterable[Any], offset: int) -> list[int]:
+    """Where each word starts: the first phoneme after a space (or the sentence's start)."""
+    starts: list[int] = []
+    position, in_word = offset, False
+    for alignment in alignments:
+        phoneme = alignment.phoneme
+        if phoneme == " " or phoneme in "^$":
+            in_word = False
+        elif phoneme not in _NOT_A_WORD and not in_word:
+            starts.append(position)
+            in_word = True
+        position += int(alignment.num_samples)
+    return starts
 
 
 class EspeakEngine(Engine):
@@ -206,7 +264,7 @@ class EspeakEngine(Engine):
         ).stdout.strip()
         return f"{version} voice {spec.name or self.DEFAULT}"
 
-    def synthesize(self, text: str, spec: VoiceSpec) -> tuple[Audio, int]:
+    def synthesize(self, text: str, spec: VoiceSpec) -> Take:
         binary = self._binary()
         if binary is None:
             raise EngineError("espeak-ng is not installed (apt-get install espeak-ng)")
@@ -220,7 +278,7 @@ class EspeakEngine(Engine):
         if result.returncode != 0 or not result.stdout:
             message = result.stderr.decode(errors="replace").strip()
             raise EngineError(f"espeak-ng failed: {message or 'no audio'}")
-        return read_wav(io.BytesIO(result.stdout))
+        return Take(*read_wav(io.BytesIO(result.stdout)))
 
 
 class GttsEngine(Engine):
@@ -262,7 +320,7 @@ class GttsEngine(Engine):
         lang, tld = self.VOICES[spec.name or self.DEFAULT]
         return f"gtts {lang} {tld} slow={spec.pace < self.SLOW_BELOW_PACE}"
 
-    def synthesize(self, text: str, spec: VoiceSpec) -> tuple[Audio, int]:
+    def synthesize(self, text: str, spec: VoiceSpec) -> Take:
         from gtts import gTTS, gTTSError
         from pydub import AudioSegment
 
@@ -283,7 +341,7 @@ class GttsEngine(Engine):
                 "use the offline engine instead: voice: {engine: piper}"
             ) from None
         segment = AudioSegment.from_file(io.BytesIO(buffer.getvalue()), format="mp3")
-        return segment_to_array(segment)
+        return Take(*segment_to_array(segment))
 
 
 def segment_to_array(segment: Any) -> tuple[Audio, int]:
@@ -368,20 +426,27 @@ class SpeechCache:
             os.replace(temp, target)
 
     def frames(self, key: str) -> int | None:
+        """An entry's length from its header, or None when it is absent or malformed."""
         try:
-            with wave.open(str(self.path(key)), "rb") as wav:
-                return wav.getnframes()
-        except (OSError, wave.Error, EOFError):
+            with self.path(key).open("rb") as handle:
+                return _read_entry(handle, with_samples=False)[0]
+        except (OSError, ValueError):
             return None
 
-    def read(self, key: str) -> Audio | None:
+    def entry(self, key: str) -> Entry | None:
+        """A whole entry, its samples checked against its checksum; None: render it again."""
         try:
-            samples, _ = read_wav(self.path(key))
-        except (OSError, wave.Error, EOFError, EngineError):
-            return None  # absent or unreadable: render it again
-        return samples
+            with self.path(key).open("rb") as handle:
+                _, samples, words = _read_entry(handle, with_samples=True)
+        except (OSError, ValueError):
+            return None
+        return Entry(samples, words)
 
-    def write(self, key: str, samples: Audio) -> Audio:
+    def read(self, key: str) -> Audio | None:
+        entry = self.entry(key)
+        return None if entry is None else entry.samples
+
+    def write(self, key: str, entry: Entry) -> Entry:
         """Store a phrase; returns what the cache holds for `key` afterwards.
 
         Engines are not deterministic (Piper samples noise), so when two renders race the
@@ -391,22 +456,75 @@ class SpeechCache:
         target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         # Temp file, then link: a crash leaves no half entry, and nothing is overwritten.
         with temp_beside(target, ".tmp") as temp:
-            with wave.open(str(temp), "wb") as wav:
-                wav.setnchannels(1)
-                wav.setsampwidth(2)
-                wav.setframerate(RATE)
-                wav.writeframes(effects.to_int16(samples).tobytes())
+            temp.write_bytes(_entry_bytes(entry))
             try:
                 os.link(temp, target)
             except FileExistsError:
-                winner = self.read(key)
+                winner = self.entry(key)
                 if winner is not None:
                     return winner
-                os.replace(temp, target)  # the existing entry is unreadable: repair it
-        stored = self.read(key)
+                os.replace(temp, target)  # the existing entry is damaged: repair it
+        stored = self.entry(key)
         if stored is None:
             raise GuidedAudioError(f"the speech cache entry {target} could not be read back")
         return stored
+
+
+# A cache entry is a plain 16-bit mono WAV (any player opens it) with one chunk after the
+# audio that WAV readers skip: the length, a checksum of the samples, and the word starts.
+_ENTRY_CHUNK = b"gaMD"
+_HEADER = struct.Struct("<4sI4s4sIHHIIHH4sI")  # RIFF, WAVE, fmt (16 bytes), data header
+_CHUNK = struct.Struct("<4sI")
+
+
+def _entry_bytes(entry: Entry) -> bytes:
+    pcm = effects.to_int16(entry.samples).tobytes()
+    meta = json.dumps(
+        {
+            "frames": len(entry.samples),
+            "sha256": hashlib.sha256(pcm).hexdigest(),
+            "words": list(entry.words) if entry.words is not None else None,
+        }
+    ).encode()
+    meta += b" " * (len(meta) % 2)  # RIFF chunks are word-aligned
+    riff_size = _HEADER.size - 8 + len(pcm) + _CHUNK.size + len(meta)
+    header = _HEADER.pack(
+        b"RIFF", riff_size, b"WAVE", b"fmt ", 16, 1, 1, RATE, RATE * 2, 2, 16, b"data", len(pcm)
+    )
+    return header + pcm + _CHUNK.pack(_ENTRY_CHUNK, len(meta)) + meta
+
+
+def _read_entry(
+    handle: io.BufferedReader, with_samples: bool
+) -> tuple[int, Audio, tuple[int, ...] | None]:
+    """(frames, samples, word starts); ValueError for anything but a whole, intact entry."""
+    header = handle.read(_HEADER.size)
+    if len(header) != _HEADER.size:
+        raise ValueError("short header")
+    fields = _HEADER.unpack(header)
+    expected = (b"RIFF", fields[1], b"WAVE", b"fmt ", 16, 1, 1, RATE, RATE * 2, 2, 16, b"data")
+    if fields[:12] != expected:
+        raise ValueError("not a cache entry")
+    data_size = fields[12]
+    if with_samples:
+        pcm = handle.read(data_size)
+    else:
+        handle.seek(data_size, io.SEEK_CUR)
+    tag, meta_size = _CHUNK.unpack(handle.read(_CHUNK.size).ljust(_CHUNK.size, b"\0"))
+    meta_bytes = handle.read(meta_size)
+    if tag != _ENTRY_CHUNK or len(meta_bytes) != meta_size or handle.read(1):
+        raise ValueError("truncated or extended entry")
+    meta = json.loads(meta_bytes)
+    frames = meta["frames"]
+    if not isinstance(frames, int) or frames * 2 != data_size or frames == 0:
+        raise ValueError("length does not match")
+    words = meta.get("words")
+    starts = tuple(int(w) for w in words) if isinstance(words, list) else None
+    if not with_samples:
+        return frames, np.zeros(0, np.float32), starts
+    if len(pcm) != data_size or hashlib.sha256(pcm).hexdigest() != meta["sha256"]:
+        raise ValueError("checksum does not match")
+    return frames, effects.from_int16(np.frombuffer(pcm, dtype=np.int16)), starts
 
 
 # --- the speaker: phrases in, session-rate audio out -----------------------------------------
@@ -439,8 +557,9 @@ class Speaker:
         return engine(spec.engine).identity(spec)
 
     def missing(self, phrases: Iterable[Phrase]) -> list[Phrase]:
+        """Phrases without an intact cache entry (samples checked against their checksum)."""
         unique = list(dict.fromkeys(phrases))
-        return [p for p in unique if self.cache.frames(self.key(p)) is None]
+        return [p for p in unique if self.cache.entry(self.key(p)) is None]
 
     def render(self, phrase: Phrase) -> Audio:
         """Synthesize one phrase and store it; returns what was stored."""
@@ -450,13 +569,26 @@ class Speaker:
             self._notify(
                 f"note: engine '{eng.name}' sends the script's text to Google to synthesise it"
             )
-        raw, rate = eng.synthesize(phrase.text, phrase.voice)
-        levelled = effects.level_speech(effects.resample(raw, rate, RATE))
-        audio = effects.trim_silence(levelled, effects.VOICE_RMS_DB - TRIM_BELOW_VOICE_DB)
-        if audio.size == 0:
-            raise EngineError(f"{eng.name} produced no sound for {phrase.text!r}")
-        audio = effects.fade_out(effects.fade_in(audio, EDGE_FADE_MS), EDGE_FADE_MS)
-        return self.cache.write(self.key(phrase), audio)
+        return self._store(phrase, eng.synthesize(phrase.text, phrase.voice)).samples
+
+    def _store(self, phrase: Phrase, take: Take) -> Entry:
+        levelled = effects.level_speech(effects.resample(take.samples, take.rate, RATE))
+        start, stop = effects.sounding_span(levelled, effects.VOICE_RMS_DB - TRIM_BELOW_VOICE_DB)
+        if stop == start:
+            raise EngineError(f"{phrase.voice.engine} produced no sound for {phrase.text!r}")
+        audio = effects.fade_out(effects.fade_in(levelled[start:stop], EDGE_FADE_MS), EDGE_FADE_MS)
+        words = None
+        if take.words is not None:  # to session samples, from the trimmed start
+            words = tuple(
+                min(max(0, round(w * RATE / take.rate) - start), stop - start - 1)
+                for w in take.words
+            )
+        return self.cache.write(self.key(phrase), Entry(audio, words))
+
+    def words(self, phrase: Phrase) -> tuple[int, ...] | None:
+        """Where each spoken word of a phrase starts, in its samples (None: not known)."""
+        entry = self.cache.entry(self.key(phrase))
+        return None if entry is None else entry.words
 
     def length(self, phrase: Phrase) -> int:
         """Length in session samples (renders the phrase if it is not cached)."""
