@@ -199,3 +199,42 @@ def test_a_bad_cover_is_a_located_error(
     assert message in result.stderr
     assert not (tmp_path / "out.mp3").exists()
     assert not list(tmp_path.glob(".*"))
+
+
+HOUR = "title: An hour\nsections:\n" + "".join(
+    f"  - title: Part {n}\n    steps:\n      - bell: chime\n      - pause: 9m50s\n"
+    for n in range(1, 7)
+)
+PROBE_RATE = 8000  # decoded at a low rate: an hour of mono is 57 MB, onsets still to 0.1 ms
+
+
+@pytest.mark.parametrize("suffix", [".mp3", ".m4b"])
+def test_chapters_stay_on_the_sound_over_an_hour(tmp_path: Path, suffix: str) -> None:
+    # Chapter times are checked against where each section's bell is heard in the decoded
+    # file: encoder delay or drift would move the sound away from its chapter.
+    import numpy as np
+
+    script = write(tmp_path, HOUR)
+    out = tmp_path / f"hour{suffix}"
+    result = cli("export", str(script), "-o", str(out), "--loudness", "off", "-q")
+    assert result.exit_code == 0, result.output
+    pcm = subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", str(out), "-ac", "1", "-ar", str(PROBE_RATE),
+         "-f", "s16le", "pipe:1"],
+        capture_output=True, check=True,
+    ).stdout  # fmt: skip
+    level = np.abs(np.frombuffer(pcm, dtype=np.int16).astype(np.float64)) / 32768
+    chapters = _ffprobe(out)["chapters"]
+    assert isinstance(chapters, list) and len(chapters) == 6
+    timeline = session.timeline(script, session.Options(), session.Silent())
+    for chapter, span in zip(chapters, timeline.sections, strict=True):
+        start = float(chapter["start_time"])
+        if span is timeline.sections[0] and start == 0.0:
+            start = (
+                span.start / 44100
+            )  # MP4 chapters cover the file: the first one holds the lead-in
+        assert abs(start - span.start / 44100) <= 0.020
+        first = max(0, int((start - 0.4) * PROBE_RATE))  # sections are 10 min apart
+        window = level[first : int((start + 1) * PROBE_RATE)]
+        heard = (first + np.flatnonzero(window > 10 ** (-50 / 20))[0]) / PROBE_RATE
+        assert abs(heard - start) <= 0.020, (chapter["tags"]["title"], heard, start)
