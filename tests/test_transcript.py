@@ -13,7 +13,7 @@ import webvtt
 from numpy.typing import NDArray
 
 from conftest import RATE, cli, read_wav, write
-from guided_audio import session, text, transcript
+from guided_audio import session, transcript
 from guided_audio.effects import RATE as SESSION_RATE
 from guided_audio.voice import Phrase, Speaker, SpeechCache, Take, VoiceSpec
 
@@ -198,27 +198,3 @@ def test_cue_text_is_escaped_and_titles_cannot_end_a_note(tmp_path: Path) -> Non
     assert "Rest &amp; now." in raw
     assert raw.count("-->") == 1  # the cue's own arrow only
     assert [c.text for c in _captions(out.with_suffix(".vtt"))] == ["Rest &amp; now."]
-
-
-@pytest.mark.parametrize(
-    ("said", "fragments"),
-    [
-        pytest.param("Welcome. Rest here.", [("Welcome.", "sentence"), ("Rest here.", "end")],
-                     id="sentences"),
-        pytest.param("Dr. Reyes is here. Rest.", [("Dr. Reyes is here.", "sentence"),
-                                                   ("Rest.", "end")], id="abbreviation"),
-        pytest.param("Sit, e.g. on a chair.", [("Sit,", "clause"), ("e.g. on a chair.", "end")],
-                     id="e.g."),
-        pytest.param("Breathe in... and out... Rest.",
-                     [("Breathe in,", "clause"), ("and out.", "sentence"), ("Rest.", "end")],
-                     id="ellipses"),
-        pytest.param("Calm\u2014and slow \u2014 and soft.",
-                     [("Calm,", "clause"), ("and slow,", "clause"), ("and soft.", "end")],
-                     id="dashes"),
-        pytest.param("It costs 1.5 breaths.", [("It costs 1.5 breaths.", "end")], id="decimal"),
-        pytest.param('She said "rest." Then stop.', [('She said "rest."', "sentence"),
-                                                     ("Then stop.", "end")], id="quotes"),
-    ],
-)  # fmt: skip
-def test_text_is_cut_at_sentences_and_clauses(said: str, fragments: list[tuple[str, str]]) -> None:
-    assert [(f.spoken, f.ends) for f in text.fragments(said)] == fragments

@@ -72,6 +72,7 @@ class Event:
     section: int
     kind: str  # speech | cue | tone | bell | sound
     caption: Caption | None = None
+    step: int = -1  # which step of the session (counted across sections) it belongs to
 
     @property
     def end(self) -> int:
@@ -204,11 +205,18 @@ def phrases(script: Script) -> list[Phrase]:
                     Phrase(fragment.spoken, section.voice)
                     for part in said.parts
                     if isinstance(part, str)
-                    for fragment in text.fragments(part)
+                    for fragment in _fragments(part, section)
                 )
             elif isinstance(kind, Breathe) and kind.cues in ("voice", "both"):
                 out.extend(Phrase(word, section.voice) for word in _cue_words(kind))
     return out
+
+
+def _fragments(said: str, section: Section) -> list[text.Fragment]:
+    """A text's fragments; [[ phonemes ]] in the pronounce map are for Piper voices only."""
+    piper = section.voice.engine == "piper"
+    pronounce = {w: s for w, s in section.pronounce if piper or not s.startswith("[[")}
+    return text.fragments(said, pronounce)
 
 
 def cue_phrases(script: Script) -> set[Phrase]:
@@ -242,6 +250,7 @@ class _Builder:
         self.problems: list[Problem] = []
         self.section = 0
         self.sentence = 0
+        self.step_index = -1
 
     def _fail(self, step: Step, message: str, hint: str | None = None) -> None:
         path = str(self.script.path)
@@ -261,9 +270,12 @@ class _Builder:
     def _add(
         self, start: int, length: int, source: Source, kind: str, caption: Caption | None = None
     ) -> None:
-        self.events.append(Event(start, length, source, self.section, kind, caption))
+        self.events.append(
+            Event(start, length, source, self.section, kind, caption, self.step_index)
+        )
 
-    def say(self, say: Say, voice: VoiceSpec) -> None:
+    def say(self, say: Say, section: Section) -> None:
+        voice = section.voice
         # Sentence and clause pauses are owed gaps like `gap`: an inline pause replaces them.
         owed = {
             text.SENTENCE: seconds_to_samples(voice.sentence_pause_s),
@@ -275,7 +287,7 @@ class _Builder:
             if isinstance(part, Pause):
                 self._silence(part.seconds)
                 continue
-            for fragment in text.fragments(part):
+            for fragment in _fragments(part, section):
                 start = self._begin_sound()
                 phrase = Phrase(fragment.spoken, voice)
                 length = self.measure(phrase)
@@ -338,13 +350,14 @@ class _Builder:
         self.pending_gap = seconds_to_samples(voice.gap_s)
 
     def step(self, step: Step, section: Section) -> None:
+        self.step_index += 1
         kind = step.kind
         if isinstance(kind, Say):
-            self.say(kind, section.voice)
+            self.say(kind, section)
         elif isinstance(kind, Pause):
             self._silence(kind.seconds)
         elif isinstance(kind, Reflect):
-            self.say(kind.question, section.voice)
+            self.say(kind.question, section)
             self._silence(kind.silence_s)
         elif isinstance(kind, Breathe):
             self.breathe(step, kind, section.voice)
@@ -406,3 +419,78 @@ def _beds(script: Script, spans: tuple[SectionSpan, ...], total: int) -> tuple[B
         else:
             beds.append(BedSpan(section.music, start, end))
     return tuple(beds)
+
+
+# --- pace: how fast the narration is, as a listener hears it ----------------------------------
+SENTENCE_WPM = (130.0, 170.0)  # a calm speaker, within one `say` (its inner pauses included)
+SENTENCE_WPM_MAX = 185.0
+NARRATION_WPM = (90.0, 120.0)  # over consecutive `say` steps, the gaps between them included
+
+
+@dataclass(frozen=True)
+class StepPace:
+    """One spoken step: its words over the time from its first sound to its last."""
+
+    section: int
+    step: int
+    text: str
+    words: int
+    start: int
+    end: int
+    inline_pause: int  # explicit [pause]s inside it: the author's, not the pace's
+
+    @property
+    def seconds(self) -> float:
+        return (self.end - self.start - self.inline_pause) / RATE
+
+    @property
+    def wpm(self) -> float:
+        return self.words / self.seconds * 60.0 if self.seconds > 0 else 0.0
+
+
+def step_paces(script: Script, timeline: Timeline) -> list[StepPace]:
+    """Every `say` step (and reflect question), with its measured pace."""
+    spoken: dict[int, list[Event]] = {}
+    for event in timeline.events:
+        if event.kind == "speech" and event.caption is not None:
+            spoken.setdefault(event.step, []).append(event)
+    steps = [(s, step) for s, section in enumerate(script.sections) for step in section.steps]
+    out = []
+    for index, (section, step) in enumerate(steps):
+        kind = step.kind
+        said = (
+            kind if isinstance(kind, Say) else kind.question if isinstance(kind, Reflect) else None
+        )
+        if said is None or index not in spoken:
+            continue
+        events = spoken[index]
+        words = sum(w.spoken for e in events if e.caption for w in e.caption.words)
+        inline = sum(seconds_to_samples(p.seconds) for p in said.parts if isinstance(p, Pause))
+        out.append(
+            StepPace(section, index, said.text, words, events[0].start, events[-1].end, inline)
+        )
+    return out
+
+
+def narration_wpm(script: Script, paces: list[StepPace]) -> float | None:
+    """Words per minute over runs of consecutive `say` steps (gaps and inner pauses in,
+    explicit pauses out); None when no two `say` steps follow each other."""
+    kinds = [step.kind for section in script.sections for step in section.steps]
+    words = samples = 0
+    run: list[StepPace] = []
+    for pace in [*paces, None]:
+        joined = (
+            pace is not None
+            and run
+            and pace.step == run[-1].step + 1
+            and isinstance(kinds[pace.step], Say)
+            and isinstance(kinds[run[-1].step], Say)
+        )
+        if not joined:
+            if len(run) >= 2:
+                words += sum(p.words for p in run)
+                samples += run[-1].end - run[0].start - sum(p.inline_pause for p in run)
+            run = []
+        if pace is not None:
+            run.append(pace)
+    return words / samples * RATE * 60.0 if samples else None

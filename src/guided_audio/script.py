@@ -113,12 +113,16 @@ class Music:
     fade_s: float = 5.0
 
 
+Pronounce = tuple[tuple[str, str], ...]  # word (casefolded) -> respelling or [[ phonemes ]]
+
+
 @dataclass(frozen=True)
 class Section:
     title: str
     voice: VoiceSpec
     music: Music | None
     steps: tuple[Step, ...]
+    pronounce: Pronounce = ()
 
 
 @dataclass(frozen=True)
@@ -133,6 +137,7 @@ class Script:
     variables: Mapping[str, str] = field(default_factory=dict)
     voice: VoiceSpec = field(default_factory=VoiceSpec)
     music: Music | None = None
+    pronounce: Pronounce = ()
 
     @property
     def name(self) -> str:
@@ -364,7 +369,9 @@ def _plain(node: Node, variables: Mapping[str, str], what: str) -> str:
 
 
 # --- sections and steps ----------------------------------------------------------------------
-_VOICE_KEYS = ("engine", "name", "model", "pace", "gap")
+_VOICE_KEYS = ("engine", "name", "model", "pace", "gap", "sentence_pause", "clause_pause")
+PACE_RANGE = (0.25, 2.0)
+MAX_INNER_PAUSE_S = 10.0
 _MUSIC_KEYS = ("bed", "level", "duck", "fade")
 _STEP_KINDS = ("say", "pause", "breathe", "bell", "sound", "reflect")
 
@@ -408,14 +415,72 @@ def _voice(node: Node, base: Path, inherited: VoiceSpec, p: _Problems) -> VoiceS
         pace_node = fields["pace"][1]
         with p.collect():
             pace = pace_node.number("a pace like 0.9")
-            if not 0.5 <= pace <= 2.0:
-                pace_node.fail(f"pace must be from 0.5 to 2.0, found {pace:g}", "1.0 is normal")
+            low, high = PACE_RANGE
+            if not low <= pace <= high:
+                pace_node.fail(
+                    f"pace must be from {low:g} to {high:g}, found {pace:g}",
+                    "1.0 is the voice's default, a guide's pace",
+                )
             spec = replace(spec, pace=pace)
     if "gap" in fields:
         gap = p.get(lambda: _duration(fields["gap"][1], "gap", 60.0, zero_ok=True), None)
         if gap is not None:
             spec = replace(spec, gap_s=gap)
+    if "sentence_pause" in fields:
+        with p.collect():
+            node = fields["sentence_pause"][1]
+            spec = replace(spec, sentence_pause_s=_inner_pause(node, "sentence_pause"))
+    if "clause_pause" in fields:
+        with p.collect():
+            node = fields["clause_pause"][1]
+            spec = replace(spec, clause_pause_s=_inner_pause(node, "clause_pause"))
     return spec
+
+
+def _inner_pause(node: Node, what: str) -> float:
+    return _duration(node, what, MAX_INNER_PAUSE_S, zero_ok=True)
+
+
+PHONEME_HINT = "Piper phonemes (espeak IPA) look like [[ ɹˈeɪz ]]; a space parts words"
+_PRONOUNCE_WORD = re.compile(r"^[\w][\w'.\u2019-]*$")
+_PHONEMES = re.compile(r"^\[\[(.*)\]\]$", re.DOTALL)
+
+
+def _pronounce(node: Node, inherited: Pronounce, spec: VoiceSpec, p: _Problems) -> Pronounce:
+    """A word -> respelling (or [[ Piper phonemes ]]) map, added to what is inherited."""
+    entries = dict(inherited)
+    if not node.is_mapping:
+        node.fail(f"expected a mapping of word: respelling, found {node.describe()}")
+    for word, key, value in node.items():
+        with p.collect():
+            if not _PRONOUNCE_WORD.match(word):
+                key.fail(
+                    f"'{word}' is not a single word", "pronounce maps one word to how it sounds"
+                )
+            said = value.text(f"how '{word}' is said")
+            match = _PHONEMES.match(said.strip())
+            if match:
+                _check_phonemes(value, match.group(1), spec)
+            elif "[" in said or "]" in said:
+                value.fail(f"malformed phonemes '{said}'", PHONEME_HINT)
+            entries[word.casefold()] = said.strip()
+    return tuple(entries.items())
+
+
+def _check_phonemes(node: Node, phonemes: str, spec: VoiceSpec) -> None:
+    if not phonemes.strip():
+        node.fail("empty phonemes in [[ ]]", PHONEME_HINT)
+    known = voice.piper_phonemes(spec if spec.engine == "piper" else VoiceSpec())
+    if known is None:
+        return  # no Piper voice to check against; the engine reports it when speaking
+    offset = node.raw.value.find(phonemes) if isinstance(node.raw.value, str) else 0
+    for index, phoneme in enumerate(phonemes):
+        if not phoneme.isspace() and phoneme not in known:
+            node.fail(
+                f"'{phoneme}' is not a phoneme of this Piper voice",
+                PHONEME_HINT,
+                node.scalar_column(offset + index),
+            )
 
 
 def _music(node: Node, base: Path, p: _Problems) -> Music | None:
@@ -544,9 +609,10 @@ def _section(
     variables: Mapping[str, str],
     voice: VoiceSpec,
     music: Music | None,
+    pronounce: Pronounce,
     p: _Problems,
 ) -> Section | None:
-    fields = _fields(node, ("title", "voice", "music", "steps"), "a section", p)
+    fields = _fields(node, ("title", "voice", "music", "pronounce", "steps"), "a section", p)
     title = ""
     if "title" in fields:
         title = p.get(lambda: _plain(fields["title"][1], variables, "section title"), "")
@@ -556,6 +622,10 @@ def _section(
         voice = p.get(lambda: _voice(fields["voice"][1], base, voice, p), voice)
     if "music" in fields:
         music = p.get(lambda: _music(fields["music"][1], base, p), music)
+    if "pronounce" in fields:
+        pronounce = p.get(
+            lambda: _pronounce(fields["pronounce"][1], pronounce, voice, p), pronounce
+        )
     steps: list[Step] = []
     missing = ("a section needs 'steps'", "a list like '- say: ...'")
     for step_node in _required_list(
@@ -565,7 +635,7 @@ def _section(
         if kind is not None:
             loc = step_node.location
             steps.append(Step(kind, loc.line, loc.column))
-    return Section(title, voice, music, tuple(steps))
+    return Section(title, voice, music, tuple(steps), pronounce)
 
 
 def _required_list(
@@ -592,7 +662,8 @@ def _missing(node: Node, message: str, hint: str | None = None) -> Problem:
 
 
 _TOP_KEYS = (
-    "title", "description", "author", "album", "cover", "variables", "voice", "music", "sections",
+    "title", "description", "author", "album", "cover", "pronounce", "variables", "voice", "music",
+    "sections",
 )  # fmt: skip
 COVER_MAX_BYTES = 5 * 1024 * 1024
 _IMAGE_MAGIC = {
@@ -684,13 +755,16 @@ def load_script(path: Path, overrides: Mapping[str, str] | None = None) -> Scrip
     music = None
     if "music" in fields:
         music = p.get(lambda: _music(fields["music"][1], base, p), None)
+    pronounce: Pronounce = ()
+    if "pronounce" in fields:
+        pronounce = p.get(lambda: _pronounce(fields["pronounce"][1], (), voice, p), ())
     sections: list[Section] = []
     missing = ("the script needs 'sections'", "a list of sections")
     for node in _required_list(
         root, fields, "sections", missing, "'sections' needs at least one section", p
     ):
         section = p.get(
-            lambda n=node: _section(n, base, variables, voice, music, p),  # type: ignore[misc]
+            lambda n=node: _section(n, base, variables, voice, music, pronounce, p),  # type: ignore[misc]
             None,
         )
         if section is not None:
@@ -708,6 +782,7 @@ def load_script(path: Path, overrides: Mapping[str, str] | None = None) -> Scrip
         variables=variables,
         voice=voice,
         music=music,
+        pronounce=pronounce,
     )
 
 

@@ -19,14 +19,14 @@ import tempfile
 import wave
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import metadata
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
-from guided_audio import effects
+from guided_audio import effects, text
 from guided_audio.effects import RATE, Audio
 from guided_audio.errors import EngineError, GuidedAudioError
 from guided_audio.files import temp_beside
@@ -36,6 +36,10 @@ CACHE_FORMAT = 3  # bump when trimming/fading/resampling changes what a cache en
 EDGE_FADE_MS = 3.0
 TRIM_BELOW_VOICE_DB = 35.0  # edges quieter than this under the voice level are engine silence
 GTTS_TIMEOUT_S = 4.0
+VOICED_WPM_MAX = 180.0  # at pace 1.0: a phrase read faster than this is read again, slower
+MAX_STRETCH = 1.5  # ...but never stretched by more than this: past it the voice smears
+STRETCH_MARGIN = 1.05
+UNHURRY_TRIES = 2  # an engine slows less than asked; aim a little under the ceiling
 
 
 @dataclass(frozen=True)
@@ -44,9 +48,9 @@ class VoiceSpec:
     name: str | None = None  # None: the engine's default voice
     model: Path | None = None  # piper only: a .onnx voice file
     pace: float = 1.0
-    gap_s: float = 0.8
-    sentence_pause_s: float = 0.9  # after each sentence inside a `say`
-    clause_pause_s: float = 0.35  # after a comma, semicolon, colon, dash or ellipsis
+    gap_s: float = 2.0  # between consecutive steps: room to take in what was said
+    sentence_pause_s: float = 0.75  # after each sentence inside a `say`
+    clause_pause_s: float = 0.25  # after a comma, semicolon, colon, dash or ellipsis
 
 
 @dataclass(frozen=True)
@@ -121,6 +125,10 @@ class PiperEngine(Engine):
 
     name = "piper"
     DEFAULT = "en_US-joe-medium"
+    # Pace 1.0: a little slower than Piper's own reading (253 words a minute for joe);
+    # the rest of a guide's calm comes from exact pauses between sentences and clauses,
+    # which do not smear the voice as stretching it further would.
+    LENGTH_SCALE = 1.25
 
     def __init__(self) -> None:
         self._loaded: dict[Path, Any] = {}
@@ -166,7 +174,7 @@ class PiperEngine(Engine):
         path = self.model_path(spec)
         stat = path.stat()
         digest = _file_digest(path, stat.st_size, stat.st_mtime_ns)
-        return f"piper-tts {_version('piper-tts')} model {digest}"
+        return f"piper-tts {_version('piper-tts')} model {digest} length {self.LENGTH_SCALE}"
 
     def _voice(self, path: Path) -> Any:
         if path not in self._loaded:
@@ -186,7 +194,7 @@ class PiperEngine(Engine):
         from piper import SynthesisConfig
 
         voice = self._voice(self.model_path(spec))
-        config = SynthesisConfig(length_scale=1.0 / spec.pace)
+        config = SynthesisConfig(length_scale=self.LENGTH_SCALE / spec.pace)
         chunks, words, offset = [], [], 0
         aligned = True
         for chunk in voice.synthesize(text, config, include_alignments=True):
@@ -233,7 +241,7 @@ class EspeakEngine(Engine):
 
     name = "espeak"
     DEFAULT = "en-us"
-    WORDS_PER_MINUTE = 165
+    WORDS_PER_MINUTE = 140  # pace 1.0; espeak's own default (175) is a newsreader's
 
     def _binary(self) -> str | None:
         return shutil.which("espeak-ng")
@@ -377,6 +385,16 @@ def engine(name: str) -> Engine:
 def names(engine_name: str) -> list[str] | None:
     """Voice names an engine accepts, or None when they cannot be known here."""
     return engine(engine_name).voices()
+
+
+def piper_phonemes(spec: VoiceSpec) -> frozenset[str] | None:
+    """The phonemes a Piper voice knows (from its .onnx.json), or None if there is no voice."""
+    try:
+        path = PiperEngine().model_path(spec)
+        config = json.loads(Path(f"{path}.json").read_text(encoding="utf-8"))
+        return frozenset(config["phoneme_id_map"])
+    except (EngineError, OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 # --- cache -----------------------------------------------------------------------------------
@@ -569,7 +587,32 @@ class Speaker:
             self._notify(
                 f"note: engine '{eng.name}' sends the script's text to Google to synthesise it"
             )
-        return self._store(phrase, eng.synthesize(phrase.text, phrase.voice)).samples
+        spec = phrase.voice
+        take = eng.synthesize(phrase.text, spec)
+        for _ in range(UNHURRY_TRIES):
+            slower = self._unhurried(phrase, spec, take)
+            if slower is None:
+                break
+            spec = slower
+            take = eng.synthesize(phrase.text, spec)
+        return self._store(phrase, take).samples
+
+    @staticmethod
+    def _unhurried(phrase: Phrase, spec: VoiceSpec, take: Take) -> VoiceSpec | None:
+        """A slower pace for a phrase the engine rushed (short lines are read fastest),
+        or None. Only as much slower as needed, and never more than MAX_STRETCH."""
+        words = text.spoken_words(phrase.text)
+        levelled = effects.level_speech(take.samples)
+        start, stop = effects.sounding_span(levelled, effects.VOICE_RMS_DB - TRIM_BELOW_VOICE_DB)
+        seconds = (stop - start) / take.rate  # as heard: the engine's edge silence goes
+        if spec.engine == "gtts" or words < 2 or seconds <= 0:
+            return None
+        ceiling = VOICED_WPM_MAX * phrase.voice.pace
+        wpm = words / seconds * 60.0
+        slowest = phrase.voice.pace / MAX_STRETCH
+        if wpm <= ceiling or spec.pace <= slowest:
+            return None
+        return replace(spec, pace=max(slowest, spec.pace / (wpm / ceiling * STRETCH_MARGIN)))
 
     def _store(self, phrase: Phrase, take: Take) -> Entry:
         levelled = effects.level_speech(effects.resample(take.samples, take.rate, RATE))
