@@ -465,3 +465,74 @@ def test_numpy_dsp_helpers_match_scipy() -> None:
     assert np.allclose(fir, firwin(81, 0.25, window=("kaiser", 5.0)), atol=1e-15)
     signal = rng.standard_normal((3000, 2))
     assert np.allclose(mix.upsample(signal, 4, fir), upfirdn(fir, signal, 4, axis=0), atol=1e-12)
+
+
+def _bed_session(first: str, second: str | None = None) -> str:
+    """Two 20 s sections of silence over a bed; the second may change it."""
+    music = f"    music: {{bed: {second}, duck: 0dB, fade: 5s}}\n" if second else ""
+    return (
+        f"title: Beds\nmusic: {{bed: {first}, duck: 0dB, fade: 5s}}\nsections:\n"
+        "  - title: A\n    steps:\n      - pause: 20s\n"
+        f"  - title: B\n{music}    steps:\n      - pause: 20s\n"
+    )
+
+
+def _power(audio: np.ndarray, seconds: float = 0.1) -> np.ndarray:
+    size = round(seconds * RATE)
+    frames = audio[: len(audio) // size * size, 0].reshape(-1, size)
+    return np.asarray(np.mean(frames**2, axis=1))
+
+
+def _handover(tmp_path: Path, text: str, name: str) -> tuple[np.ndarray, slice]:
+    """Windowed power of a session, and the windows from 8 s before its second section to
+    8 s after (the handover and some either side; the session's own fades are outside)."""
+    power = _power(read_wav(export(tmp_path, text, "--loudness", "off", name=name)))
+    timeline = session.timeline(tmp_path / f"{name}.yaml", session.Options(), session.Silent())
+    boundary = timeline.sections[1].start / RATE
+    return power, slice(round((boundary - 8) / 0.1), round((boundary + 8) / 0.1))
+
+
+def test_a_level_change_moves_the_same_bed_smoothly(tmp_path: Path) -> None:
+    # The same drone, 2 dB up from the second section: against the drone left alone (its
+    # own slow swell divides out), the level moves from +0 to +2 dB and never dips.
+    changed, around = _handover(
+        tmp_path, _bed_session("drone, level: -22dB", "drone, level: -20dB"), "a"
+    )
+    alone, _ = _handover(tmp_path, _bed_session("drone, level: -22dB"), "b")
+    ratio_db = 10 * np.log10(changed[around] / alone[around])
+    assert ratio_db.min() >= -0.2, ratio_db.min()
+    assert ratio_db.max() <= 2.2, ratio_db.max()
+    assert ratio_db[0] == pytest.approx(0.0, abs=0.2)
+    assert ratio_db[-1] == pytest.approx(2.0, abs=0.2)
+    assert np.all(np.diff(ratio_db) >= -0.05)  # a move, not a wobble
+
+
+def test_another_bed_crossfades_at_constant_power(tmp_path: Path) -> None:
+    # Noise, then the drone: through the crossfade the power stays at least that of the
+    # quieter of the two beds at each moment (equal power: cos² + sin² = 1).
+    text = _bed_session("noise, level: -22dB", "drone, level: -22dB")
+    crossed, around = _handover(tmp_path, text, "a")
+    timeline = session.timeline(tmp_path / "a.yaml", session.Options(), session.Silent())
+    noise_bed, drone_bed = timeline.beds
+    gain = 10 ** ((-20 - 22) / 20)  # the voice's level, and the bed's 22 dB under it
+    total = len(crossed) * round(0.1 * RATE)
+    noise = _power(gain * mix.bed_audio("noise", noise_bed.origin, total))
+    silence_before = np.zeros((drone_bed.origin, 2), np.float32)  # the drone starts here
+    drone = _power(
+        gain * np.vstack([silence_before, mix.bed_audio("drone", 0, total - drone_bed.origin)])
+    )
+    floor = np.minimum(noise[around], drone[around])
+    assert np.all(crossed[around] >= floor * 10 ** (-1.0 / 10))
+
+
+def test_the_body_scan_bed_never_drops_out(tmp_path: Path) -> None:
+    # The bundled body scan changes its bed's level for the last section: the mastered file
+    # keeps the bed audible from the end of its fade-in to the start of its fade-out.
+    script = Path(__file__).parent.parent / "scripts" / "body-scan.yaml"
+    out = tmp_path / "body-scan.wav"
+    result = cli("export", str(script), "-o", str(out), "-q")
+    assert result.exit_code == 0, result.output
+    levels = 10 * np.log10(_power(read_wav(out), seconds=0.05) + 1e-24)
+    fade_s = 5.0
+    inside = levels[round(fade_s / 0.05) : len(levels) - round((fade_s + 2) / 0.05)]
+    assert inside.min() > -60.0, inside.min()

@@ -24,7 +24,7 @@ from numpy.typing import NDArray
 from guided_audio import effects, sounds
 from guided_audio.effects import CHANNELS, RATE, Audio
 from guided_audio.errors import GuidedAudioError
-from guided_audio.plan import BedSpan, BellStrike, Event, Timeline, Tone
+from guided_audio.plan import CROSS, BedSpan, BellStrike, Event, Timeline, Tone
 from guided_audio.script import Music
 from guided_audio.voice import Phrase, Speaker
 
@@ -139,19 +139,27 @@ def duck_depth(
     return depth
 
 
-def fade_envelope(a: int, b: int, start: int, stop: int, fade: int) -> NDArray[np.float64]:
-    """Gain over [a, b) for a span [start, stop) that fades in and out over `fade` samples."""
+def bed_envelope(a: int, b: int, bed: BedSpan) -> NDArray[np.float64]:
+    """Gain over [a, b) for a bed's edges: smooth fades from and to silence, equal-power
+    crossfades into another bed, and complementary weights where the same bed changes level
+    (two gains of one signal: they add to a smooth move between the levels)."""
     gain = np.ones(b - a)
-    if fade <= 0:
-        return gain
-    fade = min(fade, (stop - start) // 2) or 1
-    for ramp in (
-        _ramp(a, b, start, start + fade, rising=True),
-        _ramp(a, b, stop - fade, stop, rising=False),
-    ):
-        if ramp is not None:
-            where, values = ramp
-            gain[where] *= values
+    edges = (
+        (bed.start, bed.start + bed.fade_in, True, bed.edge_in),
+        (bed.end - bed.fade_out, bed.end, False, bed.edge_out),
+    )
+    for lo, hi, rising, edge in edges:
+        if hi <= lo:
+            continue
+        s, e = max(lo, a), min(hi, b)
+        if s >= e:
+            continue
+        progress = (np.arange(s, e, dtype=np.float64) - lo) / (hi - lo)
+        progress = progress if rising else 1.0 - progress
+        # A crossfade keeps the power (cos² + sin² = 1); a blend's two weights add up to 1.
+        gain[s - a : e - a] *= (
+            np.sin(0.5 * np.pi * progress) if edge == CROSS else _smooth(progress)
+        )
     return gain
 
 
@@ -218,8 +226,8 @@ class Mixer(Windowed):
         level = effects.db_to_gain(effects.VOICE_RMS_DB + music.level_db)
         depth = duck_depth(self._duck, self._duck_starts, lo, hi)
         gain = level * effects.db_to_gain(-music.duck_db) ** depth
-        gain *= fade_envelope(lo, hi, bed.start, bed.end, effects.seconds_to_samples(music.fade_s))
-        return (bed_audio(music.bed, lo - bed.start, hi - bed.start) * gain[:, None]).astype(
+        gain *= bed_envelope(lo, hi, bed)
+        return (bed_audio(music.bed, lo - bed.origin, hi - bed.origin) * gain[:, None]).astype(
             np.float32
         )
 
@@ -297,7 +305,7 @@ class LoudnessMeter:
         return float(-0.691 + 10 * np.log10(gated.mean()))
 
 
-MIX_FORMAT = 2  # bump when anything here or in sounds.py changes the mix for the same timeline
+MIX_FORMAT = 3  # bump when anything here or in sounds.py changes the mix for the same timeline
 
 
 def fingerprint(timeline: Timeline, speech_key: Callable[[Phrase], str]) -> str:
@@ -318,6 +326,7 @@ def fingerprint(timeline: Timeline, speech_key: Callable[[Phrase], str]) -> str:
         [
             b.start,
             b.end,
+            [b.origin, b.fade_in, b.fade_out, b.edge_in, b.edge_out],
             repr(b.music),
             file_id(b.music.bed) if isinstance(b.music.bed, Path) else 0,
         ]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import groupby
 from pathlib import Path
 
@@ -86,11 +86,27 @@ class SectionSpan:
     end: int
 
 
+FADE = "fade"  # from or to silence, at the session's (or the music's) edges
+CROSS = "cross"  # equal power, into or out of a different bed
+BLEND = "blend"  # the same bed at another level: the gain moves, the sound continues
+
+
 @dataclass(frozen=True)
 class BedSpan:
+    """A bed sounding over [start, end), its edges shaped over `fade_in`/`fade_out` samples.
+
+    `origin` is where the bed's own time starts: a bed that only changes level keeps its
+    origin, so both spans play the same samples while one hands over to the other.
+    """
+
     music: Music
     start: int
     end: int
+    origin: int = 0
+    fade_in: int = 0
+    fade_out: int = 0
+    edge_in: str = FADE
+    edge_out: str = FADE
 
 
 @dataclass(frozen=True)
@@ -407,18 +423,47 @@ def build(script: Script, measure: Measure, file_length: FileLength) -> Timeline
 
 
 def _beds(script: Script, spans: tuple[SectionSpan, ...], total: int) -> tuple[BedSpan, ...]:
-    """Consecutive sections with the same music share one bed span (no restart between)."""
-    beds: list[BedSpan] = []
+    """Consecutive sections with the same music share one bed span (no restart between);
+    where the music changes from one section to the next, the beds hand over across the
+    boundary (crossfading, or moving the level of the same bed) and never dip to silence."""
+    runs: list[BedSpan] = []
     for index, (section, span) in enumerate(zip(script.sections, spans, strict=True)):
         start = 0 if index == 0 else span.start
         end = total if index == len(spans) - 1 else span.end
         if section.music is None:
             continue
-        if beds and beds[-1].music == section.music and beds[-1].end == start:
-            beds[-1] = BedSpan(section.music, beds[-1].start, end)
+        if runs and runs[-1].music == section.music and runs[-1].end == start:
+            runs[-1] = replace(runs[-1], end=end)
         else:
-            beds.append(BedSpan(section.music, start, end))
+            runs.append(BedSpan(section.music, start, end, origin=start))
+    beds = [_edges(b) for b in runs]
+    for i in range(len(beds) - 1):
+        before, after = beds[i], beds[i + 1]
+        if before.end != after.start:
+            continue
+        same = before.music.bed == after.music.bed
+        fade = min(
+            seconds_to_samples(after.music.fade_s),
+            (before.end - before.start) // 2,
+            (after.end - after.start) // 2,
+        )
+        half = fade // 2
+        edge = BLEND if same else CROSS
+        beds[i] = replace(before, end=before.end + half, fade_out=fade, edge_out=edge)
+        beds[i + 1] = replace(
+            after,
+            start=after.start - half,
+            fade_in=fade,
+            edge_in=edge,
+            origin=before.origin if same else after.start - half,
+        )
     return tuple(beds)
+
+
+def _edges(bed: BedSpan) -> BedSpan:
+    """A bed fading in and out over its music's fade (at most half its length each)."""
+    fade = min(seconds_to_samples(bed.music.fade_s), (bed.end - bed.start) // 2)
+    return replace(bed, fade_in=fade, fade_out=fade)
 
 
 # --- pace: how fast the narration is, as a listener hears it ----------------------------------
