@@ -12,9 +12,9 @@ from typing import Any, TypeVar
 
 import click
 
-from guided_audio import __version__, home, session, sinks, sounds, terminal, voice
+from guided_audio import __version__, home, plan, session, sinks, sounds, terminal, voice
 from guided_audio.errors import GuidedAudioError, UsageError
-from guided_audio.script import parse_vars
+from guided_audio.script import PACE_RANGE, parse_vars
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -165,16 +165,27 @@ def validate(files: tuple[Path, ...], variables: tuple[str, ...], quiet: bool) -
 @main.command("plan")
 @click.argument("file", type=SCRIPT)
 @click.option("--estimate", is_flag=True, help="Instant word-count estimate; renders nothing.")
+@click.option(
+    "--words",
+    is_flag=True,
+    help="Also each spoken step's words a minute, flagged outside a guide's range.",
+)
 @render_options
 @quiet_option
-def plan_command(file: Path, estimate: bool, variables: tuple[str, ...], quiet: bool) -> None:
+def plan_command(
+    file: Path, estimate: bool, words: bool, variables: tuple[str, ...], quiet: bool
+) -> None:
     """Show sections, their start times and the total length.
 
-    Accurate by default (speech is rendered into the cache if needed).
+    Accurate by default (speech is rendered into the cache if needed). With --words, each
+    `say` step's pace in words a minute (from its first sound to its last, its sentence and
+    clause pauses included), marked `!` outside 130-170 (a calm speaker), and the narration
+    rate over consecutive `say` steps (aim for 90-120).
 
     \b
     Example:
       guided-audio plan scripts/grounding.yaml --estimate
+      guided-audio plan scripts/grounding.yaml --words
     """
     options = session.Options(variables=parse_vars(variables))
     timeline = session.timeline(file, options, Reporter(quiet), estimate=estimate)
@@ -183,6 +194,26 @@ def plan_command(file: Path, estimate: bool, variables: tuple[str, ...], quiet: 
     for index, span in enumerate(timeline.sections, start=1):
         click.echo(f"  {marker}{session.clock(span.start):>8}  {index}. {span.title}")
     click.echo(f"  {marker}{session.clock(timeline.total):>8}  total ({timeline.seconds:.2f} s)")
+    if words:
+        _words(session.paces(file, timeline, options), marker)
+
+
+def _words(paces: session.Paces, marker: str) -> None:
+    low, high = plan.SENTENCE_WPM
+    click.echo("words a minute (a calm speaker: 130-170; narration: 90-120)")
+    for pace in paces.steps:
+        flag = "!" if not low <= pace.wpm <= high else " "
+        text = pace.text if len(pace.text) <= 50 else pace.text[:49] + "…"
+        click.echo(
+            f" {flag}{marker}{pace.wpm:5.0f}  {pace.words:3} words {pace.seconds:6.1f} s  {text}"
+        )
+    narration = paces.narration_wpm
+    if narration is None:
+        click.echo("  narration: no two say steps follow each other")
+    else:
+        low, high = plan.NARRATION_WPM
+        flag = "!" if not low <= narration <= high else ""
+        click.echo(f"  narration: {marker}{narration:.0f} words a minute {flag}".rstrip())
 
 
 @main.command()
@@ -392,3 +423,50 @@ def voices() -> None:
         for voice_name in engine.voices() or []:
             star = "*" if voice_name == engine.default_voice() else " "
             click.echo(f"  {star} {voice_name}")
+
+
+@main.command("say")
+@click.argument("line")
+@click.option(
+    "--script",
+    "script_path",
+    type=SCRIPT,
+    help="Speak in this script's voice, with its variables and pronunciations.",
+)
+@click.option("--engine", type=click.Choice(voice.ENGINES), help="The speech engine.")
+@click.option("--voice", "voice_name", metavar="NAME", help="A voice (see `voices`).")
+@click.option(
+    "--pace", type=click.FloatRange(*PACE_RANGE), help="Relative to the voice's guide pace (1.0)."
+)
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="Write a file instead.")
+@backend_option
+@render_options
+@mastering_option
+@quiet_option
+def say_command(
+    line: str,
+    script_path: Path | None,
+    engine: str | None,
+    voice_name: str | None,
+    pace: float | None,
+    output: Path | None,
+    backend: str,
+    variables: tuple[str, ...],
+    loudness: str,
+    quiet: bool,
+) -> None:
+    """Hear one line as a session would say it: fix a word, hear it at once.
+
+    The line is read exactly as in a script: numbers and abbreviations said in words, exact
+    pauses after sentences and clauses, [pause 2s] and {variables} allowed.
+
+    \b
+    Example:
+      guided-audio say "Breathe in for 4-7-8... and rest." --pace 0.9
+      guided-audio say "Welcome, {client}." --script scripts/grounding.yaml -o line.wav
+    """
+    options = session.Options(variables=parse_vars(variables), loudness_lufs=_loudness(loudness))
+    line_voice = session.LineVoice(script_path, engine, voice_name, pace)
+    session.say(line, line_voice, options, Reporter(quiet), output, backend)
+    if output is not None and not quiet:
+        click.echo(f"{output}")

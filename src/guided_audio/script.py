@@ -6,6 +6,7 @@ FILE:LINE:COL through `ScriptError`. Nothing here renders audio or touches the n
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Callable, Iterator, Mapping
@@ -13,6 +14,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TypeVar
+
+import yaml
 
 from guided_audio import voice
 from guided_audio.errors import Invalid, Problem, ScriptError, UsageError
@@ -800,3 +803,25 @@ def parse_vars(pairs: tuple[str, ...]) -> dict[str, str]:
             raise UsageError(f"--var {pair!r}: expected name=value, like --var client=Sam")
         values[name.strip()] = value
     return values
+
+
+LINE_SOURCE = "<text>"
+
+
+def line_script(
+    text: str, base: Script | None = None, voice_spec: VoiceSpec | None = None
+) -> Script:
+    """A one-step script that says `text` (inline pauses and {variables} as in a script),
+    in `base`'s voice, variables and pronunciations, or in `voice_spec`."""
+    raw = yaml.compose(json.dumps(text))  # a JSON string is a YAML scalar: columns match
+    assert raw is not None
+    node = Node(raw, LINE_SOURCE)
+    variables = dict(base.variables) if base else {}
+    try:
+        said = _spoken(node, variables)
+    except Invalid as exc:
+        raise ScriptError([exc.problem]) from None
+    spec = voice_spec or (base.voice if base else VoiceSpec())
+    pronounce = base.pronounce if base else ()
+    section = Section("say", spec, None, (Step(said, 1, 1),), pronounce)
+    return Script(Path(LINE_SOURCE), said.text, (section,), voice=spec, pronounce=pronounce)

@@ -12,7 +12,7 @@ import re
 import signal
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -31,7 +31,7 @@ from guided_audio.player import (
     cached_lengths,
     section_target,
 )
-from guided_audio.script import Reflect, Script, load_script
+from guided_audio.script import Reflect, Script, line_script, load_script
 from guided_audio.voice import Phrase, Speaker, SpeechCache
 
 DEFAULT_LOUDNESS_LUFS = -16.0
@@ -92,6 +92,19 @@ def timeline(path: Path, options: Options, reporter: Reporter, estimate: bool = 
     speaker = _speaker(options, reporter)
     synthesize(speaker, plan.phrases(script), reporter)
     return plan.build(script, speaker.length, mix.file_length)
+
+
+@dataclass(frozen=True)
+class Paces:
+    steps: list[plan.StepPace]
+    narration_wpm: float | None
+
+
+def paces(path: Path, timeline: Timeline, options: Options) -> Paces:
+    """Each spoken step's words a minute, and the narration's, for `plan --words`."""
+    script = load_script(path, options.variables)
+    steps = plan.step_paces(script, timeline)
+    return Paces(steps, plan.narration_wpm(script, steps))
 
 
 def validate(path: Path, options: Options, reporter: Reporter) -> Script:
@@ -468,12 +481,53 @@ def _journal(script: Script, path: Path, view: PlayerView) -> Path | None:
     return entry.path if entry.written else None
 
 
-def preview_bell(name: str, backend: str = sinks.DEFAULT_BACKEND) -> None:
-    """Play one strike of a built-in bell."""
-    clip = sinks.Clip(sounds.bell(name))
-    timeline = Timeline(name, (), (SectionSpan(name, 0, clip.total),), (), clip.total)
+@dataclass(frozen=True)
+class LineVoice:
+    """`say`'s voice: a script's, changed by any of these that are given."""
+
+    script: Path | None = None
+    engine: str | None = None
+    name: str | None = None
+    pace: float | None = None
+
+
+def say(
+    line: str,
+    line_voice: LineVoice,
+    options: Options,
+    reporter: Reporter,
+    out: Path | None = None,
+    backend: str = sinks.DEFAULT_BACKEND,
+) -> Rendered:
+    """Speak one line as a session would (normaliser, pauses, pace), to the speakers or `out`."""
+    base = load_script(line_voice.script, options.variables) if line_voice.script else None
+    spec = base.voice if base else voice.VoiceSpec()
+    if line_voice.engine and line_voice.engine != spec.engine:
+        spec = replace(spec, engine=line_voice.engine, name=None, model=None)
+    if line_voice.name:
+        known = voice.names(spec.engine)
+        if known is not None and line_voice.name not in known:
+            raise UsageError(
+                f"--voice {line_voice.name}: unknown {spec.engine} voice; "
+                f"available: {', '.join(known)}"
+            )
+        spec = replace(spec, name=line_voice.name, model=None)
+    if line_voice.pace is not None:
+        spec = replace(spec, pace=line_voice.pace)
+    script = line_script(line, base, spec)
+    if out is not None:
+        sinks.check_output(out, force=True)
+    rendered = _render(script, options, reporter)
+    if out is not None:
+        sinks.write_file(out, rendered.source)
+        return rendered
+    _play_static(rendered.timeline, rendered.source, backend)
+    return rendered
+
+
+def _play_static(timeline: Timeline, source: mix.Windowed, backend: str) -> None:
     output = sinks.open_output(backend)
-    player = Player(StaticFeed(timeline, clip))
+    player = Player(StaticFeed(timeline, source))
     try:
         player.wait_ready(PREFILL, timeout_s=10.0)
         output.start(player.pull, player.wait_ready)
@@ -482,6 +536,13 @@ def preview_bell(name: str, backend: str = sinks.DEFAULT_BACKEND) -> None:
     finally:
         output.close()
         player.close()
+
+
+def preview_bell(name: str, backend: str = sinks.DEFAULT_BACKEND) -> None:
+    """Play one strike of a built-in bell."""
+    clip = sinks.Clip(sounds.bell(name))
+    timeline = Timeline(name, (), (SectionSpan(name, 0, clip.total),), (), clip.total)
+    _play_static(timeline, clip, backend)
 
 
 def check_all(

@@ -36,8 +36,8 @@ CACHE_FORMAT = 3  # bump when trimming/fading/resampling changes what a cache en
 EDGE_FADE_MS = 3.0
 TRIM_BELOW_VOICE_DB = 35.0  # edges quieter than this under the voice level are engine silence
 GTTS_TIMEOUT_S = 4.0
-VOICED_WPM_MAX = 180.0  # at pace 1.0: a phrase read faster than this is read again, slower
-MAX_STRETCH = 1.5  # ...but never stretched by more than this: past it the voice smears
+VOICED_WPM_MAX = 170.0  # at pace 1.0: a phrase read faster than this is read again, slower
+MAX_STRETCH = 1.6  # ...but never stretched by more than this: past it the voice smears
 STRETCH_MARGIN = 1.05
 UNHURRY_TRIES = 2  # an engine slows less than asked; aim a little under the ceiling
 
@@ -48,8 +48,8 @@ class VoiceSpec:
     name: str | None = None  # None: the engine's default voice
     model: Path | None = None  # piper only: a .onnx voice file
     pace: float = 1.0
-    gap_s: float = 2.0  # between consecutive steps: room to take in what was said
-    sentence_pause_s: float = 0.75  # after each sentence inside a `say`
+    gap_s: float = 3.5  # between consecutive steps: room to take in what was said
+    sentence_pause_s: float = 1.0  # after each sentence inside a `say`
     clause_pause_s: float = 0.25  # after a comma, semicolon, colon, dash or ellipsis
 
 
@@ -241,7 +241,7 @@ class EspeakEngine(Engine):
 
     name = "espeak"
     DEFAULT = "en-us"
-    WORDS_PER_MINUTE = 140  # pace 1.0; espeak's own default (175) is a newsreader's
+    WORDS_PER_MINUTE = 165  # pace 1.0; espeak's own default (175) is a newsreader's
 
     def _binary(self) -> str | None:
         return shutil.which("espeak-ng")
@@ -270,7 +270,7 @@ class EspeakEngine(Engine):
         version = subprocess.run(
             [binary, "--version"], capture_output=True, text=True, check=False
         ).stdout.strip()
-        return f"{version} voice {spec.name or self.DEFAULT}"
+        return f"{version} voice {spec.name or self.DEFAULT} wpm {self.WORDS_PER_MINUTE}"
 
     def synthesize(self, text: str, spec: VoiceSpec) -> Take:
         binary = self._binary()
@@ -564,6 +564,7 @@ class Speaker:
                 "engine": spec.engine,
                 "voice": self._identity(spec),
                 "pace": round(spec.pace, 4),
+                "unhurried": [VOICED_WPM_MAX, MAX_STRETCH, STRETCH_MARGIN, UNHURRY_TRIES],
                 "text": phrase.text,
             }
             blob = json.dumps(identity, sort_keys=True).encode("utf-8")
