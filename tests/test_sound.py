@@ -14,6 +14,9 @@ from scipy.signal import resample_poly
 from conftest import RATE, cli, decode, read_wav, silences, write
 from guided_audio import mix, plan, session, sounds
 from guided_audio.script import BREATH_PATTERNS
+from guided_audio.voice import VoiceSpec
+
+GAP_S = VoiceSpec().gap_s
 
 
 def export(tmp_path: Path, text: str, *args: str, suffix: str = ".wav", name: str = "s") -> Path:
@@ -83,7 +86,7 @@ def test_breathe_step_lasts_exactly_its_cycles(tmp_path: Path) -> None:
     timeline = session.timeline(write(tmp_path, text), session.Options(), session.Silent())
     begin, end = (e for e in timeline.events if e.kind == "speech")
     cues = [e for e in timeline.events if e.kind in ("cue", "tone")]
-    gap = round(0.8 * RATE)
+    gap = round(GAP_S * RATE)
     assert cues[0].start == begin.end + gap
     assert end.start - gap - cues[0].start == 6 * 10 * RATE  # for: 1m -> 6 whole 10 s cycles
 
@@ -102,7 +105,7 @@ def test_bell_step_lasts_its_ring_and_strikes(tmp_path: Path, name: str) -> None
     speech = next(e for e in timeline.events if e.kind == "speech")
     assert np.diff(strikes) == pytest.approx([design.strike_interval_s] * 2, abs=1e-4)
     assert speech.start / RATE - strikes[0] == pytest.approx(
-        2 * design.strike_interval_s + design.ring_s + 0.8, abs=1e-4
+        2 * design.strike_interval_s + design.ring_s + GAP_S, abs=1e-4
     )
     # Measured: the speech after the bell starts where the plan says.
     level = np.abs(audio).max(axis=1)
@@ -238,8 +241,8 @@ def test_sound_step_plays_at_its_own_length(tmp_path: Path) -> None:
     starts = onsets(audio, min_gap_s=0.2)
     gaps = silences(audio, -50, 0.2)
     assert len(starts) == 2
-    assert starts[1] - starts[0] == pytest.approx(1.234 + 0.8, abs=0.010)
-    assert gaps[1][1] == pytest.approx(0.8, abs=0.010)
+    assert starts[1] - starts[0] == pytest.approx(1.234 + GAP_S, abs=0.010)
+    assert gaps[1][1] == pytest.approx(GAP_S, abs=0.010)
 
 
 # --- mastering -------------------------------------------------------------------------------
@@ -403,8 +406,8 @@ def test_duck_ramps_and_bridges_short_gaps() -> None:
     second = RATE
     spans = mix.duck_spans([(10 * second, 12 * second), (12 * second + RATE // 2, 14 * second)])
     assert spans == [(10 * second, 14 * second)]  # a 0.5 s gap stays ducked
-    apart = mix.duck_spans([(10 * second, 12 * second), (13 * second, 14 * second)])
-    assert len(apart) == 2  # a 1 s gap lets the bed come back up
+    apart = mix.duck_spans([(10 * second, 12 * second), (14 * second, 15 * second)])
+    assert len(apart) == 2  # a 2 s gap lets the bed come back up
     depth = mix.duck_depth(spans, [s for s, _ in spans], 9 * second, 16 * second)
 
     def at(seconds: float) -> float:
