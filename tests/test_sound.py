@@ -13,7 +13,7 @@ from scipy.signal import resample_poly
 
 from conftest import RATE, cli, decode, read_wav, silences, write
 from guided_audio import mix, plan, session, sounds
-from guided_audio.script import BREATH_PATTERNS
+from guided_audio.model import BREATH_PATTERNS
 from guided_audio.voice import VoiceSpec
 
 GAP_S = VoiceSpec().gap_s
@@ -384,7 +384,8 @@ def test_events_between_returns_only_overlapping_events(tmp_path: Path) -> None:
 
 
 def test_bundled_scripts_cover_every_pattern_and_a_generated_bed() -> None:
-    from guided_audio.script import Breathe, load_script
+    from guided_audio.model import Breathe
+    from guided_audio.script import load_script
 
     scripts = [
         load_script(p) for p in sorted((Path(__file__).parent.parent / "scripts").glob("*.yaml"))

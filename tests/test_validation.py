@@ -147,7 +147,8 @@ def test_bad_var_options(tmp_path: Path, args: list[str], message: str) -> None:
 
 
 def test_var_overrides_the_default(tmp_path: Path) -> None:
-    from guided_audio.script import Say, load_script
+    from guided_audio.model import Say
+    from guided_audio.script import load_script
 
     path = write(
         tmp_path,

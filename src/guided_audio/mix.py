@@ -24,9 +24,9 @@ from numpy.typing import NDArray
 from guided_audio import effects, sounds
 from guided_audio.effects import CHANNELS, RATE, Audio
 from guided_audio.errors import GuidedAudioError
+from guided_audio.model import Music, Phrase
 from guided_audio.plan import CROSS, BedSpan, BellStrike, Event, Timeline, Tone
-from guided_audio.script import Music
-from guided_audio.voice import Phrase, Speaker
+from guided_audio.voice import Speaker
 
 BLOCK = RATE * 10  # samples per streamed block
 

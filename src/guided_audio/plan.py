@@ -16,21 +16,22 @@ from pathlib import Path
 from guided_audio import sounds, text
 from guided_audio.effects import RATE, seconds_to_samples
 from guided_audio.errors import GuidedAudioError, Location, Problem, ScriptError
-from guided_audio.script import (
-    MAX_SESSION_S,
+from guided_audio.grammar import MAX_SESSION_S
+from guided_audio.model import (
     Bell,
     Breathe,
     Music,
     Pause,
+    Phrase,
     Reflect,
     Say,
     Script,
     Section,
     Sound,
     Step,
+    VoiceSpec,
 )
 from guided_audio.text import Word
-from guided_audio.voice import Phrase, VoiceSpec
 
 LEAD_IN_S = 0.5  # silence before the first sound, so players do not clip it
 TAIL_S = 1.5  # silence after the last sound, for the bed's fade and a calm ending

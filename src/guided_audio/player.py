@@ -25,9 +25,9 @@ from guided_audio import effects, mix, plan
 from guided_audio.effects import CHANNELS, Audio, seconds_to_samples
 from guided_audio.errors import UsageError
 from guided_audio.mix import Windowed
+from guided_audio.model import Phrase, Script
 from guided_audio.plan import Timeline
-from guided_audio.script import Script
-from guided_audio.voice import Phrase, Speaker
+from guided_audio.voice import Speaker
 
 BLOCK = seconds_to_samples(0.25)  # rendered ahead in blocks this long
 PREFILL = 2 * BLOCK  # rendered before the device starts, so it never begins with an underrun

@@ -11,141 +11,41 @@ import math
 import re
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import yaml
 
-from guided_audio import voice
+from guided_audio import grammar as g
 from guided_audio.errors import Invalid, Problem, ScriptError, UsageError
-from guided_audio.voice import VoiceSpec
+from guided_audio.grammar import (
+    AUDIO_SUFFIXES,
+    BEDS,
+    BELLS,
+    CUES,
+    ENGINES,
+    MAX_PAUSE_S,
+)
+from guided_audio.model import (
+    BREATH_PATTERNS,
+    Bell,
+    Breathe,
+    BreathPattern,
+    Music,
+    Pause,
+    Phase,
+    Pronounce,
+    Reflect,
+    Say,
+    Script,
+    Section,
+    Sound,
+    Step,
+    StepKind,
+    VoiceSpec,
+)
 from guided_audio.yamlnode import BOOL, NULL, Node, load, suggest
-
-MAX_PAUSE_S = 3600.0
-MAX_SESSION_S = 4 * 3600.0
-
-BELLS = ("bowl", "chime", "gong")
-BEDS = ("drone", "noise")
-CUES = ("voice", "tone", "both", "none")
-AUDIO_SUFFIXES = (".mp3", ".wav", ".ogg", ".flac")
-
-
-# --- the model -------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Pause:
-    seconds: float
-
-
-@dataclass(frozen=True)
-class Say:
-    """Spoken text: phrases separated by exact inline pauses."""
-
-    parts: tuple[str | Pause, ...]
-
-    @property
-    def text(self) -> str:
-        return " ".join(p for p in self.parts if isinstance(p, str))
-
-
-@dataclass(frozen=True)
-class Phase:
-    kind: str  # in | hold | out | rest
-    seconds: float
-
-
-@dataclass(frozen=True)
-class BreathPattern:
-    name: str
-    phases: tuple[Phase, ...]
-
-    @property
-    def cycle_s(self) -> float:
-        return sum(p.seconds for p in self.phases)
-
-
-BREATH_PATTERNS: dict[str, BreathPattern] = {
-    "box": BreathPattern(
-        "box", (Phase("in", 4), Phase("hold", 4), Phase("out", 4), Phase("hold", 4))
-    ),
-    "4-7-8": BreathPattern("4-7-8", (Phase("in", 4), Phase("hold", 7), Phase("out", 8))),
-    "resonance": BreathPattern("resonance", (Phase("in", 5.5), Phase("out", 5.5))),
-    "sigh": BreathPattern("sigh", (Phase("in", 2), Phase("in", 1), Phase("out", 6))),
-}
-
-
-@dataclass(frozen=True)
-class Breathe:
-    pattern: BreathPattern
-    cycles: int
-    cues: str = "voice"
-
-
-@dataclass(frozen=True)
-class Bell:
-    name: str
-    strikes: int = 1
-
-
-@dataclass(frozen=True)
-class Sound:
-    path: Path
-
-
-@dataclass(frozen=True)
-class Reflect:
-    question: Say
-    silence_s: float
-
-
-StepKind = Say | Pause | Breathe | Bell | Sound | Reflect
-
-
-@dataclass(frozen=True)
-class Step:
-    kind: StepKind
-    line: int  # where the step is written, for messages from later stages
-    column: int
-
-
-@dataclass(frozen=True)
-class Music:
-    bed: str | Path  # a built-in bed name, or an audio file
-    level_db: float = -20.0
-    duck_db: float = 8.0
-    fade_s: float = 5.0
-
-
-Pronounce = tuple[tuple[str, str], ...]  # word (casefolded) -> respelling or [[ phonemes ]]
-
-
-@dataclass(frozen=True)
-class Section:
-    title: str
-    voice: VoiceSpec
-    music: Music | None
-    steps: tuple[Step, ...]
-    pronounce: Pronounce = ()
-
-
-@dataclass(frozen=True)
-class Script:
-    path: Path
-    title: str
-    sections: tuple[Section, ...]
-    description: str | None = None
-    author: str | None = None
-    album: str | None = None  # the album tag; None: the library's name
-    cover: Path | None = None  # a PNG or JPEG embedded as the front cover
-    variables: Mapping[str, str] = field(default_factory=dict)
-    voice: VoiceSpec = field(default_factory=VoiceSpec)
-    music: Music | None = None
-    pronounce: Pronounce = ()
-
-    @property
-    def name(self) -> str:
-        return self.path.stem
-
 
 # --- collecting problems ---------------------------------------------------------------------
 T = TypeVar("T")
@@ -255,6 +155,16 @@ def _int(node: Node, what: str, low: int, high: int) -> int:
     if not low <= value <= high:
         node.fail(f"{what} must be from {low} to {high}, found {int(value)}")
     return int(value)
+
+
+def _ranged_db(keys: tuple[g.Key, ...], name: str, node: Node) -> float:
+    k = g.key(keys, name)
+    return _decibels(node, name, float(k.low or 0), float(k.high or 0))
+
+
+def _ranged_int(keys: tuple[g.Key, ...], name: str, node: Node) -> int:
+    k = g.key(keys, name)
+    return _int(node, name, int(k.low or 0), int(k.high or 0))
 
 
 def _choice(node: Node, what: str, choices: tuple[str, ...]) -> str:
@@ -372,18 +282,46 @@ def _plain(node: Node, variables: Mapping[str, str], what: str) -> str:
 
 
 # --- sections and steps ----------------------------------------------------------------------
-_VOICE_KEYS = ("engine", "name", "model", "pace", "gap", "sentence_pause", "clause_pause")
-PACE_RANGE = (0.25, 2.0)
-MAX_INNER_PAUSE_S = 10.0
-_MUSIC_KEYS = ("bed", "level", "duck", "fade")
-_STEP_KINDS = ("say", "pause", "breathe", "bell", "sound", "reflect")
+_STEP_KINDS = g.names(g.STEPS)
+_PACE = g.key(g.VOICE, "pace")
+PACE_RANGE = (float(_PACE.low or 0), float(_PACE.high or 0))
 
 
-def _voice(node: Node, base: Path, inherited: VoiceSpec, p: _Problems) -> VoiceSpec:
-    fields = _fields(node, _VOICE_KEYS, "voice", p)
+class Catalog(Protocol):
+    """What the voice stage knows about installed voices, asked while validating."""
+
+    def names(self, engine: str) -> list[str] | None:
+        """Voice names an engine accepts, or None when they cannot be known here."""
+        ...
+
+    def phonemes(self, spec: VoiceSpec) -> frozenset[str] | None:
+        """The phonemes a Piper voice knows, or None when there is no voice to ask."""
+        ...
+
+
+class NoCatalog:
+    """Checks nothing about installed voices (the voice stage supplies a real catalog)."""
+
+    def names(self, engine: str) -> list[str] | None:
+        return None
+
+    def phonemes(self, spec: VoiceSpec) -> frozenset[str] | None:
+        return None
+
+
+def _bounded(keys: tuple[g.Key, ...], name: str, node: Node, what: str | None = None) -> float:
+    """A duration key read with the grammar's bounds."""
+    k = g.key(keys, name)
+    return _duration(node, what or name, float(k.high or MAX_PAUSE_S), zero_ok=k.zero_ok)
+
+
+def _voice(
+    node: Node, base: Path, inherited: VoiceSpec, p: _Problems, catalog: Catalog
+) -> VoiceSpec:
+    fields = _fields(node, g.names(g.VOICE), "voice", p)
     spec = inherited
     if "engine" in fields:
-        engine = p.get(lambda: _choice(fields["engine"][1], "engine", voice.ENGINES), None)
+        engine = p.get(lambda: _choice(fields["engine"][1], "engine", ENGINES), None)
         if engine and engine != spec.engine:
             spec = replace(spec, engine=engine, name=None, model=None)
     if "name" in fields:
@@ -391,7 +329,7 @@ def _voice(node: Node, base: Path, inherited: VoiceSpec, p: _Problems) -> VoiceS
         name = p.get(lambda: name_node.text("voice name"), None)
         if name:
             with p.collect():
-                known = voice.names(spec.engine)
+                known = catalog.names(spec.engine)
                 if known is not None and name not in known:
                     name_node.fail(
                         f"unknown {spec.engine} voice '{name}'",
@@ -426,22 +364,18 @@ def _voice(node: Node, base: Path, inherited: VoiceSpec, p: _Problems) -> VoiceS
                 )
             spec = replace(spec, pace=pace)
     if "gap" in fields:
-        gap = p.get(lambda: _duration(fields["gap"][1], "gap", 60.0, zero_ok=True), None)
+        gap = p.get(lambda: _bounded(g.VOICE, "gap", fields["gap"][1]), None)
         if gap is not None:
             spec = replace(spec, gap_s=gap)
     if "sentence_pause" in fields:
         with p.collect():
             node = fields["sentence_pause"][1]
-            spec = replace(spec, sentence_pause_s=_inner_pause(node, "sentence_pause"))
+            spec = replace(spec, sentence_pause_s=_bounded(g.VOICE, "sentence_pause", node))
     if "clause_pause" in fields:
         with p.collect():
             node = fields["clause_pause"][1]
-            spec = replace(spec, clause_pause_s=_inner_pause(node, "clause_pause"))
+            spec = replace(spec, clause_pause_s=_bounded(g.VOICE, "clause_pause", node))
     return spec
-
-
-def _inner_pause(node: Node, what: str) -> float:
-    return _duration(node, what, MAX_INNER_PAUSE_S, zero_ok=True)
 
 
 PHONEME_HINT = "Piper phonemes (espeak IPA) look like [[ ɹˈeɪz ]]; a space parts words"
@@ -449,7 +383,9 @@ _PRONOUNCE_WORD = re.compile(r"^[\w][\w'.\u2019-]*$")
 _PHONEMES = re.compile(r"^\[\[(.*)\]\]$", re.DOTALL)
 
 
-def _pronounce(node: Node, inherited: Pronounce, spec: VoiceSpec, p: _Problems) -> Pronounce:
+def _pronounce(
+    node: Node, inherited: Pronounce, spec: VoiceSpec, p: _Problems, catalog: Catalog
+) -> Pronounce:
     """A word -> respelling (or [[ Piper phonemes ]]) map, added to what is inherited."""
     entries = dict(inherited)
     if not node.is_mapping:
@@ -463,17 +399,17 @@ def _pronounce(node: Node, inherited: Pronounce, spec: VoiceSpec, p: _Problems) 
             said = value.text(f"how '{word}' is said")
             match = _PHONEMES.match(said.strip())
             if match:
-                _check_phonemes(value, match.group(1), spec)
+                _check_phonemes(value, match.group(1), spec, catalog)
             elif "[" in said or "]" in said:
                 value.fail(f"malformed phonemes '{said}'", PHONEME_HINT)
             entries[word.casefold()] = said.strip()
     return tuple(entries.items())
 
 
-def _check_phonemes(node: Node, phonemes: str, spec: VoiceSpec) -> None:
+def _check_phonemes(node: Node, phonemes: str, spec: VoiceSpec, catalog: Catalog) -> None:
     if not phonemes.strip():
         node.fail("empty phonemes in [[ ]]", PHONEME_HINT)
-    known = voice.piper_phonemes(spec if spec.engine == "piper" else VoiceSpec())
+    known = catalog.phonemes(spec if spec.engine == "piper" else VoiceSpec())
     if known is None:
         return  # no Piper voice to check against; the engine reports it when speaking
     offset = node.raw.value.find(phonemes) if isinstance(node.raw.value, str) else 0
@@ -491,7 +427,7 @@ def _music(node: Node, base: Path, p: _Problems) -> Music | None:
         if node.tag == BOOL and str(node.raw.value).lower() in ("true", "yes", "on"):
             node.fail("expected a music bed, found 'yes'", "write music: {bed: drone}")
         return None
-    fields = _fields(node, _MUSIC_KEYS, "music", p)
+    fields = _fields(node, g.names(g.MUSIC), "music", p)
     if "bed" not in fields:
         node.fail("music needs a 'bed'", "a built-in bed (drone, noise) or an audio file")
     bed_node = fields["bed"][1]
@@ -506,13 +442,13 @@ def _music(node: Node, base: Path, p: _Problems) -> Music | None:
             bed_node.fail(f"unknown music bed '{name}'", suggest(name, BEDS) + " or an audio file")
     music = Music(bed)
     if "level" in fields:
-        level = p.get(lambda: _decibels(fields["level"][1], "level", -60, 0), None)
+        level = p.get(lambda: _ranged_db(g.MUSIC, "level", fields["level"][1]), None)
         music = replace(music, level_db=level) if level is not None else music
     if "duck" in fields:
-        duck = p.get(lambda: _decibels(fields["duck"][1], "duck", 0, 40), None)
+        duck = p.get(lambda: _ranged_db(g.MUSIC, "duck", fields["duck"][1]), None)
         music = replace(music, duck_db=duck) if duck is not None else music
     if "fade" in fields:
-        fade = p.get(lambda: _duration(fields["fade"][1], "fade", 600, zero_ok=True), None)
+        fade = p.get(lambda: _bounded(g.MUSIC, "fade", fields["fade"][1]), None)
         music = replace(music, fade_s=fade) if fade is not None else music
     return music
 
@@ -526,31 +462,32 @@ def _pattern(node: Node, p: _Problems) -> BreathPattern:
                 suggest(name, (*BREATH_PATTERNS, "{in: 4, hold: 7, out: 8, rest: 0}")),
             )
         return BREATH_PATTERNS[name]
-    fields = _fields(node, ("in", "hold", "out", "rest"), "a breath pattern", p)
+    fields = _fields(node, g.names(g.PATTERN), "a breath pattern", p)
     phases = []
-    for kind in ("in", "hold", "out", "rest"):
+    for phase in g.PATTERN:
+        kind = phase.name
         if kind not in fields:
-            if kind in ("in", "out"):
+            if phase.required:
                 node.fail(f"a custom breath pattern needs '{kind}'", "like {in: 4, out: 6}")
             continue
-        seconds = _duration(fields[kind][1], f"'{kind}'", 120.0, zero_ok=kind in ("hold", "rest"))
+        seconds = _bounded(g.PATTERN, kind, fields[kind][1], f"'{kind}'")
         if seconds > 0:
             phases.append(Phase(kind, seconds))
     return BreathPattern("custom", tuple(phases))
 
 
 def _breathe(node: Node, p: _Problems) -> Breathe:
-    fields = _fields(node, ("pattern", "cycles", "for", "cues"), "breathe", p)
+    fields = _fields(node, g.names(g.BREATHE), "breathe", p)
     if "pattern" not in fields:
         node.fail("breathe needs a 'pattern'", suggest("", tuple(BREATH_PATTERNS)))
     pattern = _pattern(fields["pattern"][1], p)
-    cues = "voice"
+    cues = str(g.default(g.BREATHE, "cues"))
     if "cues" in fields:
         cues = p.get(lambda: _choice(fields["cues"][1], "cues", CUES), cues)
     if "cycles" in fields and "for" in fields:
         fields["for"][0].fail("give either 'cycles' or 'for', not both")
     if "cycles" in fields:
-        cycles = _int(fields["cycles"][1], "cycles", 1, 1000)
+        cycles = _ranged_int(g.BREATHE, "cycles", fields["cycles"][1])
     elif "for" in fields:
         for_node = fields["for"][1]
         total = _duration(for_node, "'for'")
@@ -568,11 +505,13 @@ def _breathe(node: Node, p: _Problems) -> Breathe:
 def _bell(node: Node, p: _Problems) -> Bell:
     if node.is_scalar:
         return Bell(_choice(node, "bell", BELLS))
-    fields = _fields(node, ("name", "strikes"), "bell", p)
+    fields = _fields(node, g.names(g.BELL), "bell", p)
     if "name" not in fields:
         node.fail("bell needs a 'name'", "expected one of: " + ", ".join(BELLS))
     name = _choice(fields["name"][1], "bell", BELLS)
-    strikes = _int(fields["strikes"][1], "strikes", 1, 12) if "strikes" in fields else 1
+    strikes = int(g.default(g.BELL, "strikes"))
+    if "strikes" in fields:
+        strikes = _ranged_int(g.BELL, "strikes", fields["strikes"][1])
     return Bell(name, strikes)
 
 
@@ -597,11 +536,13 @@ def _step(node: Node, base: Path, variables: Mapping[str, str], p: _Problems) ->
     if kind == "sound":
         return Sound(_audio_file(value, base, "sound"))
     if kind == "reflect":
-        fields = _fields(value, ("question", "silence"), "reflect", p)
+        fields = _fields(value, g.names(g.REFLECT), "reflect", p)
         if "question" not in fields:
             value.fail("reflect needs a 'question'")
         question = _spoken(fields["question"][1], variables, "question")
-        silence = _duration(fields["silence"][1], "silence") if "silence" in fields else 30.0
+        silence = float(g.default(g.REFLECT, "silence"))
+        if "silence" in fields:
+            silence = _duration(fields["silence"][1], "silence")
         return Reflect(question, silence)
     key.fail(f"unknown step kind '{kind}'", suggest(kind, _STEP_KINDS))
 
@@ -614,20 +555,21 @@ def _section(
     music: Music | None,
     pronounce: Pronounce,
     p: _Problems,
+    catalog: Catalog,
 ) -> Section | None:
-    fields = _fields(node, ("title", "voice", "music", "pronounce", "steps"), "a section", p)
+    fields = _fields(node, g.names(g.SECTION), "a section", p)
     title = ""
     if "title" in fields:
         title = p.get(lambda: _plain(fields["title"][1], variables, "section title"), "")
     else:
         p.items.append(_missing(node, "a section needs a 'title'"))
     if "voice" in fields:
-        voice = p.get(lambda: _voice(fields["voice"][1], base, voice, p), voice)
+        voice = p.get(lambda: _voice(fields["voice"][1], base, voice, p, catalog), voice)
     if "music" in fields:
         music = p.get(lambda: _music(fields["music"][1], base, p), music)
     if "pronounce" in fields:
         pronounce = p.get(
-            lambda: _pronounce(fields["pronounce"][1], pronounce, voice, p), pronounce
+            lambda: _pronounce(fields["pronounce"][1], pronounce, voice, p, catalog), pronounce
         )
     steps: list[Step] = []
     missing = ("a section needs 'steps'", "a list like '- say: ...'")
@@ -664,10 +606,6 @@ def _missing(node: Node, message: str, hint: str | None = None) -> Problem:
     return Problem(node.location, node.path, message, hint)
 
 
-_TOP_KEYS = (
-    "title", "description", "author", "album", "cover", "pronounce", "variables", "voice", "music",
-    "sections",
-)  # fmt: skip
 COVER_MAX_BYTES = 5 * 1024 * 1024
 _IMAGE_MAGIC = {
     ".png": (b"\x89PNG\r\n\x1a\n",),
@@ -713,9 +651,12 @@ def _variables(node: Node, overrides: Mapping[str, str]) -> dict[str, str]:
     return values
 
 
-def load_script(path: Path, overrides: Mapping[str, str] | None = None) -> Script:
+def load_script(
+    path: Path, overrides: Mapping[str, str] | None = None, catalog: Catalog | None = None
+) -> Script:
     """Read and validate one script; raises ScriptError listing every problem."""
     overrides = dict(overrides or {})
+    catalog = catalog or NoCatalog()
     root = load(path)
     if isinstance(root, list):
         raise ScriptError(root)
@@ -731,7 +672,7 @@ def load_script(path: Path, overrides: Mapping[str, str] | None = None) -> Scrip
                 )
             ]
         )
-    fields = _fields(root, _TOP_KEYS, "the script", p)
+    fields = _fields(root, g.names(g.SCRIPT), "the script", p)
     variables: dict[str, str] = dict(overrides)
     if "variables" in fields:
         variables = p.get(lambda: _variables(fields["variables"][1], overrides), variables)
@@ -754,20 +695,20 @@ def load_script(path: Path, overrides: Mapping[str, str] | None = None) -> Scrip
         cover = p.get(lambda: _cover_file(fields["cover"][1], base), None)
     voice = VoiceSpec()
     if "voice" in fields:
-        voice = p.get(lambda: _voice(fields["voice"][1], base, VoiceSpec(), p), voice)
+        voice = p.get(lambda: _voice(fields["voice"][1], base, VoiceSpec(), p, catalog), voice)
     music = None
     if "music" in fields:
         music = p.get(lambda: _music(fields["music"][1], base, p), None)
     pronounce: Pronounce = ()
     if "pronounce" in fields:
-        pronounce = p.get(lambda: _pronounce(fields["pronounce"][1], (), voice, p), ())
+        pronounce = p.get(lambda: _pronounce(fields["pronounce"][1], (), voice, p, catalog), ())
     sections: list[Section] = []
     missing = ("the script needs 'sections'", "a list of sections")
     for node in _required_list(
         root, fields, "sections", missing, "'sections' needs at least one section", p
     ):
         section = p.get(
-            lambda n=node: _section(n, base, variables, voice, music, pronounce, p),  # type: ignore[misc]
+            lambda n=node: _section(n, base, variables, voice, music, pronounce, p, catalog),  # type: ignore[misc]
             None,
         )
         if section is not None:

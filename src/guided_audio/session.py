@@ -20,6 +20,7 @@ from guided_audio import mix, plan, sinks, sounds, transcript, voice
 from guided_audio.effects import RATE
 from guided_audio.errors import GuidedAudioError, UsageError
 from guided_audio.home import JournalEntry, Positions, journal_file
+from guided_audio.model import Reflect, Script
 from guided_audio.plan import SectionSpan, Timeline, clock
 from guided_audio.player import (
     PREFILL,
@@ -31,10 +32,15 @@ from guided_audio.player import (
     cached_lengths,
     section_target,
 )
-from guided_audio.script import Reflect, Script, line_script, load_script
+from guided_audio.script import line_script, load_script
 from guided_audio.voice import Phrase, Speaker, SpeechCache
 
 DEFAULT_LOUDNESS_LUFS = -16.0
+
+
+def _load(path: Path, variables: Mapping[str, str] | None = None) -> Script:
+    """Stage 1, with the voice stage's catalog to check voice names and phonemes."""
+    return load_script(path, variables, voice.CATALOG)
 
 
 class Reporter(Protocol):
@@ -86,7 +92,7 @@ def synthesize(speaker: Speaker, phrases: list[Phrase], reporter: Reporter) -> N
 
 def timeline(path: Path, options: Options, reporter: Reporter, estimate: bool = False) -> Timeline:
     """The accurate timeline (rendering uncached speech), or an instant estimate."""
-    script = load_script(path, options.variables)
+    script = _load(path, options.variables)
     if estimate:
         return plan.build(script, plan.estimate_speech, mix.file_length)
     speaker = _speaker(options, reporter)
@@ -102,14 +108,14 @@ class Paces:
 
 def paces(path: Path, timeline: Timeline, options: Options) -> Paces:
     """Each spoken step's words a minute, and the narration's, for `plan --words`."""
-    script = load_script(path, options.variables)
+    script = _load(path, options.variables)
     steps = plan.step_paces(script, timeline)
     return Paces(steps, plan.narration_wpm(script, steps))
 
 
 def validate(path: Path, options: Options, reporter: Reporter) -> Script:
     """Everything `export` would check before rendering; raises ScriptError."""
-    script = load_script(path, options.variables)
+    script = _load(path, options.variables)
     _check_timing(script, options, reporter)
     return script
 
@@ -130,7 +136,7 @@ def _check_timing(script: Script, options: Options, reporter: Reporter) -> None:
 
 
 def render(path: Path, options: Options, reporter: Reporter) -> Rendered:
-    return _render(load_script(path, options.variables), options, reporter)
+    return _render(_load(path, options.variables), options, reporter)
 
 
 def _render(script: Script, options: Options, reporter: Reporter) -> Rendered:
@@ -255,7 +261,7 @@ def export(
     with_transcript: bool = True,
 ) -> tuple[Path, Rendered, Report]:
     out = out or default_output(path, variables=options.variables)
-    script = load_script(path, options.variables)  # bad input first: nothing is touched
+    script = _load(path, options.variables)  # bad input first: nothing is touched
     sinks.check_output(out, force)
     rendered = _render(script, options, reporter)
     vtt, chapters = sidecars(out)
@@ -320,7 +326,7 @@ def _export_one(job: _Job) -> Outcome:
     script, options = job.script, job.options
     try:
         # A batch's --var values fill the scripts that use them; the others ignore them.
-        defined = load_script(script).variables
+        defined = _load(script).variables
         used = {k: v for k, v in options.variables.items() if k in defined}
         options = Options(used, options.loudness_lufs, options.cache_dir)
         _, _, report = export(script, job.out, options, Silent(), job.force, job.with_transcript)
@@ -406,7 +412,7 @@ def play(
     play_options: PlayOptions = PlayOptions(),
 ) -> Played:
     """Play through one device stream while speech not yet cached is synthesised ahead."""
-    script = load_script(path, options.variables)
+    script = _load(path, options.variables)
     _check_timing(script, options, reporter)  # bad input is reported exactly as validate does
     titles = [section.title for section in script.sections]
     start: At | AtSection = At(0)
@@ -500,7 +506,7 @@ def say(
     backend: str = sinks.DEFAULT_BACKEND,
 ) -> Rendered:
     """Speak one line as a session would (normaliser, pauses, pace), to the speakers or `out`."""
-    base = load_script(line_voice.script, options.variables) if line_voice.script else None
+    base = _load(line_voice.script, options.variables) if line_voice.script else None
     spec = base.voice if base else voice.VoiceSpec()
     if line_voice.engine and line_voice.engine != spec.engine:
         spec = replace(spec, engine=line_voice.engine, name=None, model=None)

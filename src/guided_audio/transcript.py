@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from itertools import groupby
 
 from guided_audio.effects import RATE, seconds_to_samples
+from guided_audio.model import Phrase
 from guided_audio.plan import TAIL_S, Event, Timeline
-from guided_audio.voice import Phrase
 
 LONG_SILENCE_S = 10.0  # a quiet stretch this long is worth telling a reader about
 BREATH_WORDS = {"in": "breathe in", "hold": "hold", "out": "breathe out", "rest": "rest"}

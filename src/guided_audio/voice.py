@@ -30,8 +30,10 @@ from guided_audio import effects, text
 from guided_audio.effects import RATE, Audio
 from guided_audio.errors import EngineError, GuidedAudioError
 from guided_audio.files import temp_beside
+from guided_audio.grammar import ENGINES as ENGINES
+from guided_audio.model import Phrase as Phrase
+from guided_audio.model import VoiceSpec as VoiceSpec
 
-ENGINES = ("piper", "espeak", "gtts")
 CACHE_FORMAT = 3  # bump when trimming/fading/resampling changes what a cache entry holds
 EDGE_FADE_MS = 3.0
 TRIM_BELOW_VOICE_DB = 35.0  # edges quieter than this under the voice level are engine silence
@@ -40,17 +42,6 @@ VOICED_WPM_MAX = 170.0  # at pace 1.0: a phrase read faster than this is read ag
 MAX_STRETCH = 1.6  # ...but never stretched by more than this: past it the voice smears
 STRETCH_MARGIN = 1.05
 UNHURRY_TRIES = 2  # an engine slows less than asked; aim a little under the ceiling
-
-
-@dataclass(frozen=True)
-class VoiceSpec:
-    engine: str = "piper"
-    name: str | None = None  # None: the engine's default voice
-    model: Path | None = None  # piper only: a .onnx voice file
-    pace: float = 1.0
-    gap_s: float = 3.5  # between consecutive steps: room to take in what was said
-    sentence_pause_s: float = 1.0  # after each sentence inside a `say`
-    clause_pause_s: float = 0.25  # after a comma, semicolon, colon, dash or ellipsis
 
 
 @dataclass(frozen=True)
@@ -69,14 +60,6 @@ class Entry:
 
     samples: Audio
     words: tuple[int, ...] | None
-
-
-@dataclass(frozen=True)
-class Phrase:
-    """The unit of speech: one text in one voice. Inline pauses split a `say` into phrases."""
-
-    text: str
-    voice: VoiceSpec
 
 
 # --- engines ---------------------------------------------------------------------------------
@@ -395,6 +378,19 @@ def piper_phonemes(spec: VoiceSpec) -> frozenset[str] | None:
         return frozenset(config["phoneme_id_map"])
     except (EngineError, OSError, ValueError, KeyError, TypeError):
         return None
+
+
+class InstalledVoices:
+    """The catalog the validator asks about voice names and phonemes (script.Catalog)."""
+
+    def names(self, engine: str) -> list[str] | None:
+        return names(engine)
+
+    def phonemes(self, spec: VoiceSpec) -> frozenset[str] | None:
+        return piper_phonemes(spec)
+
+
+CATALOG = InstalledVoices()
 
 
 # --- cache -----------------------------------------------------------------------------------

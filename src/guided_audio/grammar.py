@@ -1,0 +1,187 @@
+"""The script format, declared once as data: every mapping's keys, their types, ranges,
+defaults and one-line docs.
+
+The validator (`script.py`) takes its keys, ranges and defaults from here; the JSON Schema
+(`guided-audio schema`), the `new` starter and the format table in
+`docs/writing-scripts.md` are generated from it, so none of them can drift from the others.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+ENGINES = ("piper", "espeak", "gtts")
+BELLS = ("bowl", "chime", "gong")
+BEDS = ("drone", "noise")
+CUES = ("voice", "tone", "both", "none")
+PATTERNS = ("box", "4-7-8", "resonance", "sigh")
+AUDIO_SUFFIXES = (".mp3", ".wav", ".ogg", ".flac")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+MAX_PAUSE_S = 3600.0
+MAX_SESSION_S = 4 * 3600.0
+MAX_INNER_PAUSE_S = 10.0
+MAX_GAP_S = 60.0
+MAX_FADE_S = 600.0
+MAX_PHASE_S = 120.0
+SCHEMA_ID = "https://guided-audio.invalid/script.schema.json"
+
+
+@dataclass(frozen=True)
+class Key:
+    """One key of a mapping. `kind` names how its value is read (see KINDS)."""
+
+    name: str
+    kind: str
+    doc: str
+    required: bool = False
+    default: Any = None
+    low: float | None = None  # for numbers, decibels and durations
+    high: float | None = None
+    choices: tuple[str, ...] = ()
+    example: Any = None  # what the starter template writes
+    zero_ok: bool = False  # a duration of 0 is allowed (it means "none")
+
+    @property
+    def shown_default(self) -> str:
+        if self.default is None:
+            return ""
+        if self.kind == "duration":
+            return f"{self.default:g}s"
+        if self.kind == "decibels":
+            return f"{self.default:g}dB"
+        return str(self.default)
+
+
+KINDS = {
+    "text": "text (quote it if it contains ': ' or starts with a symbol)",
+    "said": "text to speak: {variables}, inline [pause 3s]",
+    "duration": "7, 7s, 1.5s, 500ms, 2m, 1m30s, 1h",
+    "number": "a number",
+    "integer": "a whole number",
+    "decibels": "-20dB (or a bare number of dB)",
+    "choice": "one of the listed words",
+    "path": "a file path, relative to the script",
+    "mapping": "a mapping of its own keys",
+    "list": "a list",
+}
+
+VOICE = (
+    Key("engine", "choice", "speech engine: piper (offline, default), espeak (offline), "
+        "gtts (online, sends text to Google)", default="piper", choices=ENGINES,
+        example="piper"),
+    Key("name", "text", "engine-specific voice (`guided-audio voices` lists them)"),
+    Key("model", "path", "piper only: any Piper .onnx voice file, with its .onnx.json beside it"),
+    Key("pace", "number", "speaking rate relative to the voice's guide pace", default=1.0,
+        low=0.25, high=2.0, example=1.0),
+    Key("gap", "duration", "silence after each step (an explicit pause replaces it)",
+        default=3.5, low=0, high=MAX_GAP_S, zero_ok=True),
+    Key("sentence_pause", "duration", "silence after each sentence inside a `say`",
+        default=1.0, low=0, high=MAX_INNER_PAUSE_S, zero_ok=True),
+    Key("clause_pause", "duration", "silence after a comma, semicolon, colon, dash or ellipsis",
+        default=0.25, low=0, high=MAX_INNER_PAUSE_S, zero_ok=True),
+)  # fmt: skip
+
+MUSIC = (
+    Key("bed", "text", "a built-in bed (drone, noise) or an audio file (mp3, wav, ogg, flac)",
+        required=True, choices=BEDS, example="drone"),
+    Key("level", "decibels", "the bed's loudness relative to the voice", default=-20.0,
+        low=-60, high=0, example="-22dB"),
+    Key("duck", "decibels", "how far the bed dips while the voice speaks", default=8.0,
+        low=0, high=40, example="8dB"),
+    Key("fade", "duration", "fade in and out (and the handover between sections' beds)",
+        default=5.0, low=0, high=MAX_FADE_S, zero_ok=True, example="5s"),
+)  # fmt: skip
+
+PATTERN = (
+    Key("in", "duration", "breathing in", required=True, low=0, high=MAX_PHASE_S),
+    Key("hold", "duration", "holding after the in-breath", low=0, high=MAX_PHASE_S,
+        zero_ok=True),
+    Key("out", "duration", "breathing out", required=True, low=0, high=MAX_PHASE_S),
+    Key("rest", "duration", "resting after the out-breath", low=0, high=MAX_PHASE_S,
+        zero_ok=True),
+)  # fmt: skip
+
+BREATHE = (
+    Key("pattern", "choice", "box (4-4-4-4), 4-7-8, resonance (5.5 in, 5.5 out), sigh "
+        "(2 in, 1 in, 6 out), or a mapping {in, hold, out, rest}", required=True,
+        choices=PATTERNS, example="box"),
+    Key("cycles", "integer", "how many breaths (or `for` instead)", low=1, high=1000,
+        example=4),
+    Key("for", "duration", "how long, in whole breaths (or `cycles` instead)", low=0,
+        high=MAX_PAUSE_S),
+    Key("cues", "choice", "what marks each phase: a spoken word, a rising or falling tone, "
+        "both, or nothing", default="voice", choices=CUES, example="both"),
+)  # fmt: skip
+
+BELL = (
+    Key("name", "choice", "a built-in, generated bell", required=True, choices=BELLS,
+        example="bowl"),
+    Key("strikes", "integer", "how many times it is struck", default=1, low=1, high=12),
+)  # fmt: skip
+
+REFLECT = (
+    Key("question", "said", "a spoken question", required=True,
+        example="What do you notice in your body right now?"),
+    Key("silence", "duration", "then silence to reflect (`play --journal` asks it after)",
+        default=30.0, low=0, high=MAX_PAUSE_S, example="30s"),
+)  # fmt: skip
+
+STEPS = (
+    Key("say", "said", "speak text; sentences and clauses get their exact pauses",
+        example="Welcome, {client}. You may stop at any time, and open your eyes."),
+    Key("pause", "duration", "silence, exactly this long", low=0, high=MAX_PAUSE_S,
+        example="10s"),
+    Key("breathe", "mapping", "paced breathing with cues"),
+    Key("bell", "choice", "a bell: a name, or {name, strikes}", choices=BELLS, example="bowl"),
+    Key("sound", "path", "an audio file (mp3, wav, ogg, flac), at its own length"),
+    Key("reflect", "mapping", "a question, then a silence to reflect"),
+)  # fmt: skip
+
+SECTION = (
+    Key("title", "text", "the chapter's title", required=True, example="Arriving"),
+    Key("voice", "mapping", "changes to the script's voice for this section"),
+    Key("music", "mapping", "this section's bed (or `none`)"),
+    Key("pronounce", "mapping", "more word -> respelling entries for this section"),
+    Key("steps", "list", "what happens, in order", required=True),
+)  # fmt: skip
+
+SCRIPT = (
+    Key("title", "text", "the session's title (the title tag)", required=True,
+        example="A short arrival"),
+    Key("description", "text", "a sentence or two about it (the comment tag)",
+        example="A few minutes to arrive in the body, before or after a session."),
+    Key("author", "text", "who wrote it (the artist tag)", example="Your name"),
+    Key("album", "text", "the album tag (default: guided-audio)"),
+    Key("cover", "path", "a PNG or JPEG of at most 5 MB, embedded as the front cover"),
+    Key("pronounce", "mapping", "word -> respelling, or Piper phonemes in [[ ]]"),
+    Key("variables", "mapping", "defaults for {name} in text; `--var name=value` overrides"),
+    Key("voice", "mapping", "the voice for the whole script"),
+    Key("music", "mapping", "a bed under the whole session"),
+    Key("sections", "list", "the chapters, in order", required=True),
+)  # fmt: skip
+
+MAPS: dict[str, tuple[Key, ...]] = {
+    "the script": SCRIPT,
+    "a section": SECTION,
+    "voice": VOICE,
+    "music": MUSIC,
+    "breathe": BREATHE,
+    "a breath pattern": PATTERN,
+    "bell": BELL,
+    "reflect": REFLECT,
+    "a step": STEPS,
+}
+
+
+def names(keys: tuple[Key, ...]) -> tuple[str, ...]:
+    return tuple(k.name for k in keys)
+
+
+def key(keys: tuple[Key, ...], name: str) -> Key:
+    return next(k for k in keys if k.name == name)
+
+
+def default(keys: tuple[Key, ...], name: str) -> Any:
+    return key(keys, name).default
