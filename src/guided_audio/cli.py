@@ -12,7 +12,18 @@ from typing import Any, TypeVar
 
 import click
 
-from guided_audio import __version__, home, plan, session, sinks, sounds, terminal, voice
+from guided_audio import (
+    __version__,
+    authoring,
+    home,
+    plan,
+    session,
+    sinks,
+    sounds,
+    terminal,
+    voice,
+)
+from guided_audio.effects import RATE
 from guided_audio.errors import GuidedAudioError, UsageError
 from guided_audio.script import PACE_RANGE, parse_vars
 
@@ -470,3 +481,67 @@ def say_command(
     session.say(line, line_voice, options, Reporter(quiet), output, backend)
     if output is not None and not quiet:
         click.echo(f"{output}")
+
+
+@main.command("list")
+@click.argument("folder", type=click.Path(path_type=Path, file_okay=False), default="scripts")
+@render_options
+def list_command(folder: Path, variables: tuple[str, ...]) -> None:
+    """Show the session library: title, length, sections and description of each script.
+
+    Lengths come from cached speech (estimated, marked ~, where a script was never
+    rendered); an invalid script is listed as INVALID with its first error.
+
+    \b
+    Example:
+      guided-audio list
+      guided-audio list ~/my-scripts
+    """
+    options = session.Options(variables=parse_vars(variables))
+    if not folder.is_dir():
+        raise UsageError(f"{folder} is not a folder of scripts")
+    entries = list(session.library(folder, options))
+    if not entries:
+        click.echo(f"no .yaml scripts in {folder}")
+    for entry in entries:
+        name = entry.path.name
+        if entry.script is None:
+            click.echo(f"{name:28} INVALID  {entry.error}")
+            continue
+        length = ("~" if entry.estimated else "") + session.clock(round(entry.seconds * RATE))
+        sections = len(entry.script.sections)
+        click.echo(f"{name:28} {length:>8}  {sections:2} sections  {entry.script.title}")
+        if entry.script.description:
+            click.echo(f"{'':28} {entry.script.description}")
+
+
+@main.command("new")
+@click.argument("name", type=click.Path(path_type=Path))
+@click.option("--title", help="The session's title (default: from NAME).")
+def new_command(name: Path, title: str | None) -> None:
+    """Write a commented starter script that validates; never overwrites a file.
+
+    Its first line lets VS Code or Neovim (yaml-language-server) complete and check it
+    against the schema that `guided-audio schema` prints.
+
+    \b
+    Example:
+      guided-audio new scripts/evening-wind-down
+    """
+    default_title = name.stem.replace("-", " ").replace("_", " ").strip().capitalize()
+    path = session.new_script(name, title or default_title or "A new session")
+    click.echo(f"{path}: written; check it with: guided-audio validate {path}")
+
+
+@main.command("schema")
+def schema_command() -> None:
+    """Print the JSON Schema (draft 2020-12) of the script format.
+
+    Editors use it through a first line in a script:
+    # yaml-language-server: $schema=PATH-OR-URL-OF-THE-SCHEMA
+
+    \b
+    Example:
+      guided-audio schema > script.schema.json
+    """
+    click.echo(authoring.shipped_schema(), nl=False)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
-from guided_audio import mix, plan, sinks, sounds, transcript, voice
+from guided_audio import authoring, mix, plan, sinks, sounds, transcript, voice
 from guided_audio.effects import RATE
 from guided_audio.errors import GuidedAudioError, UsageError
 from guided_audio.home import JournalEntry, Positions, journal_file
@@ -549,6 +549,52 @@ def preview_bell(name: str, backend: str = sinks.DEFAULT_BACKEND) -> None:
     clip = sinks.Clip(sounds.bell(name))
     timeline = Timeline(name, (), (SectionSpan(name, 0, clip.total),), (), clip.total)
     _play_static(timeline, clip, backend)
+
+
+@dataclass(frozen=True)
+class LibraryEntry:
+    """One script of a library folder: what it is, or why it cannot be used."""
+
+    path: Path
+    script: Script | None
+    seconds: float = 0.0
+    estimated: bool = False  # some speech is not cached yet: its length is estimated
+    error: str | None = None
+
+
+def library(folder: Path, options: Options) -> Iterator[LibraryEntry]:
+    """Every .yaml script in `folder`, with its length from cached speech where it exists
+    (estimated otherwise; nothing is rendered); invalid scripts carry their first error."""
+    speaker = Speaker(
+        SpeechCache(options.cache_dir) if options.cache_dir else SpeechCache.default()
+    )
+    for path in scripts_in([folder]):
+        try:
+            script = _load(path, options.variables)
+            lengths, todo = cached_lengths(script, speaker)
+            timeline = plan.build(script, _known_or_estimated(lengths), mix.file_length)
+        except GuidedAudioError as exc:
+            yield LibraryEntry(path, None, error=str(exc).splitlines()[0])
+            continue
+        yield LibraryEntry(path, script, timeline.seconds, bool(todo))
+
+
+def _known_or_estimated(lengths: dict[Phrase, int]) -> plan.Measure:
+    def measure(phrase: Phrase) -> int:
+        return lengths.get(phrase) or plan.estimate_speech(phrase)
+
+    return measure
+
+
+def new_script(path: Path, title: str) -> Path:
+    """A commented starter script that validates; refuses to overwrite."""
+    if path.suffix not in (".yaml", ".yml"):
+        path = path.with_name(f"{path.name}.yaml")
+    if path.exists():
+        raise UsageError(f"{path} already exists; choose another name (nothing was written)")
+    schema = authoring.schema_path().as_uri()
+    sinks.write_text(path, authoring.starter(title, schema), exclusive=True)
+    return path
 
 
 def check_all(

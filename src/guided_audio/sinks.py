@@ -128,15 +128,21 @@ def ffmpeg() -> str | None:
 
 
 @contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
-    """A temp path beside `path`, renamed over it on success and removed on any failure."""
+def atomic_path(path: Path, exclusive: bool = False) -> Iterator[Path]:
+    """A temp path beside `path`, renamed over it on success and removed on any failure
+    (`exclusive`: linked into place, so an existing file is never replaced)."""
     try:
         with temp_beside(path, ".partial") as temp:
             yield temp
             umask = os.umask(0)
             os.umask(umask)
             temp.chmod(0o666 & ~umask)  # exports are for sharing: the usual permissions
-            os.replace(temp, path)
+            if exclusive:
+                os.link(temp, path)
+            else:
+                os.replace(temp, path)
+    except FileExistsError:
+        raise UsageError(f"{path} already exists; nothing was written") from None
     except OSError as exc:
         raise write_error(path, exc) from exc
 
@@ -202,10 +208,11 @@ def _id3_comment(path: Path, text: str) -> None:
             os.replace(temp, path)
 
 
-def write_text(path: Path, text: str) -> None:
-    """A small file beside an export, atomically and with the usual permissions."""
+def write_text(path: Path, text: str, exclusive: bool = False) -> None:
+    """A small file beside an export, atomically and with the usual permissions;
+    `exclusive`: never replace an existing file (even one that appears meanwhile)."""
     make_folder(path)
-    with atomic_path(path) as temp:
+    with atomic_path(path, exclusive) as temp:
         temp.write_text(text, encoding="utf-8")
 
 

@@ -1,0 +1,254 @@
+"""What authors get from the grammar: the JSON Schema editors check scripts with, the `new`
+starter, and the format table of `docs/writing-scripts.md`. All three are generated from
+`grammar.py`, like the validator's keys, ranges and defaults.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from guided_audio import grammar as g
+from guided_audio.grammar import Key
+
+DRAFT = "https://json-schema.org/draft/2020-12/schema"
+DURATION_PATTERN = (
+    r"^\s*(\d+(\.\d+)?\s*|(\d+(\.\d+)?h)?(\d+(\.\d+)?m)?(\d+(\.\d+)?s)?(\d+(\.\d+)?ms)?)\s*$"
+)
+DECIBELS_PATTERN = r"^\s*[-+]?\d+(\.\d+)?\s*(dB|db|DB)?\s*$"
+NONBLANK = r"\S"
+WORD_PATTERN = r"^\w[\w'.\u2019-]*$"
+SCHEMA_FILE = "script.schema.json"
+
+
+# --- JSON Schema ------------------------------------------------------------------------------
+def _value(k: Key) -> dict[str, Any]:
+    """The schema of one key's value (without its description)."""
+    if k.kind in ("text", "said", "path"):
+        return {"type": "string", "pattern": NONBLANK}
+    if k.kind == "duration":
+        number: dict[str, Any] = {"type": "number"}
+        number["minimum" if k.zero_ok else "exclusiveMinimum"] = 0
+        if k.high is not None:
+            number["maximum"] = k.high
+        return {"anyOf": [number, {"type": "string", "pattern": DURATION_PATTERN}]}
+    if k.kind == "decibels":
+        return {
+            "anyOf": [
+                {"type": "number", "minimum": k.low, "maximum": k.high},
+                {"type": "string", "pattern": DECIBELS_PATTERN},
+            ]
+        }
+    if k.kind in ("number", "integer"):
+        return {"type": k.kind, "minimum": k.low, "maximum": k.high}
+    if k.kind == "choice":
+        return {"enum": list(k.choices)}
+    raise AssertionError(k)
+
+
+def _object(keys: tuple[Key, ...], special: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    properties: dict[str, Any] = {}
+    for k in keys:
+        value = special.get(k.name) or _value(k)
+        properties[k.name] = {"description": k.doc, **value}
+        if k.default is not None:
+            properties[k.name]["default"] = k.default
+    out: dict[str, Any] = {
+        "type": "object",
+        "properties": properties,
+        "additionalProperties": False,
+    }
+    required = [k.name for k in keys if k.required]
+    if required:
+        out["required"] = required
+    return out
+
+
+def json_schema() -> dict[str, Any]:
+    """The script format as JSON Schema (draft 2020-12)."""
+    music = {
+        "anyOf": [
+            {"$ref": "#/$defs/music"},
+            {"const": "none"},
+            {"type": "null"},
+            {"const": False},
+        ]
+    }
+    bed = {
+        "anyOf": [
+            {"enum": list(g.BEDS)},
+            {"type": "string", "pattern": r"(?i)(\.(mp3|wav|ogg|flac)$|/)"},
+        ]
+    }
+    pattern = {"anyOf": [{"enum": list(g.PATTERNS)}, {"$ref": "#/$defs/pattern"}]}
+    pronounce = {
+        "type": "object",
+        "propertyNames": {"pattern": WORD_PATTERN},
+        "additionalProperties": {"type": "string", "pattern": NONBLANK},
+    }
+    variables = {
+        "type": "object",
+        "propertyNames": {"pattern": r"^[A-Za-z_][A-Za-z0-9_]*$"},
+        "additionalProperties": {"type": ["string", "number"]},
+    }
+    breathe = _object(g.BREATHE, {"pattern": pattern})
+    breathe["oneOf"] = [{"required": ["cycles"]}, {"required": ["for"]}]
+    steps_special: dict[str, dict[str, Any]] = {
+        "breathe": {"$ref": "#/$defs/breathe"},
+        "bell": {"anyOf": [{"enum": list(g.BELLS)}, {"$ref": "#/$defs/bell"}]},
+        "reflect": {"$ref": "#/$defs/reflect"},
+    }
+    step = {
+        "oneOf": [
+            {
+                "type": "object",
+                "properties": {
+                    k.name: {"description": k.doc, **(steps_special.get(k.name) or _value(k))}
+                },
+                "required": [k.name],
+                "additionalProperties": False,
+            }
+            for k in g.STEPS
+        ]
+    }
+    section = _object(
+        g.SECTION,
+        {
+            "voice": {"$ref": "#/$defs/voice"},
+            "music": music,
+            "pronounce": pronounce,
+            "steps": {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/step"}},
+        },
+    )
+    script = _object(
+        g.SCRIPT,
+        {
+            "pronounce": pronounce,
+            "variables": variables,
+            "voice": {"$ref": "#/$defs/voice"},
+            "music": music,
+            "sections": {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/section"}},
+        },
+    )
+    return {
+        "$schema": DRAFT,
+        "$id": g.SCHEMA_ID,
+        "title": "guided-audio script",
+        "description": "A guided session: sections of steps (say, pause, breathe, bell, "
+        "sound, reflect) rendered to exactly timed audio. `guided-audio validate` checks "
+        "what a schema cannot (files, variables, timing).",
+        **script,
+        "$defs": {
+            "voice": _object(g.VOICE, {}),
+            "music": _object(g.MUSIC, {"bed": bed}),
+            "pattern": _object(g.PATTERN, {}),
+            "breathe": breathe,
+            "bell": _object(g.BELL, {}),
+            "reflect": _object(g.REFLECT, {}),
+            "step": step,
+            "section": section,
+        },
+    }
+
+
+def schema_text() -> str:
+    return json.dumps(json_schema(), indent=2, ensure_ascii=False) + "\n"
+
+
+def shipped_schema() -> str:
+    """The schema file shipped in the package (tests check it equals `schema_text()`)."""
+    return resources.files("guided_audio").joinpath(SCHEMA_FILE).read_text(encoding="utf-8")
+
+
+def schema_path() -> Path:
+    return Path(str(resources.files("guided_audio").joinpath(SCHEMA_FILE)))
+
+
+def modeline(schema: str) -> str:
+    """The first line that makes yaml-language-server (VS Code, Neovim) check a script."""
+    return f"# yaml-language-server: $schema={schema}"
+
+
+# --- the starter ------------------------------------------------------------------------------
+def _example(k: Key) -> str:
+    value = k.example if k.example is not None else k.shown_default
+    return json.dumps(value) if isinstance(value, str) and (": " in value) else str(value)
+
+
+def starter(title: str, schema: str) -> str:
+    """A commented script that validates: every key, its default and what it does."""
+    lines = [
+        modeline(schema),
+        "# A guided-audio session. Check it: guided-audio validate THIS_FILE",
+        '# Hear a line: guided-audio say "text" --script THIS_FILE',
+        f"title: {json.dumps(title, ensure_ascii=False)}",
+    ]
+    for k in g.SCRIPT:
+        if k.name in ("title", "sections", "voice", "music", "pronounce", "variables"):
+            continue
+        prefix = "" if k.example is not None else "# "
+        lines.append(f"{prefix}{k.name}: {_example(k) if k.example else '...'}  # {k.doc}")
+    lines.append("variables:  # {client} in text; `--var client=Sam` overrides")
+    lines.append("  client: friend")
+    lines.append("# pronounce:  # word -> respelling, or Piper phonemes in [[ ]]")
+    lines.append("#   Reyes: RAY-ess")
+    lines.append("voice:  # every key is optional; these are the defaults")
+    for k in g.VOICE:
+        if k.default is None:
+            lines.append(f"  # {k.name}: ...  # {k.doc}")
+        else:
+            lines.append(f"  {k.name}: {k.shown_default}  # {k.doc}")
+    lines.append("music:  # a bed under the whole session; remove this block for none")
+    for k in g.MUSIC:
+        lines.append(f"  {k.name}: {_example(k)}  # {k.doc}")
+    lines += [
+        "sections:  # each section is a chapter",
+        "  - title: Arriving",
+        "    steps:",
+        "      - bell: bowl",
+        "      - say: Welcome, {client}. You can stop at any time, and open your eyes.",
+        "      - say: Let your body be supported by whatever is beneath you.",
+        "      - pause: 10s  # exactly ten seconds of silence",
+        "  - title: Breathing",
+        "    steps:",
+        "      - say: Let's breathe together. Follow the voice and the tone.",
+        "      - breathe:",
+        "          pattern: box  # " + g.key(g.BREATHE, "pattern").doc,
+        "          cycles: 4",
+        "          cues: both  # " + g.key(g.BREATHE, "cues").doc,
+        "  - title: Returning",
+        "    steps:",
+        "      - reflect:",
+        "          question: What do you notice in your body right now?",
+        "          silence: 30s",
+        "      - say: When you are ready, open your eyes.",
+        "      - bell: {name: chime, strikes: 2}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+# --- the format table -------------------------------------------------------------------------
+def format_table() -> str:
+    """Markdown: every mapping's keys, their kind, default and what they do."""
+    out: list[str] = []
+    for where, keys in g.MAPS.items():
+        out += [
+            f"**{where}**",
+            "",
+            "| key | value | default | what it is |",
+            "| --- | --- | --- | --- |",
+        ]
+        for k in keys:
+            value = g.KINDS[k.kind]
+            if k.choices:
+                value = " / ".join(k.choices) + ("" if k.kind == "choice" else f"; {value}")
+            if k.low is not None and k.high is not None and k.kind != "duration":
+                value += f" ({k.low:g} to {k.high:g})"
+            elif k.kind == "duration" and k.high is not None:
+                value += f" (at most {k.high:g} s)"
+            default = "required" if k.required else (k.shown_default or "—")
+            out.append(f"| `{k.name}` | {value} | {default} | {k.doc} |")
+        out.append("")
+    return "\n".join(out)
