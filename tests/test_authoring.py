@@ -1,0 +1,136 @@
+"""The authoring kit: one grammar behind the validator, the JSON Schema, the `new` starter and
+the docs' format table; `list` and `new` on a real folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+from conftest import cli, write
+from guided_audio import authoring, grammar
+
+ROOT = Path(__file__).parent.parent
+BUNDLED = sorted((ROOT / "scripts").glob("*.yaml"))
+FIXTURES = sorted((ROOT / "tests" / "fixtures" / "invalid").glob("*.yaml"))
+VALIDATOR = jsonschema.Draft202012Validator(authoring.json_schema())
+
+# Invalid fixtures whose rule a JSON Schema cannot state, and why. Every other fixture that
+# is YAML at all must be rejected by the schema too: the two cannot drift apart silently.
+BEYOND_A_SCHEMA = {
+    "anchor": "anchors are refused while composing YAML, before any value is seen",
+    "duplicate-key": "a YAML parser keeps the last of two equal keys",
+    "cue-too-long": "needs the spoken cue's rendered length",
+    "too-long-session": "needs the rendered timeline",
+    "duck-too-deep": "a range on text with a unit (50dB)",
+    "pause-too-long": "a range on text with a unit (2h)",
+    "inline-tag": "inside the text",
+    "markup": "inside the text",
+    "template-code": "inside the text",
+    "undefined-variable": "inside the text, against the variables",
+    "missing-bed-file": "the file system",
+    "missing-model": "the file system",
+    "missing-sound": "the file system",
+    "not-audio": "the file's content",
+    "undecodable-sound": "the file's content",
+    "unknown-voice": "the voices installed here",
+    "pronounce-bad-phonemes": "the voice's phoneme set",
+}
+
+
+def _schema_errors(path: Path) -> list[str]:
+    document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    return [error.message for error in VALIDATOR.iter_errors(document)]
+
+
+def test_the_shipped_schema_is_generated_from_the_grammar() -> None:
+    assert authoring.shipped_schema() == authoring.schema_text(), (
+        "regenerate: python -c 'from guided_audio import authoring; "
+        'print(authoring.schema_text(), end="")\' > src/guided_audio/script.schema.json'
+    )
+    jsonschema.Draft202012Validator.check_schema(authoring.json_schema())
+
+
+def test_schema_command_prints_it() -> None:
+    result = cli("schema")
+    assert result.exit_code == 0
+    assert result.stdout == authoring.shipped_schema()
+
+
+@pytest.mark.parametrize("path", [pytest.param(p, id=p.stem) for p in BUNDLED])
+def test_bundled_scripts_pass_the_schema_and_name_it(path: Path) -> None:
+    assert _schema_errors(path) == []
+    first = path.read_text(encoding="utf-8").splitlines()[0]
+    assert first == authoring.modeline("../src/guided_audio/script.schema.json")
+    assert (path.parent / "../src/guided_audio/script.schema.json").resolve().is_file()
+
+
+@pytest.mark.parametrize("path", [pytest.param(p, id=p.stem) for p in FIXTURES])
+def test_schema_and_validator_agree_on_every_fixture(path: Path) -> None:
+    try:
+        errors = _schema_errors(path)
+    except yaml.YAMLError:
+        return  # not YAML at all (syntax, tabs, python tags): nothing for a schema to say
+    if path.stem in BEYOND_A_SCHEMA:
+        assert errors == [], f"the schema now rejects {path.stem}: drop it from the list"
+    else:
+        assert errors, f"the validator rejects {path.stem} but the schema accepts it"
+
+
+def test_the_list_of_exceptions_names_real_fixtures() -> None:
+    assert set(BEYOND_A_SCHEMA) <= {p.stem for p in FIXTURES}
+
+
+def test_new_writes_a_starter_that_validates(tmp_path: Path) -> None:
+    result = cli("new", str(tmp_path / "evening-wind-down"))
+    assert result.exit_code == 0, result.output
+    path = tmp_path / "evening-wind-down.yaml"
+    text = path.read_text(encoding="utf-8")
+    assert text.splitlines()[0] == authoring.modeline(authoring.schema_path().as_uri())
+    assert 'title: "Evening wind down"' in text
+    assert _schema_errors(path) == []
+    checked = cli("validate", str(path))
+    assert checked.exit_code == 0, checked.output
+    for k in grammar.VOICE:  # every voice key is shown with its default or as a comment
+        assert f"  {k.name}: " in text or f"  # {k.name}: " in text
+
+
+def test_new_refuses_to_overwrite(tmp_path: Path) -> None:
+    path = write(tmp_path, "title: Mine\n", "mine.yaml")
+    result = cli("new", str(path))
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (
+        f"{path} already exists; choose another name (nothing was written)"
+    )
+    assert path.read_text(encoding="utf-8") == "title: Mine\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.yaml"]
+
+
+def test_list_shows_the_library_and_invalid_scripts_as_invalid(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "title: Fine\ndescription: A short one.\nsections:\n  - title: A\n    steps:\n"
+        "      - pause: 1m\n  - title: B\n    steps:\n      - pause: 30s\n",
+        "fine.yaml",
+    )
+    broken = "title: Broken\nsections:\n  - title: A\n    steps:\n      - pause: 7 parsecs\n"
+    write(tmp_path, broken, "broken.yaml")
+    result = cli("list", str(tmp_path))
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("broken.yaml") and " INVALID  " in lines[0]
+    assert lines[0].endswith("5:16: expected a duration like 7s or 1m30s, found '7 parsecs' "
+                             "(7, 7s, 500ms, 2m, 1h)")  # fmt: skip
+    assert lines[1].split() == ["fine.yaml", "01:32", "2", "sections", "Fine"]
+    assert lines[2].strip() == "A short one."
+
+
+def test_the_docs_format_table_is_the_grammars() -> None:
+    docs = (ROOT / "docs" / "writing-scripts.md").read_text(encoding="utf-8")
+    start, end = "<!-- format table: generated -->\n", "<!-- end of format table -->"
+    table = docs[docs.index(start) + len(start) : docs.index(end)]
+    assert table == authoring.format_table(), (
+        "regenerate the table in docs/writing-scripts.md from authoring.format_table()"
+    )
