@@ -134,3 +134,40 @@ def test_the_docs_format_table_is_the_grammars() -> None:
     assert table == authoring.format_table(), (
         "regenerate the table in docs/writing-scripts.md from authoring.format_table()"
     )
+
+
+LONG_SILENCE_S = 20.0
+
+
+@pytest.mark.parametrize("path", [pytest.param(p, id=p.stem) for p in BUNDLED])
+def test_bundled_sessions_are_written_with_care(path: Path) -> None:
+    # Who wrote it and what it is; an opening that says the listener may stop; every long
+    # silence carried by a bed (so no one wonders whether the audio stopped).
+    from guided_audio import session
+    from guided_audio.model import Say
+
+    script = session._load(path)
+    assert script.title and script.description and script.author
+    first_said = next(
+        step.kind.text
+        for section in script.sections
+        for step in section.steps
+        if isinstance(step.kind, Say)
+    )
+    assert "stop at any time" in first_said, first_said
+    timeline = session.timeline(path, session.Options(), session.Silent())
+    sounds = sorted(
+        [(e.start, e.end) for e in timeline.events] + [(b.start, b.end) for b in timeline.breaths]
+    )
+    reach = sounds[0][1]
+    for start, end in sounds[1:]:
+        if start - reach >= LONG_SILENCE_S * 44100:
+            assert any(b.start <= reach and start <= b.end for b in timeline.beds), (
+                f"{path.stem}: a {(start - reach) / 44100:.0f} s silence at {reach / 44100:.0f} s "
+                "has no bed under it"
+            )
+        reach = max(reach, end)
+
+
+def test_the_library_has_at_least_twelve_sessions() -> None:
+    assert len(BUNDLED) >= 12
