@@ -35,7 +35,7 @@ SENTENCES = [
     "Notice the ground beneath you... and let it hold you.",
     "What do you notice, right now?",
 ]
-ONSET_DB = -50.0  # the voice is levelled to -20 dBFS RMS; its trimmed edges are near -55
+ONSET_DB = -60.0  # the voice is levelled to -20 dBFS RMS; its trimmed edges are at -55
 
 
 def _seconds(stamp: str) -> float:
