@@ -26,6 +26,7 @@ from guided_audio.grammar import (
     CUES,
     ENGINES,
     MAX_PAUSE_S,
+    MAX_SESSION_S,
 )
 from guided_audio.model import (
     BREATH_PATTERNS,
@@ -123,6 +124,8 @@ def _duration(node: Node, what: str, maximum: float = MAX_PAUSE_S, zero_ok: bool
 
 
 def _clock(seconds: float) -> str:
+    if not seconds < MAX_SESSION_S * 1000:  # also inf and nan: far beyond any limit
+        return "far too long"
     seconds = round(seconds)
     h, rest = divmod(seconds, 3600)
     m, s = divmod(rest, 60)
@@ -190,15 +193,27 @@ def _looks_like_audio(path: Path) -> bool:
     return len(head) >= 2 and head[0] == 0xFF and (head[1] & 0xE0) == 0xE0  # MPEG frame sync
 
 
+@contextmanager
+def _file_errors(node: Node, what: str, raw: str) -> Iterator[None]:
+    """A path the system cannot even look at (too long, unreadable) is a located error."""
+    try:
+        yield
+    except (OSError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        shown = raw if len(raw) <= 60 else raw[:59] + "…"
+        node.fail(f"cannot read the {what} file '{shown}': {reason}")
+
+
 def _audio_file(node: Node, base: Path, what: str) -> Path:
     raw = node.text(f"{what} path")
-    path = (base / raw).resolve()
-    if not path.exists():
-        node.fail(f"{what} file '{raw}' does not exist", f"paths are relative to {base}")
-    if not path.is_file():
-        node.fail(f"{what} '{raw}' is not a file")
-    if path.suffix.lower() not in AUDIO_SUFFIXES or not _looks_like_audio(path):
-        node.fail(f"{what} file '{raw}' is not audio", "use an mp3, wav, ogg or flac file")
+    with _file_errors(node, what, raw):
+        path = (base / raw).resolve()
+        if not path.exists():
+            node.fail(f"{what} file '{raw}' does not exist", f"paths are relative to {base}")
+        if not path.is_file():
+            node.fail(f"{what} '{raw}' is not a file")
+        if path.suffix.lower() not in AUDIO_SUFFIXES or not _looks_like_audio(path):
+            node.fail(f"{what} file '{raw}' is not audio", "use an mp3, wav, ogg or flac file")
     return path
 
 
@@ -284,6 +299,19 @@ def _plain(node: Node, variables: Mapping[str, str], what: str) -> str:
 # --- sections and steps ----------------------------------------------------------------------
 _STEP_KINDS = g.names(g.STEPS)
 _PACE = g.key(g.VOICE, "pace")
+
+
+def _model_file(node: Node, base: Path, raw: str) -> Path:
+    model = (base / raw).resolve()
+    if not model.is_file():
+        node.fail(f"voice model '{raw}' does not exist", f"paths are relative to {base}")
+    if model.suffix != ".onnx":
+        node.fail(f"voice model '{raw}' is not a Piper .onnx file")
+    if not Path(f"{model}.json").is_file():
+        node.fail(f"voice model '{raw}' has no '{model.name}.json' beside it")
+    return model
+
+
 PACE_RANGE = (float(_PACE.low or 0), float(_PACE.high or 0))
 
 
@@ -342,16 +370,8 @@ def _voice(
             if spec.engine != "piper":
                 model_node.fail("'model' is only for the piper engine")
             raw = model_node.text("model path")
-            model = (base / raw).resolve()
-            if not model.is_file():
-                model_node.fail(
-                    f"voice model '{raw}' does not exist", f"paths are relative to {base}"
-                )
-            if model.suffix != ".onnx":
-                model_node.fail(f"voice model '{raw}' is not a Piper .onnx file")
-            if not Path(f"{model}.json").is_file():
-                model_node.fail(f"voice model '{raw}' has no '{model.name}.json' beside it")
-            spec = replace(spec, model=model, name=None)
+            with _file_errors(model_node, "voice model", raw):
+                spec = replace(spec, model=_model_file(model_node, base, raw), name=None)
     if "pace" in fields:
         pace_node = fields["pace"][1]
         with p.collect():
@@ -616,6 +636,11 @@ _IMAGE_MAGIC = {
 
 def _cover_file(node: Node, base: Path) -> Path:
     raw = node.text("cover path")
+    with _file_errors(node, "cover", raw):
+        return _checked_cover(node, base, raw)
+
+
+def _checked_cover(node: Node, base: Path, raw: str) -> Path:
     path = (base / raw).resolve()
     if not path.is_file():
         node.fail(f"cover file '{raw}' does not exist", f"paths are relative to {base}")

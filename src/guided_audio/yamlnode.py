@@ -8,6 +8,8 @@ binary files. Validators call `Node.fail(...)` and never format a location thems
 from __future__ import annotations
 
 import difflib
+import math
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +27,9 @@ INT = "tag:yaml.org,2002:int"
 FLOAT = "tag:yaml.org,2002:float"
 BOOL = "tag:yaml.org,2002:bool"
 NULL = "tag:yaml.org,2002:null"
+
+
+DESCRIBE_MAX = 40  # a value quoted back in a message is cut to this many characters
 
 
 @dataclass(frozen=True)
@@ -69,6 +74,8 @@ class Node:
         if self.is_sequence:
             return "a list"
         value = str(self.raw.value)
+        if len(value) > DESCRIBE_MAX:
+            value = value[: DESCRIBE_MAX - 1] + "…"
         if self.tag == NULL:
             return "nothing"
         if self.tag == BOOL:
@@ -98,21 +105,33 @@ class Node:
         return [Node(raw, self.path) for raw in self.raw.value]
 
     def text(self, what: str = "text") -> str:
-        """A non-empty string scalar."""
+        """A non-empty string scalar that every engine and container can carry."""
         if not self.is_scalar or self.tag != STR:
             hint = "put it in quotes" if self.tag in (BOOL, INT, FLOAT, NULL) else None
             self.fail(f"expected {what}, found {self.describe()}", hint)
         value = str(self.raw.value)
         if not value.strip():
             self.fail(f"{what} is empty")
+        bad = _UNCARRIABLE.search(value)
+        if bad is not None:
+            code = ord(bad.group())
+            kind = "a lone surrogate" if 0xD800 <= code <= 0xDFFF else "a control character"
+            self.fail(
+                f"{what} contains {kind} (U+{code:04X})",
+                "speech engines, tags and file names cannot carry it; remove the escape",
+                self.scalar_column(bad.start()),
+            )
         return value
 
     def number(self, what: str) -> float:
         if self.is_scalar and self.tag in (INT, FLOAT):
             try:
-                return float(str(self.raw.value).replace("_", ""))
+                value = float(str(self.raw.value).replace("_", ""))
             except ValueError:
                 pass
+            else:
+                if math.isfinite(value):
+                    return value
         self.fail(f"expected {what}, found {self.describe()}")
 
     def scalar_column(self, offset: int) -> int:
@@ -122,6 +141,11 @@ class Node:
         if start.line != end.line or style in ("|", ">"):
             return 0
         return offset + (1 if style in ("'", '"') else 0)
+
+
+# In text values (after YAML's escapes are read): NUL and other C0/C1 controls but tab and
+# newline, DEL, lone surrogates and the two non-characters.
+_UNCARRIABLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
 
 
 def suggest(word: str, choices: list[str] | tuple[str, ...]) -> str:
@@ -205,7 +229,8 @@ def read_text(path: Path) -> str:
     except UnicodeDecodeError as exc:
         before = data[: exc.start]
         line = before.count(b"\n") + 1
-        column = len(before) - (before.rfind(b"\n") + 1) + 1
+        # Columns count characters, as an editor does, not bytes.
+        column = len(before[before.rfind(b"\n") + 1 :].decode("utf-8", errors="replace")) + 1
         raise Invalid(
             _problem(
                 name,
@@ -217,9 +242,34 @@ def read_text(path: Path) -> str:
         ) from None
 
 
+# YAML also breaks lines at NEL, LS and PS; editors count only \n (and \r\n). Read as spaces,
+# they keep every line and column where the author's editor shows them.
+_EXTRA_BREAKS = str.maketrans({"\x85": " ", "\u2028": " ", "\u2029": " "})
+# What YAML cannot carry at all (its reader refuses them), found before it is asked.
+_UNPRINTABLE = re.compile(
+    "[^\x09\x0a\x0d\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]"
+)
+
+
+def _unprintable_problem(text: str, path: str) -> Problem | None:
+    match = _UNPRINTABLE.search(text)
+    if match is None:
+        return None
+    before = text[: match.start()]
+    line = before.count("\n") + 1
+    column = match.start() - (before.rfind("\n") + 1) + 1
+    return _problem(
+        path,
+        line,
+        column,
+        f"control character U+{ord(match.group()):04X} in the file",
+        "remove it; scripts are plain text",
+    )
+
+
 def _tab_problems(text: str, path: str) -> list[Problem]:
     problems = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(text.split("\n"), start=1):
         indent = line[: len(line) - len(line.lstrip(" \t"))]
         if "\t" in indent:
             problems.append(
@@ -241,6 +291,10 @@ def load(path: Path) -> Node | list[Problem]:
         text = read_text(path)
     except Invalid as exc:
         return [exc.problem]
+    text = text.translate(_EXTRA_BREAKS)
+    unprintable = _unprintable_problem(text, name)
+    if unprintable is not None:
+        return [unprintable]
     tabs = _tab_problems(text, name)
     if tabs:
         return tabs
@@ -249,6 +303,8 @@ def load(path: Path) -> Node | list[Problem]:
         root = composer.get_single_node()
     except Invalid as exc:
         return [exc.problem]
+    except RecursionError:
+        return [_problem(name, 1, 1, "the script is nested too deeply", "scripts need few levels")]
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
