@@ -21,6 +21,14 @@ class EngineError(GuidedAudioError):
     """A speech engine could not be used or failed while synthesising."""
 
 
+class DecodeError(GuidedAudioError):
+    """An audio file could not be decoded: damaged, or not audio."""
+
+
+class MissingProgramError(GuidedAudioError):
+    """A program the job needs (ffmpeg, espeak-ng) is not installed."""
+
+
 class AudioDeviceError(GuidedAudioError):
     """No sound output is available."""
 

@@ -25,6 +25,8 @@ MAX_INNER_PAUSE_S = 10.0
 MAX_GAP_S = 60.0
 MAX_FADE_S = 600.0
 MAX_PHASE_S = 120.0
+MIN_PHASE_S = 0.5  # shorter is not a breath (and would make a session of millions of events)
+MAX_EVENTS = 100_000  # sounds in one session: far above any real one, far below trouble
 SCHEMA_ID = "https://guided-audio.invalid/script.schema.json"
 
 
@@ -95,12 +97,12 @@ MUSIC = (
 )  # fmt: skip
 
 PATTERN = (
-    Key("in", "duration", "breathing in", required=True, low=0, high=MAX_PHASE_S),
-    Key("hold", "duration", "holding after the in-breath", low=0, high=MAX_PHASE_S,
-        zero_ok=True),
-    Key("out", "duration", "breathing out", required=True, low=0, high=MAX_PHASE_S),
-    Key("rest", "duration", "resting after the out-breath", low=0, high=MAX_PHASE_S,
-        zero_ok=True),
+    Key("in", "duration", "breathing in", required=True, low=MIN_PHASE_S, high=MAX_PHASE_S),
+    Key("hold", "duration", "holding after the in-breath (0: none)", low=MIN_PHASE_S,
+        high=MAX_PHASE_S, zero_ok=True),
+    Key("out", "duration", "breathing out", required=True, low=MIN_PHASE_S, high=MAX_PHASE_S),
+    Key("rest", "duration", "resting after the out-breath (0: none)", low=MIN_PHASE_S,
+        high=MAX_PHASE_S, zero_ok=True),
 )  # fmt: skip
 
 BREATHE = (

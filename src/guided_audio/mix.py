@@ -13,6 +13,7 @@ import bisect
 import functools
 import hashlib
 import json
+import shutil
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,7 +24,7 @@ from numpy.typing import NDArray
 
 from guided_audio import effects, sounds
 from guided_audio.effects import CHANNELS, RATE, Audio
-from guided_audio.errors import GuidedAudioError
+from guided_audio.errors import DecodeError, MissingProgramError
 from guided_audio.model import Music, Phrase
 from guided_audio.plan import CROSS, BedSpan, BellStrike, Event, Timeline, Tone
 from guided_audio.voice import Speaker
@@ -43,11 +44,15 @@ def decode(path: Path) -> Audio:
     from pydub import AudioSegment
     from pydub.exceptions import CouldntDecodeError
 
+    if path.suffix.lower() != ".wav" and shutil.which("ffmpeg") is None:
+        raise MissingProgramError(
+            f"reading {path.name} needs ffmpeg, which is not installed (apt-get install ffmpeg)"
+        )
     try:
         with path.open("rb") as handle:  # pydub leaves files it opens itself unclosed
             segment = AudioSegment.from_file(handle)
     except (CouldntDecodeError, OSError, IndexError) as exc:
-        raise GuidedAudioError(f"{path}: cannot decode audio ({str(exc)[:200]})") from None
+        raise DecodeError(f"{path}: cannot decode audio ({str(exc)[:200]})") from None
     segment = segment.set_frame_rate(RATE).set_channels(CHANNELS).set_sample_width(2)
     samples = np.frombuffer(segment.raw_data, dtype=np.int16).reshape(-1, CHANNELS)
     out = effects.from_int16(samples)
@@ -210,7 +215,8 @@ class Mixer(Windowed):
             return out
         for event in self.timeline.events_between(lo_all, hi_all):
             audio = self._source(event)
-            lo, hi = max(lo_all, event.start), min(hi_all, event.start + len(audio))
+            # Never past its planned length: a phrase rendered again may differ by a little.
+            lo, hi = max(lo_all, event.start), min(hi_all, event.end, event.start + len(audio))
             if lo >= hi:
                 continue
             piece = audio[lo - event.start : hi - event.start]

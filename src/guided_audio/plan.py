@@ -15,8 +15,8 @@ from pathlib import Path
 
 from guided_audio import sounds, text
 from guided_audio.effects import RATE, seconds_to_samples
-from guided_audio.errors import GuidedAudioError, Location, Problem, ScriptError
-from guided_audio.grammar import MAX_SESSION_S
+from guided_audio.errors import DecodeError, Location, Problem, ScriptError
+from guided_audio.grammar import MAX_EVENTS, MAX_SESSION_S
 from guided_audio.model import (
     Bell,
     Breathe,
@@ -287,6 +287,8 @@ class _Builder:
     def _add(
         self, start: int, length: int, source: Source, kind: str, caption: Caption | None = None
     ) -> None:
+        if len(self.events) >= MAX_EVENTS:
+            raise _TooMany
         self.events.append(
             Event(start, length, source, self.section, kind, caption, self.step_index)
         )
@@ -359,7 +361,7 @@ class _Builder:
         start = self._begin_sound()
         try:
             length = self.file_length(sound.path)
-        except GuidedAudioError:
+        except DecodeError:
             self._fail(step, f"cannot decode the sound file {sound.path.name}", "is it damaged?")
             return
         self._add(start, length, sound.path, "sound")
@@ -388,6 +390,10 @@ class _Builder:
             )
 
 
+class _TooMany(Exception):
+    """The timeline passed MAX_EVENTS: stop building at once, and say where."""
+
+
 def build(script: Script, measure: Measure, file_length: FileLength) -> Timeline:
     """The whole session as events at exact sample times; ScriptError for timing problems."""
     builder = _Builder(script, measure, file_length)
@@ -403,7 +409,15 @@ def build(script: Script, measure: Measure, file_length: FileLength) -> Timeline
         boundaries.append(builder.cursor)
         builder.section = index
         for step in section.steps:
-            builder.step(step, section)
+            try:
+                builder.step(step, section)
+            except _TooMany:
+                builder._fail(
+                    step,
+                    f"the session passes {MAX_EVENTS:,} sounds here",
+                    "fewer or longer breaths, or split it into several scripts",
+                )
+                raise ScriptError(builder.problems) from None
     if builder.problems:
         raise ScriptError(builder.problems)
     last_sound = max((e.end for e in builder.events), default=builder.cursor)

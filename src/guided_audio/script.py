@@ -340,7 +340,10 @@ class NoCatalog:
 def _bounded(keys: tuple[g.Key, ...], name: str, node: Node, what: str | None = None) -> float:
     """A duration key read with the grammar's bounds."""
     k = g.key(keys, name)
-    return _duration(node, what or name, float(k.high or MAX_PAUSE_S), zero_ok=k.zero_ok)
+    seconds = _duration(node, what or name, float(k.high or MAX_PAUSE_S), zero_ok=k.zero_ok)
+    if k.low and 0 < seconds < k.low:
+        node.fail(f"{what or name} must be at least {k.low:g}s, found {node.describe()}")
+    return seconds
 
 
 def _voice(

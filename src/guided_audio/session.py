@@ -4,12 +4,14 @@ script → plan → voice → mix → sinks. The CLI only parses options and pri
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import multiprocessing
 import os
 import re
 import signal
+import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
@@ -125,14 +127,21 @@ def _check_timing(script: Script, options: Options, reporter: Reporter) -> None:
     # words are rendered; other speech is estimated. Online engines are never called here.
     cues = {p for p in plan.cue_phrases(script) if not voice.engine(p.voice.engine).online}
     measure = plan.estimate_speech
-    if cues:
-        speaker = _speaker(options, reporter)
-        synthesize(speaker, list(cues), reporter)
+    with contextlib.ExitStack() as stack:
+        if cues:
+            try:
+                speaker = _speaker(options, reporter)
+            except GuidedAudioError:
+                # Checking answers valid or not (0 or 2) even where the cache cannot be
+                # written: the cues are measured in a throwaway one.
+                folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="guided-audio-"))
+                speaker = Speaker(SpeechCache(Path(folder)), notify=reporter.info)
+            synthesize(speaker, list(cues), reporter)
 
-        def measure(phrase: Phrase) -> int:
-            return speaker.length(phrase) if phrase in cues else plan.estimate_speech(phrase)
+            def measure(phrase: Phrase) -> int:
+                return speaker.length(phrase) if phrase in cues else plan.estimate_speech(phrase)
 
-    plan.build(script, measure, mix.file_length)
+        plan.build(script, measure, mix.file_length)
 
 
 def render(path: Path, options: Options, reporter: Reporter) -> Rendered:

