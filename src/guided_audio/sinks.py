@@ -223,30 +223,41 @@ def measure_file(
     path: Path, progress: Callable[[int], None] = lambda _: None
 ) -> tuple[float, float, float]:
     """Length (s), integrated loudness (LUFS) and true peak (dBTP) of an audio file, decoded
-    back by ffmpeg as floats (so overs past full scale show) and measured block by block."""
+    back by ffmpeg as floats (so overs past full scale show) and measured block by block;
+    our own WAV files are read directly (no ffmpeg needed)."""
+    meter = LoudnessMeter()
+    frames = 0
+    peak = 0.0
+    for block in _decoded_blocks(path):
+        meter.feed(block)
+        # Inter-sample peaks sit within a few dB of the sample peaks: oversample near the top.
+        loud = max(peak, float(np.abs(block).max(initial=0.0)))
+        peak = max(peak, float(true_peaks(block, loud, frames).max(initial=0.0)))
+        frames += len(block)
+        progress(len(block))
+    true_peak = 20 * np.log10(peak) if peak > 0 else float("-inf")
+    return frames / RATE, meter.integrated(), float(true_peak)
+
+
+def _decoded_blocks(path: Path) -> Iterator[Audio]:
+    if path.suffix.lower() == ".wav":
+        with wave.open(str(path), "rb") as wav:
+            while data := wav.readframes(MEASURE_BLOCK):
+                pcm = np.frombuffer(data, dtype=np.int16).reshape(-1, CHANNELS)
+                yield effects.from_int16(pcm)
+        return
     command = [
         ffmpeg() or "ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-i", str(path),
         "-map", "0:a", "-f", "f32le", "-ac", str(CHANNELS), "-ar", str(RATE), "pipe:1",
     ]  # fmt: skip
-    meter = LoudnessMeter()
-    frames = 0
-    peak = 0.0
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as process:
         stdout = process.stdout
         assert stdout is not None
         while chunk := stdout.read(MEASURE_BLOCK * CHANNELS * 4):
-            block = np.frombuffer(chunk, dtype=np.float32).reshape(-1, CHANNELS)
-            meter.feed(block)
-            # Inter-sample peaks sit within a few dB of the sample peaks: oversample near the top.
-            loud = max(peak, float(np.abs(block).max(initial=0.0)))
-            peak = max(peak, float(true_peaks(block, loud, frames).max(initial=0.0)))
-            frames += len(block)
-            progress(len(block))
+            yield np.frombuffer(chunk, dtype=np.float32).reshape(-1, CHANNELS)
         error = process.stderr.read().decode(errors="replace").strip() if process.stderr else ""
         if process.wait() != 0:
             raise GuidedAudioError(f"cannot read back {path} to measure it: {error}")
-    true_peak = 20 * np.log10(peak) if peak > 0 else float("-inf")
-    return frames / RATE, meter.integrated(), float(true_peak)
 
 
 def _encode(
