@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -236,3 +237,20 @@ def test_mixing_never_passes_a_phrases_planned_length() -> None:
     rendered = mix.Mixer(timeline, Longer()).render(0, RATE)  # type: ignore[arg-type]
     assert np.all(rendered[: RATE // 2] == 0.5)
     assert np.all(rendered[RATE // 2 :] == 0.0)
+
+
+def test_gtts_without_a_network_is_one_line_within_ten_seconds(tmp_path: Path) -> None:
+    script = write(tmp_path, "title: T\nvoice: {engine: gtts}\n" + STEPS.split("\n", 1)[1]
+                   + "      - say: Hello there.\n")  # fmt: skip
+    started = time.monotonic()
+    done = subprocess.run([*GUIDED, "export", str(script), "-o", str(tmp_path / "x.wav")],
+                          capture_output=True, text=True, check=False)  # fmt: skip
+    if done.returncode == 0:
+        pytest.skip("Google's speech service is reachable from here")
+    assert time.monotonic() - started < 10.0
+    assert done.returncode == 1, done.stderr
+    note, line = done.stderr.strip().splitlines()
+    assert note == "note: engine 'gtts' sends the script's text to Google to synthesise it"
+    assert line.startswith("gtts could not reach Google's speech service (")
+    assert line.endswith("use the offline engine instead: voice: {engine: piper}")
+    assert not (tmp_path / "x.wav").exists()
