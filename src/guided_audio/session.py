@@ -84,12 +84,12 @@ def _speaker(options: Options, reporter: Reporter) -> Speaker:
 
 
 def synthesize(speaker: Speaker, phrases: list[Phrase], reporter: Reporter) -> None:
+    """Render what the cache lacks, on every core (one engine session per worker)."""
     missing = speaker.missing(phrases)
     if missing:
+        workers = int(os.environ.get("GUIDED_AUDIO_JOBS") or os.cpu_count() or 1)
         with reporter.progress("Synthesising speech", len(missing)) as advance:
-            for phrase in missing:
-                speaker.render(phrase)
-                advance(1)
+            speaker.render_many(missing, workers, advance)
 
 
 def timeline(path: Path, options: Options, reporter: Reporter, estimate: bool = False) -> Timeline:

