@@ -18,6 +18,7 @@ import shutil
 import signal
 import struct
 import subprocess
+import sys
 import tempfile
 import wave
 from abc import ABC, abstractmethod
@@ -118,6 +119,7 @@ class PiperEngine(Engine):
 
     def __init__(self) -> None:
         self._loaded: dict[Path, Any] = {}
+        self.models: Path | None = None  # where aligned copies of voice models are kept
 
     @staticmethod
     def bundled() -> dict[str, Path]:
@@ -170,13 +172,40 @@ class PiperEngine(Engine):
                 from piper import PiperVoice
             except ImportError:
                 raise EngineError("piper-tts is not installed (pip install piper-tts)") from None
+            aligned = self._aligned(path)
             try:
-                # Alignments (phoneme sample counts) time the transcript's words; they need
-                # the `onnx` package to patch the model in memory, and are skipped without it.
-                self._loaded[path] = PiperVoice.load(path, include_alignments=_has_onnx())
+                # Alignments (phoneme sample counts) time the transcript's words. A model
+                # patched to give them is kept beside the cache; without one, it is patched
+                # in memory (twice the memory while loading); without `onnx`, no word times.
+                if aligned is not None:
+                    voice = PiperVoice.load(aligned, config_path=f"{path}.json")
+                else:
+                    voice = PiperVoice.load(path, include_alignments=_has_onnx())
             except Exception as exc:  # onnxruntime raises many types for a bad model file
                 raise EngineError(f"cannot load Piper voice {path}: {exc}") from None
+            self._loaded[path] = voice
         return self._loaded[path]
+
+    def _aligned(self, path: Path) -> Path | None:
+        """A copy of the model that also outputs phoneme lengths, made once, in a child
+        process (onnx holds the whole model in memory while patching it)."""
+        if self.models is None or not _has_onnx():
+            return None
+        stat = path.stat()
+        target = self.models / f"{_file_digest(path, stat.st_size, stat.st_mtime_ns)}.onnx"
+        if target.is_file():
+            return target
+        try:
+            self.models.mkdir(mode=0o700, parents=True, exist_ok=True)
+            with temp_beside(target, ".tmp") as temp:
+                patch = [sys.executable, "-m", "piper.patch_voice_with_alignment", str(path),
+                         "--output", str(temp)]  # fmt: skip
+                if subprocess.run(patch, capture_output=True, check=False).returncode != 0:
+                    return None
+                os.replace(temp, target)
+        except OSError:
+            return None
+        return target
 
     def synthesize(self, text: str, spec: VoiceSpec) -> Take:
         from piper import SynthesisConfig
@@ -573,6 +602,9 @@ class Speaker:
 
     def __init__(self, cache: SpeechCache, notify: Callable[[str], None] = lambda _: None) -> None:
         self.cache = cache
+        piper = engine("piper")
+        if isinstance(piper, PiperEngine) and piper.models is None:
+            piper.models = cache.root / "models"
         self._notify = notify
         self._warned_online = False
         self._damage_noted = 0
