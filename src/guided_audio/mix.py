@@ -382,6 +382,23 @@ def measure_loudness(mixer: Windowed, progress: Progress = lambda _: None) -> fl
     return meter.integrated()
 
 
+def measure_loudness_and_peak(
+    mixer: Windowed, progress: Progress = lambda _: None
+) -> tuple[float, float]:
+    """Integrated loudness and true peak (linear) of the whole mix, in one pass."""
+    meter = LoudnessMeter()
+    peak = 0.0
+    frames = 0
+    for block in mixer.blocks():
+        meter.feed(block)
+        # Inter-sample peaks sit within a few dB of the sample peaks: oversample near the top.
+        loud = max(peak, float(np.abs(block).max(initial=0.0)))
+        peak = max(peak, float(true_peaks(block, loud, frames).max(initial=0.0)))
+        frames += len(block)
+        progress(len(block))
+    return meter.integrated(), peak
+
+
 # --- mastering -------------------------------------------------------------------------------
 CEILING_DBTP = -2.0  # below the -1 dBTP promise: MP3 encoding lifts peaks ~0.5 dB
 LIMIT_LOOKAHEAD = effects.seconds_to_samples(0.02)  # gain ramps down over this, before a peak
@@ -518,9 +535,13 @@ def loudness_gain(mixer: Mixer, target_lufs: float, progress: Progress = lambda 
     for most speech, a few for sessions of mostly peaky bells. The target is bracketed,
     then found by false position; the best measured gain is returned, never a guess.
     """
-    raw = measure_loudness(mixer, progress)
+    raw, peak = measure_loudness_and_peak(mixer, progress)
     if raw == float("-inf"):
         return 0.0
+    if peak * effects.db_to_gain(target_lufs - raw) <= effects.db_to_gain(CEILING_DBTP):
+        # The limiter will not act at this gain, and loudness moves 1:1 with gain: exact
+        # after a single pass (most speech sessions).
+        return target_lufs - raw
     below: tuple[float, float] | None = None  # (gain dB, loudness) under the target
     above: tuple[float, float] | None = None
     best = (float("inf"), 0.0)  # (|error|, gain dB)
