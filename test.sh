@@ -28,6 +28,11 @@ EXTRAS=$extras ./setup.sh
 .venv/bin/ruff format --check src tests bench
 .venv/bin/mypy
 .venv/bin/python -m pytest "$@"
+if [ $# -eq 0 ]; then
+  # The benchmark is never part of the suite; run once at its smallest size, it proves the
+  # command works (its numbers on a shared CI machine mean little).
+  .venv/bin/python bench/compare.py --minutes 10
+fi
 
 # The playback tests again under CPython 3.13, where one is installed.
 py313=""
