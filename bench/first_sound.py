@@ -21,13 +21,13 @@ from pathlib import Path
 
 import numpy as np
 
-LINES = [
-    "Notice the places where your body meets the ground.",
-    "Let your shoulders soften, and your jaw release.",
-    "There is nothing you need to do right now.",
-    "Feel the breath moving in, and moving out.",
-    "If your attention wanders, gently bring it back.",
-    "You can rest here for as long as you need.",
+LINES = [  # {part} makes every line distinct: each part is new speech, as in a real session
+    "Notice in part {part} the places where your body meets the ground.",
+    "Let your shoulders soften in part {part}, and your jaw release.",
+    "There is nothing you need to do in part {part} right now.",
+    "Feel the breath moving in, and moving out, for part {part}.",
+    "If your attention wanders during part {part}, gently bring it back.",
+    "You can rest in part {part} for as long as you need.",
 ]
 
 
@@ -36,7 +36,7 @@ def session(minutes: int) -> str:
     out = ["title: Benchmark session", "music: {bed: drone, level: -22dB}", "sections:"]
     for part in range(max(1, minutes // 5)):
         out += [f"  - title: Part {part + 1}", "    steps:"]
-        out += [f"      - say: {line} This is part {part + 1}." for line in LINES]
+        out += [f"      - say: {line.format(part=part + 1)}" for line in LINES]
         out += [
             "      - breathe: {pattern: resonance, cycles: 10, cues: tone}",
             "      - say: Rest now, and let the breath find its own pace.",

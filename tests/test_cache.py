@@ -144,3 +144,39 @@ def test_unwritable_cache_is_a_clear_error(tmp_path: Path) -> None:
     assert result.stderr.startswith(f"cannot write the speech cache in {blocker / 'cache'}:")
     assert "GUIDED_AUDIO_CACHE" in result.stderr
     assert not (tmp_path / "o.wav").exists()
+
+
+PARALLEL = """
+import os, sys
+from pathlib import Path
+from guided_audio import voice
+from guided_audio.voice import Phrase, Speaker, SpeechCache, VoiceSpec
+
+assert voice._can_fork_workers()  # a fresh process: the pool is really used
+if sys.argv[2] == "dies":
+    real = voice._render_in_worker
+
+    def dies_on_three(phrase):
+        if "3" in phrase.text:
+            os._exit(1)  # as if killed by the system
+        return real(phrase)
+
+    dies_on_three.__qualname__ = "_render_in_worker"  # what the pool looks up by name
+    dies_on_three.__module__ = "guided_audio.voice"
+    voice._render_in_worker = dies_on_three
+speaker = Speaker(SpeechCache(Path(sys.argv[1])))
+phrases = [Phrase(f"Line number {n} is here.", VoiceSpec()) for n in range(1, 10)]
+advanced = []
+speaker.render_many(phrases, 2, advanced.append)
+assert sum(advanced) == len(phrases), advanced
+assert speaker.missing(phrases) == []  # every entry whole, checksum and all
+"""
+
+
+@pytest.mark.parametrize("how", ["workers", "dies"])
+def test_speech_renders_on_several_workers_into_one_cache(tmp_path: Path, how: str) -> None:
+    # In a fresh process (here the engine is loaded already, and forking is then avoided).
+    # "dies": a worker that is killed leaves the rest to the parent, which finishes them.
+    done = subprocess.run([sys.executable, "-c", PARALLEL, str(tmp_path), how],
+                          capture_output=True, text=True, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr

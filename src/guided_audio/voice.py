@@ -7,6 +7,7 @@ measures is exactly what the mixer places.
 
 from __future__ import annotations
 
+import concurrent.futures
 import errno
 import functools
 import hashlib
@@ -23,6 +24,7 @@ import tempfile
 import wave
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
 from importlib import metadata
 from pathlib import Path
@@ -725,18 +727,23 @@ class Speaker:
                 self.render(phrase)
                 advance(1)
             return
-        threads = max(1, (os.cpu_count() or 1) // workers)
+        threads = 1  # a worker per core; more inference threads would only compete
         context = multiprocessing.get_context("fork")  # no engine is loaded here yet
-        pool = context.Pool(workers, initializer=_start_worker, initargs=(self.cache.root, threads))
+        done: set[Phrase] = set()
         try:
-            for _ in pool.imap_unordered(_render_in_worker, phrases):
-                advance(1)
-            pool.close()
-        except BaseException:
-            pool.terminate()
-            raise
-        finally:
-            pool.join()
+            with concurrent.futures.ProcessPoolExecutor(
+                workers, mp_context=context, initializer=_start_worker,
+                initargs=(self.cache.root, threads),
+            ) as pool:  # fmt: skip
+                for phrase, _ in zip(phrases, pool.map(_render_in_worker, phrases), strict=True):
+                    done.add(phrase)
+                    advance(1)
+        except BrokenProcessPool:
+            # A worker died (out of memory, say): what is left is rendered here, one by one.
+            for phrase in phrases:
+                if phrase not in done:
+                    self.render(phrase)
+                    advance(1)
         self._note_damage()
 
 
@@ -758,6 +765,7 @@ def _loaded_engines() -> list[Engine]:
 
 def _start_worker(root: Path, threads: int) -> None:
     global _worker_speaker
+    engine.cache_clear()  # this process's own engines, never the parent's
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _exit_quietly)
     try:  # one inference thread pool per worker, sized to its share of the cores
