@@ -10,6 +10,7 @@ import functools
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import NDArray
 
 from guided_audio import effects
 from guided_audio.effects import RATE, Audio
@@ -121,23 +122,60 @@ def tone(direction: str, seconds: float) -> Audio:
 
 
 # --- beds ------------------------------------------------------------------------------------
+DRONE_VOICES = (  # (frequency Hz, level, swell period s, left/right detune Hz)
+    (110.0, 1.0, 23.0, 0.15),
+    (164.81, 0.7, 31.0, 0.22),
+    (220.0, 0.5, 37.0, 0.11),
+    (246.94, 0.25, 53.0, 0.3),
+    (329.63, 0.3, 41.0, 0.18),
+)
+SWELL_STEP = 64  # swells move over tens of seconds: computed every 64 samples, interpolated
+
+
+ROTATION_TABLE = RATE * 10  # samples of each partial's phasor, made once
+
+
+@functools.cache
+def _rotation(hz: float) -> NDArray[np.complex64]:
+    """exp(i 2pi hz k / RATE) for k < ROTATION_TABLE: a partial is its start phasor times this."""
+    k = np.arange(ROTATION_TABLE, dtype=np.float64)
+    table: NDArray[np.complex64] = np.exp(2j * np.pi * np.fmod(k * hz / RATE, 1.0)).astype(
+        np.complex64
+    )
+    table.setflags(write=False)
+    return table
+
+
+def _partial(hz: float, offset: float, start: int, stop: int) -> NDArray[np.float32]:
+    """sin(2pi hz t + offset) over samples [start, stop), from the phasor table (no sines)."""
+    out = np.empty(stop - start, dtype=np.float32)
+    table = _rotation(hz)
+    # Anchored at absolute multiples of the table: a sample's value depends on its index only,
+    # so every window of the session renders bit-identical samples.
+    at = start
+    while at < stop:
+        anchor = at - at % ROTATION_TABLE
+        end = min(stop, anchor + ROTATION_TABLE)
+        # The anchor's phase in float64, whole cycles dropped: exact at any hour.
+        phasor = np.complex64(np.exp(1j * (2 * np.pi * np.fmod(anchor * hz / RATE, 1.0) + offset)))
+        out[at - start : end - start] = (phasor * table[at - anchor : end - anchor]).imag
+        at = end
+    return out
+
+
 def drone(start: int, stop: int) -> Audio:
     """A slowly moving pad, unit RMS, stereo: partials that swell on long, unrelated cycles."""
-    t = np.arange(start, stop, dtype=np.float64) / RATE
-    out = np.zeros((stop - start, 2))
-    # (frequency Hz, level, swell period s, left/right detune Hz)
-    voices = (
-        (110.0, 1.0, 23.0, 0.15),
-        (164.81, 0.7, 31.0, 0.22),
-        (220.0, 0.5, 37.0, 0.11),
-        (246.94, 0.25, 53.0, 0.3),
-        (329.63, 0.3, 41.0, 0.18),
-    )
-    for index, (freq, level, period, detune) in enumerate(voices):
-        swell = level * (0.55 + 0.45 * np.sin(2 * np.pi * t / period + index * 1.3))
-        out[:, 0] += swell * np.sin(2 * np.pi * (freq - detune) * t + index)
-        out[:, 1] += swell * np.sin(2 * np.pi * (freq + detune) * t + 2 * index)
-    return (out / 0.7712).astype(np.float32)  # calibrated to unit RMS
+    n = np.arange(start, stop, dtype=np.float64)
+    coarse = np.arange(start - start % SWELL_STEP, stop + SWELL_STEP, SWELL_STEP, dtype=np.float64)
+    out = np.zeros((stop - start, 2), dtype=np.float32)
+    for index, (freq, level, period, detune) in enumerate(DRONE_VOICES):
+        swell_coarse = level * (
+            0.55 + 0.45 * np.sin(2 * np.pi * coarse / RATE / period + index * 1.3)
+        )
+        swell = np.interp(n, coarse, swell_coarse).astype(np.float32)
+        out[:, 0] += swell * _partial(freq - detune, index, start, stop)
+        out[:, 1] += swell * _partial(freq + detune, 2 * index, start, stop)
+    return out * np.float32(1 / 0.7712)  # calibrated to unit RMS
 
 
 NOISE_TILE = RATE * 2  # noise is made of overlapping 2 s tiles...
