@@ -111,7 +111,8 @@ def test_bell_step_lasts_its_ring_and_strikes(tmp_path: Path, name: str) -> None
     level = np.abs(audio).max(axis=1)
     window = level[speech.start - 2000 : speech.start + 2000]
     assert window[:1990].max() < 10 ** (-50 / 20)  # the bell has rung out by then
-    assert window[2000:2200].max() > 10 ** (-40 / 20)
+    assert window[2000 : 2000 + RATE // 200].max() > 10 ** (-60 / 20)  # within its 3 ms fade-in
+    assert window[2000 : 2000 + RATE // 50].max() > 10 ** (-40 / 20)  # and is speech in 20 ms
 
 
 @pytest.mark.parametrize("name", sorted(sounds.BELLS))

@@ -24,7 +24,7 @@ def _expected(path: Path, shared_cache: Path) -> str:
     text = "\n".join(lines).replace("{DIR}", str(path.parent.resolve()))
     if "{CUE}" in text:  # the cue's real rendered length
         speaker = Speaker(SpeechCache(shared_cache))
-        length = speaker.length(Phrase(plan.CUE_WORDS["in"], VoiceSpec()))
+        length = speaker.length(Phrase(plan.CUE_WORDS["in"], VoiceSpec(pace=0.25)))
         text = text.replace("{CUE}", f"{length / RATE:.2f}")
     return text
 
@@ -178,7 +178,7 @@ def test_timing_error_found_while_exporting_writes_nothing(tmp_path: Path) -> No
     shutil.copy(FIXTURES / "cue-too-long.yaml", bad)
     result = cli("export", str(bad), "-o", str(tmp_path / "new" / "x.mp3"))
     assert result.exit_code == 2, result.output
-    assert "longer than its 0.1s 'in' phase" in result.stderr
+    assert "longer than its 0.5s 'in' phase" in result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["quick.yaml"]
 
 

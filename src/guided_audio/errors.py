@@ -25,7 +25,7 @@ class DecodeError(GuidedAudioError):
     """An audio file could not be decoded: damaged, or not audio."""
 
 
-class MissingProgramError(GuidedAudioError):
+class MissingProgramError(EngineError):
     """A program the job needs (ffmpeg, espeak-ng) is not installed."""
 
 

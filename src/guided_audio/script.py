@@ -683,6 +683,15 @@ def load_script(
     path: Path, overrides: Mapping[str, str] | None = None, catalog: Catalog | None = None
 ) -> Script:
     """Read and validate one script; raises ScriptError listing every problem."""
+    try:
+        return _load_script(path, overrides, catalog)
+    except Invalid as exc:  # a problem met outside any collecting step (say, an odd key)
+        raise ScriptError([exc.problem]) from None
+
+
+def _load_script(
+    path: Path, overrides: Mapping[str, str] | None, catalog: Catalog | None
+) -> Script:
     overrides = dict(overrides or {})
     catalog = catalog or NoCatalog()
     root = load(path)
