@@ -131,16 +131,16 @@ class Timeline:
     _starts: list[int] = field(default_factory=list, repr=False, compare=False)
     _longest: int = field(default=0, repr=False, compare=False)
     _breath_starts: list[int] = field(default_factory=list, repr=False, compare=False)
-    _sentences: list[tuple[int, int, str]] = field(default_factory=list, repr=False, compare=False)
+    sentences: list[tuple[Event, ...]] = field(default_factory=list, repr=False, compare=False)
+    _sentence_starts: list[int] = field(default_factory=list, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self._starts.extend(e.start for e in self.events)
         self._breath_starts.extend(b.start for b in self.breaths)
         spoken = [e for e in self.events if e.caption is not None]
         for _, group in groupby(spoken, key=lambda e: e.caption.sentence if e.caption else -1):
-            fragments = list(group)
-            words = (w.written for e in fragments if e.caption for w in e.caption.words)
-            self._sentences.append((fragments[0].start, fragments[-1].end, " ".join(words)))
+            self.sentences.append(tuple(group))  # a sentence's fragments, in order
+        self._sentence_starts.extend(s[0].start for s in self.sentences)
         object.__setattr__(self, "_longest", max((e.length for e in self.events), default=0))
 
     @property
@@ -167,9 +167,10 @@ class Timeline:
 
     def sentence_at(self, sample: int) -> str:
         """The written sentence being spoken at `sample` (its clause pauses included), or ''."""
-        index = bisect.bisect_right(self._sentences, (sample, 1 << 62, "")) - 1
-        if index >= 0 and sample < self._sentences[index][1]:
-            return self._sentences[index][2]
+        index = bisect.bisect_right(self._sentence_starts, sample) - 1
+        if index >= 0 and sample < self.sentences[index][-1].end:
+            fragments = self.sentences[index]
+            return " ".join(w.written for e in fragments if e.caption for w in e.caption.words)
         return ""
 
     def speech_at(self, sample: int) -> Event | None:

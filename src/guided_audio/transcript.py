@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from itertools import groupby
 
 from guided_audio.effects import RATE, seconds_to_samples
 from guided_audio.model import Phrase
@@ -83,9 +82,7 @@ def _silences(timeline: Timeline) -> Iterator[Cue]:
 def cues(timeline: Timeline, word_starts: WordStarts) -> list[Cue]:
     """Every cue of the session, in order of start."""
     out: list[Cue] = []
-    speech = [e for e in timeline.events if e.kind == "speech" and e.caption is not None]
-    for _, group in groupby(speech, key=lambda e: e.caption.sentence if e.caption else -1):
-        out.append(_sentence(list(group), word_starts))
+    out += (_sentence(list(fragments), word_starts) for fragments in timeline.sentences)
     out += (Cue(b.start, b.end, f"[{BREATH_WORDS[b.kind]}]") for b in timeline.breaths)
     for event in timeline.events:
         if event.kind == "bell":
