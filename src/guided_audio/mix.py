@@ -16,7 +16,7 @@ import json
 import shutil
 import wave
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -386,17 +386,25 @@ def measure_loudness_and_peak(
     mixer: Windowed, progress: Progress = lambda _: None
 ) -> tuple[float, float]:
     """Integrated loudness and true peak (linear) of the whole mix, in one pass."""
+    _, lufs, peak = loudness_and_peak(mixer.blocks(), progress)
+    return lufs, peak
+
+
+def loudness_and_peak(
+    blocks: Iterable[Audio], progress: Progress = lambda _: None
+) -> tuple[int, float, float]:
+    """Frames, integrated loudness (LUFS) and true peak (linear) of a stream of blocks."""
     meter = LoudnessMeter()
     peak = 0.0
     frames = 0
-    for block in mixer.blocks():
+    for block in blocks:
         meter.feed(block)
         # Inter-sample peaks sit within a few dB of the sample peaks: oversample near the top.
         loud = max(peak, float(np.abs(block).max(initial=0.0)))
         peak = max(peak, float(true_peaks(block, loud, frames).max(initial=0.0)))
         frames += len(block)
         progress(len(block))
-    return meter.integrated(), peak
+    return frames, meter.integrated(), peak
 
 
 # --- mastering -------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ from guided_audio import effects
 from guided_audio.effects import CHANNELS, RATE, Audio
 from guided_audio.errors import AudioDeviceError, GuidedAudioError, UsageError
 from guided_audio.files import temp_beside
-from guided_audio.mix import LoudnessMeter, Windowed, true_peaks
+from guided_audio.mix import Windowed, loudness_and_peak
 
 # suffix -> ffmpeg output arguments (WAV is written directly)
 ENCODERS: dict[str, list[str]] = {
@@ -225,18 +225,9 @@ def measure_file(
     """Length (s), integrated loudness (LUFS) and true peak (dBTP) of an audio file, decoded
     back by ffmpeg as floats (so overs past full scale show) and measured block by block;
     our own WAV files are read directly (no ffmpeg needed)."""
-    meter = LoudnessMeter()
-    frames = 0
-    peak = 0.0
-    for block in _decoded_blocks(path):
-        meter.feed(block)
-        # Inter-sample peaks sit within a few dB of the sample peaks: oversample near the top.
-        loud = max(peak, float(np.abs(block).max(initial=0.0)))
-        peak = max(peak, float(true_peaks(block, loud, frames).max(initial=0.0)))
-        frames += len(block)
-        progress(len(block))
+    frames, lufs, peak = loudness_and_peak(_decoded_blocks(path), progress)
     true_peak = 20 * np.log10(peak) if peak > 0 else float("-inf")
-    return frames / RATE, meter.integrated(), float(true_peak)
+    return frames / RATE, lufs, float(true_peak)
 
 
 def _decoded_blocks(path: Path) -> Iterator[Audio]:
