@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import signal
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 @contextmanager
@@ -23,3 +26,14 @@ def temp_beside(target: Path, suffix: str) -> Iterator[Path]:
         yield temp
     finally:
         temp.unlink(missing_ok=True)
+
+
+def exit_quietly_on_signals() -> None:
+    """In a worker process: Ctrl-C, SIGTERM or SIGHUP unwind it (its temp files go, by the
+    blocks above) and end it with 128 + the signal, without a traceback."""
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, _exit_quietly)
+
+
+def _exit_quietly(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)

@@ -10,7 +10,6 @@ import json
 import multiprocessing
 import os
 import re
-import signal
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, nullcontext
@@ -21,6 +20,7 @@ from typing import Protocol
 from guided_audio import authoring, mix, plan, sinks, sounds, transcript, voice
 from guided_audio.effects import RATE
 from guided_audio.errors import GuidedAudioError, UsageError
+from guided_audio.files import exit_quietly_on_signals
 from guided_audio.home import JournalEntry, Positions, journal_file
 from guided_audio.model import Reflect, Script
 from guided_audio.plan import SectionSpan, Timeline, clock
@@ -311,17 +311,6 @@ class Outcome:
     exit_code: int = 0
 
 
-def _worker_start() -> None:
-    # Ctrl-C reaches every worker (one process group), and the batch's own shutdown sends
-    # SIGTERM: either unwinds the export (its temp file goes), and the worker exits quietly.
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, _exit_quietly)
-
-
-def _exit_quietly(signum: int, _frame: object) -> None:
-    raise SystemExit(128 + signum)
-
-
 @dataclass(frozen=True)
 class _Job:
     script: Path
@@ -374,7 +363,9 @@ def export_many(
         yield from (_export_one(job) for job in work)
         return
     context = multiprocessing.get_context("fork")  # before any thread or engine is started
-    pool = context.Pool(workers, initializer=_worker_start)
+    # Ctrl-C reaches every worker (one process group) and the shutdown below sends SIGTERM:
+    # either unwinds a worker's export (its temp file goes), and it exits quietly.
+    pool = context.Pool(workers, initializer=exit_quietly_on_signals)
     try:
         yield from pool.imap_unordered(_export_one, work)
         pool.close()

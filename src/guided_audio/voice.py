@@ -16,7 +16,6 @@ import json
 import multiprocessing
 import os
 import shutil
-import signal
 import struct
 import subprocess
 import sys
@@ -35,7 +34,7 @@ import numpy as np
 from guided_audio import effects, text
 from guided_audio.effects import RATE, Audio
 from guided_audio.errors import EngineError, GuidedAudioError, MissingProgramError
-from guided_audio.files import temp_beside
+from guided_audio.files import exit_quietly_on_signals, temp_beside
 from guided_audio.grammar import ENGINES as ENGINES
 from guided_audio.model import Phrase as Phrase
 from guided_audio.model import VoiceSpec as VoiceSpec
@@ -753,21 +752,18 @@ _worker_speaker: Speaker | None = None
 
 
 def _can_fork_workers() -> bool:
-    """Forking is safe before any engine (and its thread pool) is loaded in this process,
-    and only from a process that may have children (a batch's workers may not)."""
-    loaded = any(getattr(e, "_loaded", None) for e in _loaded_engines())
+    """Forking is safe before a Piper voice (and its thread pool) is loaded in this process
+    (the only engine that holds one), and only from a process that may have children (a
+    batch's workers may not)."""
+    piper = engine("piper")
+    loaded = isinstance(piper, PiperEngine) and bool(piper._loaded)
     return not loaded and not multiprocessing.current_process().daemon
-
-
-def _loaded_engines() -> list[Engine]:
-    return [engine(name) for name in ENGINES if engine.cache_info().currsize]
 
 
 def _start_worker(root: Path, threads: int) -> None:
     global _worker_speaker
     engine.cache_clear()  # this process's own engines, never the parent's
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, _exit_quietly)
+    exit_quietly_on_signals()
     try:  # one inference thread pool per worker, sized to its share of the cores
         import onnxruntime
 
@@ -783,10 +779,6 @@ def _start_worker(root: Path, threads: int) -> None:
     except ImportError:
         pass
     _worker_speaker = Speaker(SpeechCache(root))
-
-
-def _exit_quietly(signum: int, _frame: object) -> None:
-    raise SystemExit(128 + signum)
 
 
 def _render_in_worker(phrase: Phrase) -> int:
