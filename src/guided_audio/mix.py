@@ -341,7 +341,7 @@ class LoudnessMeter:
         return float(-0.691 + 10 * np.log10(gated.mean()))
 
 
-MIX_FORMAT = 4  # bump when anything here or in sounds.py changes the mix for the same timeline
+MIX_FORMAT = 5  # bump when anything here or in sounds.py changes the mix for the same timeline
 
 
 def fingerprint(timeline: Timeline, speech_key: Callable[[Phrase], str]) -> str:

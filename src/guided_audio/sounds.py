@@ -10,7 +10,6 @@ import functools
 from dataclasses import dataclass
 
 import numpy as np
-from numpy.typing import NDArray
 
 from guided_audio import effects
 from guided_audio.effects import RATE, Audio
@@ -122,60 +121,60 @@ def tone(direction: str, seconds: float) -> Audio:
 
 
 # --- beds ------------------------------------------------------------------------------------
+# The drone is periodic: every partial is a whole number of cycles, and every swell a whole
+# number of periods, in DRONE_LOOP_S, so it is built once in tiles and looped (a pass over a
+# long session copies samples instead of computing sines).
+DRONE_LOOP_S = 120
 DRONE_VOICES = (  # (frequency Hz, level, swell period s, left/right detune Hz)
-    (110.0, 1.0, 23.0, 0.15),
-    (164.81, 0.7, 31.0, 0.22),
-    (220.0, 0.5, 37.0, 0.11),
-    (246.94, 0.25, 53.0, 0.3),
-    (329.63, 0.3, 41.0, 0.18),
+    (110.0, 1.0, 24.0, 0.15),
+    (164.81, 0.7, 30.0, 0.225),
+    (220.0, 0.5, 40.0, 0.1),
+    (246.94, 0.25, 60.0, 0.3),
+    (329.63, 0.3, 120.0, 0.175),
 )
+DRONE_LOOP = RATE * DRONE_LOOP_S
+DRONE_TILE = RATE * 10  # built on first use: `play` waits for one tile, not the loop
 SWELL_STEP = 64  # swells move over tens of seconds: computed every 64 samples, interpolated
 
 
-ROTATION_TABLE = RATE * 10  # samples of each partial's phasor, made once
+def _whole_cycles(hz: float) -> float:
+    """The nearest frequency with a whole number of cycles in the loop (< 0.005 Hz away)."""
+    return round(hz * DRONE_LOOP_S) / DRONE_LOOP_S
 
 
 @functools.cache
-def _rotation(hz: float) -> NDArray[np.complex64]:
-    """exp(i 2pi hz k / RATE) for k < ROTATION_TABLE: a partial is its start phasor times this."""
-    k = np.arange(ROTATION_TABLE, dtype=np.float64)
-    table: NDArray[np.complex64] = np.exp(2j * np.pi * np.fmod(k * hz / RATE, 1.0)).astype(
-        np.complex64
-    )
-    table.setflags(write=False)
-    return table
-
-
-def _partial(hz: float, offset: float, start: int, stop: int) -> NDArray[np.float32]:
-    """sin(2pi hz t + offset) over samples [start, stop), from the phasor table (no sines)."""
-    out = np.empty(stop - start, dtype=np.float32)
-    table = _rotation(hz)
-    # Anchored at absolute multiples of the table: a sample's value depends on its index only,
-    # so every window of the session renders bit-identical samples.
-    at = start
-    while at < stop:
-        anchor = at - at % ROTATION_TABLE
-        end = min(stop, anchor + ROTATION_TABLE)
-        # The anchor's phase in float64, whole cycles dropped: exact at any hour.
-        phasor = np.complex64(np.exp(1j * (2 * np.pi * np.fmod(anchor * hz / RATE, 1.0) + offset)))
-        out[at - start : end - start] = (phasor * table[at - anchor : end - anchor]).imag
-        at = end
+def _drone_tile(index: int) -> Audio:
+    """Samples [index * DRONE_TILE, (index + 1) * DRONE_TILE) of the drone's loop."""
+    start = index * DRONE_TILE
+    n = np.arange(start, start + DRONE_TILE, dtype=np.float64)
+    coarse = np.arange(start, start + DRONE_TILE + SWELL_STEP, SWELL_STEP, dtype=np.float64)
+    out = np.zeros((DRONE_TILE, 2), dtype=np.float32)
+    for index_voice, (freq, level, period, detune) in enumerate(DRONE_VOICES):
+        swell_coarse = level * (
+            0.55 + 0.45 * np.sin(2 * np.pi * coarse / RATE / period + index_voice * 1.3)
+        )
+        swell = np.interp(n, coarse, swell_coarse).astype(np.float32)
+        for channel, hz in enumerate((freq - detune, freq + detune)):
+            cycles = n * (_whole_cycles(hz) / RATE)
+            cycles -= np.floor(cycles)  # whole cycles dropped in float64: exact at any hour
+            phase = (2 * np.pi * cycles + index_voice * (channel + 1)).astype(np.float32)
+            out[:, channel] += swell * np.sin(phase)
+    out *= np.float32(1 / 0.6181)  # calibrated to unit RMS
+    out.setflags(write=False)
     return out
 
 
 def drone(start: int, stop: int) -> Audio:
     """A slowly moving pad, unit RMS, stereo: partials that swell on long, unrelated cycles."""
-    n = np.arange(start, stop, dtype=np.float64)
-    coarse = np.arange(start - start % SWELL_STEP, stop + SWELL_STEP, SWELL_STEP, dtype=np.float64)
-    out = np.zeros((stop - start, 2), dtype=np.float32)
-    for index, (freq, level, period, detune) in enumerate(DRONE_VOICES):
-        swell_coarse = level * (
-            0.55 + 0.45 * np.sin(2 * np.pi * coarse / RATE / period + index * 1.3)
-        )
-        swell = np.interp(n, coarse, swell_coarse).astype(np.float32)
-        out[:, 0] += swell * _partial(freq - detune, index, start, stop)
-        out[:, 1] += swell * _partial(freq + detune, 2 * index, start, stop)
-    return out * np.float32(1 / 0.7712)  # calibrated to unit RMS
+    out = np.empty((stop - start, 2), dtype=np.float32)
+    at = start
+    while at < stop:
+        within_loop = at % DRONE_LOOP
+        tile, within = divmod(within_loop, DRONE_TILE)
+        count = min(stop - at, DRONE_TILE - within)
+        out[at - start : at - start + count] = _drone_tile(tile)[within : within + count]
+        at += count
+    return out
 
 
 NOISE_TILE = RATE * 2  # noise is made of overlapping 2 s tiles...
