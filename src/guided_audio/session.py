@@ -275,7 +275,9 @@ def export(
     rendered = _render(script, options, reporter)
     vtt, chapters = sidecars(out)
     with reporter.progress(f"Writing {out}", rendered.timeline.total) as advance:
-        sinks.write_file(out, rendered.source, metadata(script, rendered.timeline), advance)
+        seconds, lufs, dbtp = sinks.write_file(
+            out, rendered.source, metadata(script, rendered.timeline), advance
+        )
     try:
         sinks.write_text(chapters, chapters_json(rendered.timeline))
         if with_transcript:
@@ -285,8 +287,6 @@ def export(
         for written in (out, chapters):  # all of an export, or none of it
             written.unlink(missing_ok=True)
         raise
-    with reporter.progress(f"Measuring {out}", rendered.timeline.total) as advance:
-        seconds, lufs, dbtp = sinks.measure_file(out, advance)
     return out, rendered, Report(out, seconds, len(rendered.timeline.sections), lufs, dbtp)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import errno
+import json
 import os
 import queue
 import re
@@ -18,7 +19,7 @@ import threading
 import time
 import wave
 from collections.abc import Callable, Generator, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -159,30 +160,56 @@ def write_error(path: Path, exc: OSError) -> GuidedAudioError:
     )
 
 
+Measured = tuple[float, float, float]  # seconds, integrated loudness (LUFS), true peak (dBTP)
+
+
 def write_file(
     path: Path,
     source: Windowed,
     metadata: Metadata = Metadata(),
     progress: Callable[[int], None] = lambda _: None,
-) -> None:
-    """Encode the whole session into `path` (format from its suffix), atomically."""
+) -> Measured:
+    """Encode the whole session into `path` (format from its suffix), atomically, and measure
+    what was written: decoded back while it is written where the format streams (a WAV is
+    measured as its samples are written), else read back afterwards."""
     make_folder(path)
+    suffix = path.suffix.lower()
     with atomic_path(path) as temp:
-        if path.suffix.lower() == ".wav":
+        if suffix == ".wav":
             with wave.open(str(temp), "wb") as wav:
                 wav.setnchannels(CHANNELS)
                 wav.setsampwidth(2)
                 wav.setframerate(RATE)
-                for block in source.blocks():
-                    wav.writeframes(effects.to_int16(block).tobytes())
-                    progress(len(block))
+                measured = _measured(loudness_and_peak(_written_wav(wav, source, progress)))
         else:
             with tempfile.TemporaryDirectory(prefix="guided-audio-") as folder:
                 described = Path(folder) / "metadata.txt"  # a private folder (0700)
-                described.write_text(ffmetadata(metadata, path.suffix.lower()), encoding="utf-8")
-                _encode(temp, path.suffix.lower(), source, described, metadata.cover, progress)
-            if path.suffix.lower() == ".mp3" and "comment" in metadata.tags:
+                described.write_text(ffmetadata(metadata, suffix), encoding="utf-8")
+                followed = _encode(temp, suffix, source, described, metadata.cover, progress)
+            if suffix == ".mp3" and "comment" in metadata.tags:
                 _id3_comment(temp, metadata.tags["comment"])
+            if followed is None:
+                followed = loudness_and_peak(_decoded_blocks(temp, suffix))
+            # The length is the plan's: a stream decoded as it grows keeps the encoder's delay.
+            measured = _measured((source.total, *followed[1:]))
+    return measured
+
+
+def _written_wav(
+    wav: wave.Wave_write, source: Windowed, progress: Callable[[int], None]
+) -> Iterator[Audio]:
+    """Each block as the file holds it (16-bit), after writing it."""
+    for block in source.blocks():
+        pcm = effects.to_int16(block)
+        wav.writeframes(pcm.tobytes())
+        progress(len(block))
+        yield effects.from_int16(pcm)
+
+
+def _measured(frames_lufs_peak: tuple[int, float, float]) -> Measured:
+    frames, lufs, peak = frames_lufs_peak
+    true_peak = 20 * np.log10(peak) if peak > 0 else float("-inf")
+    return frames / RATE, lufs, float(true_peak)
 
 
 def _synchsafe(value: int) -> bytes:
@@ -217,6 +244,9 @@ def write_text(path: Path, text: str, exclusive: bool = False) -> None:
 
 
 MEASURE_BLOCK = RATE * 10
+# Formats a decoder reads while they grow (suffix -> demuxer); MP4 puts its index at the end.
+FOLLOWED = {".mp3": "mp3", ".flac": "flac", ".ogg": "ogg", ".opus": "ogg"}
+FOLLOW_POLL_S = 0.02
 
 
 def measure_file(
@@ -225,30 +255,131 @@ def measure_file(
     """Length (s), integrated loudness (LUFS) and true peak (dBTP) of an audio file, decoded
     back by ffmpeg as floats (so overs past full scale show) and measured block by block;
     our own WAV files are read directly (no ffmpeg needed)."""
-    frames, lufs, peak = loudness_and_peak(_decoded_blocks(path), progress)
-    true_peak = 20 * np.log10(peak) if peak > 0 else float("-inf")
-    return frames / RATE, lufs, float(true_peak)
+    return _measured(loudness_and_peak(_decoded_blocks(path, path.suffix.lower()), progress))
 
 
-def _decoded_blocks(path: Path) -> Iterator[Audio]:
-    if path.suffix.lower() == ".wav":
+def _decoder(source: str, demuxer: str | None = None) -> subprocess.Popen[bytes]:
+    """ffmpeg decoding `source` (a path, or pipe:0) to 32-bit float frames on its stdout."""
+    command = [ffmpeg() or "ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin"]
+    command += ["-f", demuxer] if demuxer else []
+    command += [
+        "-i", source, "-map", "0:a", "-f", "f32le", "-ac", str(CHANNELS), "-ar", str(RATE),
+        "pipe:1",
+    ]  # fmt: skip
+    stdin = subprocess.PIPE if source == "pipe:0" else subprocess.DEVNULL
+    return subprocess.Popen(command, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def _float_blocks(process: subprocess.Popen[bytes], path: Path) -> Iterator[Audio]:
+    stdout = process.stdout
+    assert stdout is not None
+    while chunk := stdout.read(MEASURE_BLOCK * CHANNELS * 4):
+        yield np.frombuffer(chunk, dtype=np.float32).reshape(-1, CHANNELS)
+    error = process.stderr.read().decode(errors="replace").strip() if process.stderr else ""
+    if process.wait() != 0:
+        raise GuidedAudioError(f"cannot read back {path} to measure it: {error}")
+
+
+def _decoded_blocks(path: Path, suffix: str) -> Iterator[Audio]:
+    if suffix == ".wav":
         with wave.open(str(path), "rb") as wav:
             while data := wav.readframes(MEASURE_BLOCK):
                 pcm = np.frombuffer(data, dtype=np.int16).reshape(-1, CHANNELS)
                 yield effects.from_int16(pcm)
         return
-    command = [
-        ffmpeg() or "ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-i", str(path),
-        "-map", "0:a", "-f", "f32le", "-ac", str(CHANNELS), "-ar", str(RATE), "pipe:1",
-    ]  # fmt: skip
-    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as process:
-        stdout = process.stdout
-        assert stdout is not None
-        while chunk := stdout.read(MEASURE_BLOCK * CHANNELS * 4):
+    with _decoder(str(path)) as process:
+        yield from _float_blocks(process, path)
+
+
+class Follower:
+    """Decodes a file while ffmpeg writes it, and measures it in a process of its own (the
+    renderer keeps the interpreter to itself): the report a therapist reads comes from the
+    written bytes, at no pass of its own."""
+
+    def __init__(self, path: Path, suffix: str, writer: subprocess.Popen[bytes]) -> None:
+        self.path, self.writer = path, writer
+        self.decoder = _decoder("pipe:0", FOLLOWED[suffix])
+        assert self.decoder.stdout is not None
+        _widen_pipe(self.decoder.stdout.fileno())
+        self.meter = subprocess.Popen(
+            [sys.executable, "-m", "guided_audio.sinks", MEASURE_STDIN],
+            stdin=self.decoder.stdout,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        self.decoder.stdout.close()  # the meter reads it now
+        self._tail_thread = threading.Thread(target=self._tail, name="follow-file", daemon=True)
+        self._tail_thread.start()
+
+    def _tail(self) -> None:
+        stdin = self.decoder.stdin
+        assert stdin is not None
+        try:
+            while not self.path.exists() and self.writer.poll() is None:
+                time.sleep(FOLLOW_POLL_S)
+            with self.path.open("rb") as grown:
+                while True:
+                    done = self.writer.poll() is not None  # before reading: then nothing is missed
+                    chunk = grown.read(PIPE_BYTES)
+                    if chunk:
+                        stdin.write(chunk)
+                    elif done:
+                        break
+                    else:
+                        time.sleep(FOLLOW_POLL_S)
+        except OSError:
+            pass  # the decoder stopped (its error is reported) or the file never came
+        finally:
+            with suppress(OSError):
+                stdin.close()
+
+    def stop(self) -> None:
+        self.decoder.kill()
+        self.meter.kill()
+        self.finish_quietly()
+
+    def finish_quietly(self) -> tuple[bytes, bytes, bytes]:
+        self._tail_thread.join()
+        measured, failed = self.meter.communicate()
+        stderr = self.decoder.stderr
+        assert stderr is not None
+        with stderr:
+            decoder_failed = stderr.read()
+        self.decoder.wait()
+        return measured, failed, decoder_failed
+
+    def finish(self) -> tuple[int, float, float]:
+        measured, failed, decoder_failed = self.finish_quietly()
+        if self.decoder.returncode != 0 or self.meter.returncode != 0:
+            detail = (decoder_failed or failed).decode(errors="replace").strip()
+            raise GuidedAudioError(f"cannot read back {self.path} to measure it: {detail}")
+        frames, lufs, peak = json.loads(measured)
+        return int(frames), float(lufs), float(peak)
+
+
+MEASURE_STDIN = "--measure-stdin"
+
+
+def measure_stdin() -> None:
+    """Frames, loudness and true peak of 32-bit float stereo on stdin, as JSON on stdout."""
+    stdin = sys.stdin.buffer
+
+    def blocks() -> Iterator[Audio]:
+        while chunk := stdin.read(MEASURE_BLOCK * CHANNELS * 4):
             yield np.frombuffer(chunk, dtype=np.float32).reshape(-1, CHANNELS)
-        error = process.stderr.read().decode(errors="replace").strip() if process.stderr else ""
-        if process.wait() != 0:
-            raise GuidedAudioError(f"cannot read back {path} to measure it: {error}")
+
+    print(json.dumps(loudness_and_peak(blocks())))
+
+
+PIPE_BYTES = 1 << 20  # a pipe of 64 KiB wakes ffmpeg and the writer every 0.4 ms of audio
+
+
+def _widen_pipe(fd: int) -> None:
+    """Let a pipe hold more (Linux; elsewhere, or past the user's limit, it stays as it is)."""
+    with suppress(OSError, AttributeError):
+        import fcntl
+
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
 
 
 def _encode(
@@ -258,7 +389,9 @@ def _encode(
     described: Path,
     cover: Path | None,
     progress: Callable[[int], None],
-) -> None:
+) -> tuple[int, float, float] | None:
+    """Feed the session to ffmpeg; frames, loudness and true peak of what it wrote when the
+    format could be followed as it grew (else None: it is measured afterwards)."""
     command = [
         ffmpeg() or "ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-y",
         "-f", "s16le", "-ar", str(RATE), "-ac", str(CHANNELS), "-i", "pipe:0",
@@ -273,6 +406,7 @@ def _encode(
     with subprocess.Popen(command, stdin=subprocess.PIPE, stderr=subprocess.PIPE) as process:
         stdin, stderr = process.stdin, process.stderr
         assert stdin is not None and stderr is not None
+        _widen_pipe(stdin.fileno())
         # A writer thread feeds ffmpeg while the next block renders: both cores stay busy.
         feed: queue.Queue[bytes | None] = queue.Queue(maxsize=2)
         broken: list[OSError] = []
@@ -289,6 +423,7 @@ def _encode(
 
         writer = threading.Thread(target=pump, name="ffmpeg-feed", daemon=True)
         writer.start()
+        follower = Follower(temp, suffix, process) if suffix in FOLLOWED else None
         try:
             for block in source.blocks():
                 if broken:
@@ -297,15 +432,20 @@ def _encode(
                 progress(len(block))
         except BaseException:
             process.kill()  # unblocks the writer, which then drains
+            if follower is not None:
+                follower.stop()
             raise
         finally:
             feed.put(None)
             writer.join()
         error = stderr.read().decode(errors="replace").strip()
-        if process.wait() != 0 and "No space left on device" in error:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         if process.wait() != 0 or broken:
+            if follower is not None:
+                follower.stop()
+            if "No space left on device" in error:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
             raise GuidedAudioError(f"ffmpeg could not encode {suffix}: {error or broken[0]}")
+        return follower.finish() if follower is not None else None
 
 
 # --- speakers --------------------------------------------------------------------------------
@@ -487,3 +627,7 @@ class Clip(Windowed):
 
     def render(self, start: int, stop: int) -> Audio:
         return self.samples[start:stop]
+
+
+if __name__ == "__main__" and sys.argv[1:] == [MEASURE_STDIN]:
+    measure_stdin()
