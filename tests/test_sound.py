@@ -471,6 +471,37 @@ def test_loudness_holds_when_the_limiter_dominates(tmp_path: Path) -> None:
     assert _true_peak_db(audio) <= -1.0
 
 
+@pytest.mark.parametrize("target", [-16.0, -19.0])
+def test_one_pass_finds_the_gain_even_under_heavy_limiting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, target: float
+) -> None:
+    # Bells over silence need 20+ dB of gain and a limiter working hard: the gain comes
+    # from one pass (the limiter modelled on 3.3 ms chunks), and rendering with it lands
+    # on the target.
+    steps = "      - pause: 20s\n      - bell: chime\n" * 4
+    text = f"title: Bells\nmusic: {{bed: noise}}\nsections:\n  - title: A\n    steps:\n{steps}"
+    options = session.Options(loudness_lufs=None)
+    mixer = session.render(write(tmp_path, text), options, session.Silent()).source
+    assert isinstance(mixer, mix.Mixer)
+    rendered: list[int] = []
+    render = mixer.render
+
+    def counted(start: int, stop: int) -> np.ndarray:
+        rendered.append(stop - start)
+        return render(start, stop)
+
+    monkeypatch.setattr(mixer, "render", counted)
+    gain_db = mix.loudness_gain(mixer, target)
+    assert sum(rendered) == mixer.total  # one pass, no more
+    monkeypatch.undo()
+    peak = max(float(np.abs(b).max()) for b in mixer.blocks())
+    assert 20 * np.log10(peak) + gain_db - mix.CEILING_DBTP > 10  # the limiter works hard
+    meter = mix.LoudnessMeter()
+    for block in mix.Master(mixer, gain_db).blocks():
+        meter.feed(block)
+    assert meter.integrated() == pytest.approx(target, abs=0.1)
+
+
 def test_numpy_dsp_helpers_match_scipy() -> None:
     """`play` starts without importing scipy.signal; its replacements must agree with it."""
     from scipy.ndimage import minimum_filter1d

@@ -305,6 +305,26 @@ _K_SOS = np.array(
 )
 
 
+def gated_loudness(energies: NDArray[np.float64]) -> float:
+    """LUFS from mean squares per 100 ms: gated (-70 LUFS absolute, -10 LU relative); -inf
+    for silence."""
+    if len(energies) < 4:
+        return float("-inf")
+    windows = np.convolve(energies, np.ones(4) / 4, mode="valid")  # 400 ms, 75 % overlap
+    with np.errstate(divide="ignore"):
+        loud = -0.691 + 10 * np.log10(windows)
+    gated = windows[loud > -70.0]
+    if not len(gated):
+        return float("-inf")
+    relative = -0.691 + 10 * np.log10(gated.mean()) - 10.0
+    gated = windows[(loud > -70.0) & (loud > relative)]
+    return float(-0.691 + 10 * np.log10(gated.mean()))
+
+
+METER_STEP = RATE // 10  # loudness is gated over 100 ms energies
+CHUNK = 147  # 100 ms is 30 of these (3.3 ms): the limiter's model works on them
+
+
 class LoudnessMeter:
     """Integrated loudness fed block by block; keeps only 100 ms energies.
 
@@ -315,35 +335,30 @@ class LoudnessMeter:
     def __init__(self) -> None:
         self._k_weighting = effects.SectionFilter(_K_SOS, CHANNELS)
         self._pending = np.zeros((0, CHANNELS), dtype=np.float32)
-        self._energies: list[float] = []  # mean square per 100 ms, summed over channels
+        self._energies: list[NDArray[np.float64]] = []  # mean square per 100 ms, both channels
 
     def feed(self, block: Audio) -> None:
         x = np.concatenate([self._pending, self._k_weighting(block)])
-        step = RATE // 10
-        whole = len(x) // step * step
-        if whole:
-            windows = x[:whole].reshape(-1, step, CHANNELS)
-            squares = np.einsum("ijk,ijk->i", windows, windows) / step
-            self._energies.extend(squares.tolist())
+        whole = len(x) // METER_STEP * METER_STEP
         self._pending = x[whole:]
+        if whole:
+            chunks = x[:whole].reshape(-1, CHUNK, CHANNELS)
+            powers = np.einsum("ijk,ijk->i", chunks, chunks).astype(np.float64)
+            self._chunk_powers(powers)
+            self._energies.append(powers.reshape(-1, METER_STEP // CHUNK).sum(axis=1) / METER_STEP)
+
+    def _chunk_powers(self, powers: NDArray[np.float64]) -> None:
+        """K-weighted energy of each CHUNK, in order (kept by the mastering meter)."""
+
+    def energies(self) -> NDArray[np.float64]:
+        return np.concatenate([np.zeros(0), *self._energies])
 
     def integrated(self) -> float:
         """LUFS, gated (-70 LUFS absolute, -10 LU relative); -inf for silence."""
-        e = np.array(self._energies)
-        if len(e) < 4:
-            return float("-inf")
-        windows = np.convolve(e, np.ones(4) / 4, mode="valid")  # 400 ms, 75 % overlap
-        with np.errstate(divide="ignore"):
-            loud = -0.691 + 10 * np.log10(windows)
-        gated = windows[loud > -70.0]
-        if not len(gated):
-            return float("-inf")
-        relative = -0.691 + 10 * np.log10(gated.mean()) - 10.0
-        gated = windows[(loud > -70.0) & (loud > relative)]
-        return float(-0.691 + 10 * np.log10(gated.mean()))
+        return gated_loudness(self.energies())
 
 
-MIX_FORMAT = 5  # bump when anything here or in sounds.py changes the mix for the same timeline
+MIX_FORMAT = 6  # bump when anything here or in sounds.py changes the mix for the same timeline
 
 
 def fingerprint(timeline: Timeline, speech_key: Callable[[Phrase], str]) -> str:
@@ -373,23 +388,6 @@ def fingerprint(timeline: Timeline, speech_key: Callable[[Phrase], str]) -> str:
     events = [[e.start, e.length, e.kind, source_id(e.source)] for e in timeline.events]
     blob = json.dumps([MIX_FORMAT, RATE, timeline.total, beds, events]).encode()
     return hashlib.sha256(blob).hexdigest()
-
-
-def measure_loudness(mixer: Windowed, progress: Progress = lambda _: None) -> float:
-    """Integrated loudness of the whole mix, streamed block by block."""
-    meter = LoudnessMeter()
-    for block in mixer.blocks():
-        meter.feed(block)
-        progress(len(block))
-    return meter.integrated()
-
-
-def measure_loudness_and_peak(
-    mixer: Windowed, progress: Progress = lambda _: None
-) -> tuple[float, float]:
-    """Integrated loudness and true peak (linear) of the whole mix, in one pass."""
-    _, lufs, peak = loudness_and_peak(mixer.blocks(), progress)
-    return lufs, peak
 
 
 def loudness_and_peak(
@@ -533,48 +531,95 @@ def predicted_gain(target_lufs: float) -> float:
     return target_lufs - SPEECH_LOUDNESS_LUFS
 
 
-LOUDNESS_TOLERANCE_LU = 0.3
-MAX_LOUDNESS_PASSES = 6
+MAX_BOOST_DB = 30.0  # above the unlimited gain: past this, a limited mix is as loud as it gets
+GAIN_PRECISION_LU = 0.01
+
+
+class MasteringMeter(LoudnessMeter):
+    """One pass over the raw mix that is enough to master it: its loudness and true peak,
+    and for each 3.3 ms CHUNK its K-weighted energy and its peak. The limiter's gain at any
+    candidate gain is computed on the chunks (as Master computes it on samples), and so the
+    loudness it leaves, without rendering the session again."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._powers: list[NDArray[np.float32]] = []
+        self._peaks: list[NDArray[np.float32]] = []
+        self.frames = 0
+        self.peak = 0.0  # true peak, linear
+
+    def feed(self, block: Audio) -> None:
+        super().feed(block)
+        # Inter-sample peaks sit within a few dB of the sample peaks: oversample near the top.
+        loud = max(self.peak, float(np.abs(block).max(initial=0.0)))
+        peaks = true_peaks(block, loud, self.frames)
+        self.peak = max(self.peak, float(peaks.max(initial=0.0)))
+        padded = np.pad(peaks, (0, -len(peaks) % CHUNK))
+        self._peaks.append(padded.reshape(-1, CHUNK).max(axis=1).astype(np.float32))
+        self.frames += len(block)
+
+    def _chunk_powers(self, powers: NDArray[np.float64]) -> None:
+        self._powers.append(powers.astype(np.float32))
+
+    def limited_loudness(self, gain_db: float, ceiling: float) -> float:
+        """Loudness of Master(mix, gain_db): the limiter modelled chunk by chunk."""
+        powers = np.concatenate([np.zeros(0), *self._powers])
+        peaks = np.concatenate([np.zeros(0), *self._peaks])[: len(powers)]
+        gain = effects.db_to_gain(gain_db)
+        required = np.minimum(1.0, ceiling / np.maximum(peaks * gain, 1e-12))
+        held = running_min(required, -(-LIMIT_HOLD // CHUNK), -(-LIMIT_LOOKAHEAD // CHUNK))
+        reach = -(-LIMIT_LOOKAHEAD // CHUNK) + 1
+        sums = np.concatenate([np.zeros(reach), np.cumsum(held)])
+        limiter = (sums[reach:] - sums[:-reach]) / reach  # trailing mean, as Master's
+        limiter[: reach - 1] = sums[reach : 2 * reach - 1] / np.arange(1, reach)
+        per_step = METER_STEP // CHUNK
+        whole = len(powers) // per_step * per_step
+        limited = (powers * limiter**2)[:whole].reshape(-1, per_step).sum(axis=1)
+        return gated_loudness(limited * gain**2 / METER_STEP)
+
+    def gain_for(self, target_lufs: float, ceiling: float) -> float:
+        """The gain (dB) whose limited loudness is the target, by bracketing and false
+        position on the model (loudness never falls as gain rises)."""
+        low = target_lufs - self.integrated()  # without limiting: the least gain it can take
+        loudness = self.limited_loudness(low, ceiling)
+        if loudness >= target_lufs - GAIN_PRECISION_LU:
+            return low
+        high, high_loudness = low, loudness
+        while high_loudness < target_lufs and high < low + MAX_BOOST_DB:
+            high = min(low + MAX_BOOST_DB, high + 2 * (target_lufs - high_loudness))
+            high_loudness = self.limited_loudness(high, ceiling)
+        if high_loudness < target_lufs:
+            return high  # as loud as limiting can make it
+        for _ in range(60):
+            if high - low < 1e-4:
+                break
+            step = (target_lufs - loudness) / (high_loudness - loudness) * (high - low)
+            middle = low + min(max(step, 0.1 * (high - low)), 0.9 * (high - low))
+            measured = self.limited_loudness(middle, ceiling)
+            if abs(measured - target_lufs) <= GAIN_PRECISION_LU:
+                return middle
+            if measured < target_lufs:
+                low, loudness = middle, measured
+            else:
+                high, high_loudness = middle, measured
+        return low
 
 
 def loudness_gain(mixer: Mixer, target_lufs: float, progress: Progress = lambda _: None) -> float:
-    """The gain (dB) that brings the limited mix to `target_lufs`, as measured.
+    """The gain (dB) that brings the limited mix to `target_lufs`, from one pass over it.
 
-    The limiter lowers loudness where it acts (and with heavy limiting loudness hardly
-    rises with gain), so each candidate gain is measured on the limited output: one pass
-    for most speech, a few for sessions of mostly peaky bells. The target is bracketed,
-    then found by false position; the best measured gain is returned, never a guess.
+    Without limiting, loudness moves 1:1 with gain: exact from the raw loudness (most speech
+    sessions). Where the limiter must act it lowers loudness; the gain is then solved on
+    the pass's chunk model of the limiter (within ~0.1 LU of the rendered result).
     """
-    raw, peak = measure_loudness_and_peak(mixer, progress)
+    meter = MasteringMeter()
+    for block in mixer.blocks():
+        meter.feed(block)
+        progress(len(block))
+    raw = meter.integrated()
     if raw == float("-inf"):
         return 0.0
-    if peak * effects.db_to_gain(target_lufs - raw) <= effects.db_to_gain(CEILING_DBTP):
-        # The limiter will not act at this gain, and loudness moves 1:1 with gain: exact
-        # after a single pass (most speech sessions).
+    ceiling = effects.db_to_gain(CEILING_DBTP)
+    if meter.peak * effects.db_to_gain(target_lufs - raw) <= ceiling:
         return target_lufs - raw
-    below: tuple[float, float] | None = None  # (gain dB, loudness) under the target
-    above: tuple[float, float] | None = None
-    best = (float("inf"), 0.0)  # (|error|, gain dB)
-    gain_db = target_lufs - raw
-    slope = 1.0  # loudness per dB of gain; 1 without limiting, less with it
-    for _ in range(MAX_LOUDNESS_PASSES - 1):
-        measured = measure_loudness(Master(mixer, gain_db), progress)
-        error = target_lufs - measured
-        best = min(best, (abs(error), gain_db))
-        if abs(error) <= LOUDNESS_TOLERANCE_LU:
-            break
-        if error > 0:
-            if below is not None and gain_db != below[0]:
-                slope = min(1.0, max(0.2, (measured - below[1]) / (gain_db - below[0])))
-            below = (gain_db, measured)
-        else:
-            above = (gain_db, measured)
-        if below is not None and above is not None:
-            (g0, l0), (g1, l1) = below, above
-            step = (target_lufs - l0) * (g1 - g0) / (l1 - l0) if l1 != l0 else 0.0
-            inside = 0.1 * (g1 - g0) < step < 0.9 * (g1 - g0)
-            gain_db = g0 + step if inside else (g0 + g1) / 2
-        else:
-            # Down by the error itself: loudness falls at most 1:1, so this never overshoots.
-            gain_db += error / slope if error > 0 else error
-    return best[1]
+    return meter.gain_for(target_lufs, ceiling)

@@ -159,10 +159,8 @@ def _render(script: Script, options: Options, reporter: Reporter) -> Rendered:
     key = _loudness_key(tl, speaker, target)
     gain_db = speaker.cache.measurement(key)
     if gain_db is None:
-        passes = tl.total * mix.MAX_LOUDNESS_PASSES
-        with reporter.progress("Measuring loudness", passes) as advance:
+        with reporter.progress("Measuring loudness", tl.total) as advance:
             gain_db = mix.loudness_gain(mixer, target, advance)
-            advance(passes)
         speaker.cache.remember(key, gain_db)
     return Rendered(script, tl, mix.Master(mixer, gain_db), target, gain_db)
 
