@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from conftest import RATE, cli, read_wav, silences, write
-from guided_audio import plan, session
+from guided_audio import plan, session, voice
 from guided_audio.script import load_script
 from guided_audio.voice import Phrase
 
@@ -66,6 +66,28 @@ sections:
       - say: Let the ground hold you. Breathe out slowly, and rest here.
       - say: Welcome back. [pause 3s] Stay a while.
 """
+
+
+def test_most_lines_are_read_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Piper rushes four lines in five at its own pace; the first reading is slowed by a
+    # prediction from the letters, so few lines are synthesised twice (cold exports).
+    readings: list[str] = []
+    synthesize = voice.PiperEngine.synthesize
+
+    def counted(engine: voice.PiperEngine, line: str, spec: voice.VoiceSpec) -> voice.Take:
+        readings.append(line)
+        return synthesize(engine, line, spec)
+
+    monkeypatch.setattr(voice.PiperEngine, "synthesize", counted)
+    monkeypatch.setenv("GUIDED_AUDIO_JOBS", "1")  # counted here, not in worker processes
+    path = SCRIPTS[0]
+    options = session.Options(cache_dir=tmp_path / "cache")
+    timeline = session.timeline(path, options, session.Silent())
+    lines = {phrase.text for phrase in plan.phrases(load_script(path))}
+    assert len(lines) >= 10
+    assert len(readings) <= 1.5 * len(lines), (len(readings), len(lines))  # 1.9x unpredicted
+    paces = plan.step_paces(load_script(path), timeline)
+    assert plan.SENTENCE_WPM[0] <= statistics.mean(p.wpm for p in paces) <= plan.SENTENCE_WPM[1]
 
 
 def test_sentence_and_clause_pauses_are_exact(tmp_path: Path) -> None:
