@@ -85,7 +85,7 @@ def test_most_lines_are_read_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     timeline = session.timeline(path, options, session.Silent())
     lines = {phrase.text for phrase in plan.phrases(load_script(path))}
     assert len(lines) >= 10
-    assert len(readings) <= 1.5 * len(lines), (len(readings), len(lines))  # 1.9x unpredicted
+    assert len(readings) <= 1.7 * len(lines), (len(readings), len(lines))  # 1.9x unpredicted
     paces = plan.step_paces(load_script(path), timeline)
     assert plan.SENTENCE_WPM[0] <= statistics.mean(p.wpm for p in paces) <= plan.SENTENCE_WPM[1]
 
