@@ -152,24 +152,31 @@ from pathlib import Path
 from guided_audio import voice
 from guided_audio.voice import Phrase, Speaker, SpeechCache, VoiceSpec
 
-assert voice._can_fork_workers()  # a fresh process: the pool is really used
-if sys.argv[2] == "dies":
-    real = voice._render_in_worker
+real = voice._render_in_worker
+renderers = Path(sys.argv[1]) / "renderers"
 
-    def dies_on_three(phrase):
-        if "3" in phrase.text:
-            os._exit(1)  # as if killed by the system
-        return real(phrase)
 
-    dies_on_three.__qualname__ = "_render_in_worker"  # what the pool looks up by name
-    dies_on_three.__module__ = "guided_audio.voice"
-    voice._render_in_worker = dies_on_three
+def recorded(phrase):
+    if sys.argv[2] == "dies" and "3" in phrase.text:
+        os._exit(1)  # as if killed by the system
+    with renderers.open("a") as record:
+        record.write(f"{os.getpid()}\\n")
+    return real(phrase)
+
+
+recorded.__qualname__ = "_render_in_worker"  # what the pool looks up by name
+recorded.__module__ = "guided_audio.voice"
+voice._render_in_worker = recorded
 speaker = Speaker(SpeechCache(Path(sys.argv[1])))
 phrases = [Phrase(f"Line number {n} is here.", VoiceSpec()) for n in range(1, 10)]
 advanced = []
 speaker.render_many(phrases, 2, advanced.append)
 assert sum(advanced) == len(phrases), advanced
 assert speaker.missing(phrases) == []  # every entry whole, checksum and all
+workers = set(renderers.read_text().split())
+assert len(workers) == 2 and str(os.getpid()) not in workers, workers  # two forked workers
+# They shared the voice the parent loaded, with one inference thread each.
+assert voice.engine("piper").fork_safe()
 """
 
 

@@ -518,6 +518,12 @@ def test_numpy_dsp_helpers_match_scipy() -> None:
     assert np.allclose(fir, firwin(81, 0.25, window=("kaiser", 5.0)), atol=1e-15)
     signal = rng.standard_normal((3000, 2))
     assert np.allclose(mix.upsample(signal, 4, fir), upfirdn(fir, signal, 4, axis=0), atol=1e-12)
+    for length in (1, 7, 22050 * 2 + 3):  # Piper's 22050 Hz to the session's 44100 Hz
+        speech = rng.standard_normal(length).astype(np.float32)
+        for rate in (22050, 14700):
+            ours = effects.resample(speech, rate, RATE)
+            theirs = resample_poly(speech.astype(np.float64), RATE // rate, 1)
+            assert len(ours) == len(theirs) and np.abs(ours - theirs).max() < 1e-6
 
 
 def _bed_session(first: str, second: str | None = None) -> str:

@@ -67,15 +67,42 @@ def fade_out(samples: Audio, fade_ms: float, rate: int = RATE) -> Audio:
     return out
 
 
+def lowpass_fir(taps: int, cutoff: float, kaiser_beta: float) -> NDArray[np.float64]:
+    """A windowed-sinc low-pass (cutoff relative to Nyquist), unity gain at DC: what
+    scipy's firwin designs, without importing scipy.signal (it costs a second)."""
+    centre = np.arange(taps) - (taps - 1) / 2
+    fir = cutoff * np.sinc(cutoff * centre) * np.kaiser(taps, kaiser_beta)
+    return np.asarray(fir / fir.sum(), dtype=np.float64)
+
+
+RESAMPLE_HALF_TAPS = 10  # per unit of the rate ratio, as scipy's resample_poly designs it
+RESAMPLE_KAISER_BETA = 5.0
+
+
 def resample(samples: Audio, from_rate: int, to_rate: int = RATE) -> Audio:
-    """Band-limited polyphase resampling (exact length ratio)."""
+    """Band-limited polyphase resampling (exact length ratio), as scipy's resample_poly."""
     if from_rate == to_rate or samples.size == 0:
         return samples.astype(np.float32, copy=False)
+    if to_rate % from_rate == 0 and samples.ndim == 1:
+        return _upsample_by(samples, to_rate // from_rate)  # Piper's 22050 Hz, say
     from scipy.signal import resample_poly
 
     divisor = gcd(from_rate, to_rate)
     out = resample_poly(samples.astype(np.float64), to_rate // divisor, from_rate // divisor)
     return np.asarray(out, dtype=np.float32)
+
+
+def _upsample_by(x: Audio, factor: int) -> Audio:
+    """resample_poly(x, factor, 1) in numpy (no scipy import in a synthesis worker): the same
+    filter, one short convolution per output phase instead of filtering zeros."""
+    half = RESAMPLE_HALF_TAPS * factor
+    fir = lowpass_fir(2 * half + 1, 1.0 / factor, RESAMPLE_KAISER_BETA) * factor
+    x64 = x.astype(np.float64)
+    out = np.empty(len(x) * factor)
+    for phase in range(factor):
+        shift, first = divmod(phase + half, factor)
+        out[phase::factor] = np.convolve(x64, fir[first::factor])[shift : shift + len(x)]
+    return out.astype(np.float32)
 
 
 def to_int16(samples: Audio) -> NDArray[np.int16]:

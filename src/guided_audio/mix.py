@@ -423,12 +423,7 @@ _TRUE_PEAK_MARGIN = 0.5  # -6 dB
 
 
 # Interpolation filter for 4x oversampling, designed once (as resample_poly would design it).
-def lowpass_fir(taps: int, cutoff: float, kaiser_beta: float) -> NDArray[np.float64]:
-    """A windowed-sinc low-pass (cutoff relative to Nyquist), unity gain at DC: what
-    scipy's firwin designs, without importing scipy.signal (it costs `play` a second)."""
-    centre = np.arange(taps) - (taps - 1) / 2
-    fir = cutoff * np.sinc(cutoff * centre) * np.kaiser(taps, kaiser_beta)
-    return np.asarray(fir / fir.sum(), dtype=np.float64)
+lowpass_fir = effects.lowpass_fir
 
 
 def upsample(x: NDArray[np.float64], factor: int, fir: NDArray[np.float64]) -> NDArray[np.float64]:

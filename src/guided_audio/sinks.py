@@ -291,6 +291,17 @@ def _decoded_blocks(path: Path, suffix: str) -> Iterator[Audio]:
         yield from _float_blocks(process, path)
 
 
+FOLLOWER_NICENESS = 10
+
+
+def _yield_to_encoder(pid: int) -> None:
+    """Lower a helper's priority: with three busy processes on two cores the scheduler would
+    give each two thirds of a core, and the encoder (the one that cannot wait) would slow.
+    The helpers have slack: they run in the encoder's gaps and finish just after it."""
+    with suppress(OSError, AttributeError):
+        os.setpriority(os.PRIO_PROCESS, pid, FOLLOWER_NICENESS)
+
+
 class Follower:
     """Decodes a file while ffmpeg writes it, and measures it in a process of its own (the
     renderer keeps the interpreter to itself): the report a therapist reads comes from the
@@ -308,6 +319,8 @@ class Follower:
             stderr=subprocess.PIPE,
         )
         self.decoder.stdout.close()  # the meter reads it now
+        for helper in (self.decoder, self.meter):
+            _yield_to_encoder(helper.pid)
         self._tail_thread = threading.Thread(target=self._tail, name="follow-file", daemon=True)
         self._tail_thread.start()
 

@@ -22,8 +22,9 @@ import sys
 import tempfile
 import wave
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from importlib import metadata
 from pathlib import Path
@@ -128,6 +129,21 @@ class PiperEngine(Engine):
     def __init__(self) -> None:
         self._loaded: dict[Path, Any] = {}
         self.models: Path | None = None  # where aligned copies of voice models are kept
+        self._single_threaded: set[Path] = set()  # voices whose sessions run no thread pool
+
+    def fork_safe(self) -> bool:
+        """Whether a process may fork now: every loaded voice runs inference on its
+        caller's thread alone (a forked child would inherit a thread pool's locks)."""
+        return set(self._loaded) <= self._single_threaded
+
+    def load_for_workers(self, spec: VoiceSpec) -> bool:
+        """Load a voice with one inference thread, before worker processes fork: they share
+        it, loaded once, and each runs on a core of its own. False if it is already loaded
+        with a thread pool (then no worker may fork)."""
+        path = self.model_path(spec)
+        if path not in self._loaded:
+            self._voice(path, threads=1)
+        return path in self._single_threaded
 
     @staticmethod
     def bundled() -> dict[str, Path]:
@@ -174,7 +190,9 @@ class PiperEngine(Engine):
         digest = _file_digest(path, stat.st_size, stat.st_mtime_ns)
         return f"piper-tts {_version('piper-tts')} model {digest} length {self.LENGTH_SCALE}"
 
-    def _voice(self, path: Path) -> Any:
+    def _voice(self, path: Path, threads: int | None = None) -> Any:
+        """The loaded voice; `threads` sets its inference threads when it loads (None:
+        onnxruntime's own choice, all cores, for one process alone)."""
         if path not in self._loaded:
             try:
                 from piper import PiperVoice
@@ -185,13 +203,16 @@ class PiperEngine(Engine):
                 # Alignments (phoneme sample counts) time the transcript's words. A model
                 # patched to give them is kept beside the cache; without one, it is patched
                 # in memory (twice the memory while loading); without `onnx`, no word times.
-                if aligned is not None:
-                    voice = PiperVoice.load(aligned, config_path=f"{path}.json")
-                else:
-                    voice = PiperVoice.load(path, include_alignments=_has_onnx())
+                with _inference_threads(threads):
+                    if aligned is not None:
+                        voice = PiperVoice.load(aligned, config_path=f"{path}.json")
+                    else:
+                        voice = PiperVoice.load(path, include_alignments=_has_onnx())
             except Exception as exc:  # onnxruntime raises many types for a bad model file
                 raise EngineError(f"cannot load Piper voice {path}: {exc}") from None
             self._loaded[path] = voice
+            if threads == 1:
+                self._single_threaded.add(path)
         return self._loaded[path]
 
     def _aligned(self, path: Path) -> Path | None:
@@ -232,6 +253,30 @@ class PiperEngine(Engine):
         samples = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
         rate = int(voice.config.sample_rate)
         return Take(samples.astype(np.float32), rate, tuple(words) if aligned else None)
+
+
+@contextmanager
+def _inference_threads(threads: int | None) -> Iterator[None]:
+    """onnxruntime sessions made inside get `threads` inference threads (Piper makes its
+    session with default options, so the class is swapped while it loads)."""
+    if threads is None:
+        yield
+        return
+    import onnxruntime
+
+    base = onnxruntime.SessionOptions
+
+    class Sized(base):  # type: ignore[misc, valid-type]
+        def __init__(self) -> None:
+            super().__init__()
+            self.intra_op_num_threads = threads
+            self.inter_op_num_threads = 1
+
+    onnxruntime.SessionOptions = Sized
+    try:
+        yield
+    finally:
+        onnxruntime.SessionOptions = base
 
 
 @functools.cache
@@ -754,18 +799,18 @@ class Speaker:
         """Render phrases into the cache, `workers` processes at once (each with its own
         engine session); each result reaches the cache as it would from one process."""
         workers = min(workers, len(phrases) // MIN_PHRASES_PER_WORKER)
-        if workers <= 1 or not _can_fork_workers():
+        if workers <= 1 or not self._ready_to_fork(phrases):
             for phrase in phrases:
                 self.render(phrase)
                 advance(1)
             return
-        threads = 1  # a worker per core; more inference threads would only compete
-        context = multiprocessing.get_context("fork")  # no engine is loaded here yet
+        # Forked after the voices load: every worker shares them, loaded once.
+        context = multiprocessing.get_context("fork")
         done: set[Phrase] = set()
         try:
             with concurrent.futures.ProcessPoolExecutor(
                 workers, mp_context=context, initializer=_start_worker,
-                initargs=(self.cache.root, threads),
+                initargs=(self.cache.root,),
             ) as pool:  # fmt: skip
                 for phrase, _ in zip(phrases, pool.map(_render_in_worker, phrases), strict=True):
                     done.add(phrase)
@@ -778,40 +823,34 @@ class Speaker:
                     advance(1)
         self._note_damage()
 
+    @staticmethod
+    def _ready_to_fork(phrases: list[Phrase]) -> bool:
+        """Load the Piper voices these phrases need, one inference thread each, and say
+        whether worker processes may fork now (never from a batch's own workers)."""
+        if multiprocessing.current_process().daemon:
+            return False
+        piper = engine("piper")
+        if not isinstance(piper, PiperEngine):
+            return True
+        try:
+            models = {
+                piper.model_path(p.voice): p.voice for p in phrases if p.voice.engine == "piper"
+            }
+            ready = all(piper.load_for_workers(spec) for spec in models.values())
+        except EngineError:
+            return False  # rendered here, where the error is raised for its phrase
+        return ready and piper.fork_safe()
+
 
 # --- synthesis on every core -------------------------------------------------------------------
-MIN_PHRASES_PER_WORKER = 4  # a worker's engine takes about a second to load: not for less
+MIN_PHRASES_PER_WORKER = 2  # a worker forks in milliseconds (the voices are loaded before)
 _worker_speaker: Speaker | None = None
 
 
-def _can_fork_workers() -> bool:
-    """Forking is safe before a Piper voice (and its thread pool) is loaded in this process
-    (the only engine that holds one), and only from a process that may have children (a
-    batch's workers may not)."""
-    piper = engine("piper")
-    loaded = isinstance(piper, PiperEngine) and bool(piper._loaded)
-    return not loaded and not multiprocessing.current_process().daemon
-
-
-def _start_worker(root: Path, threads: int) -> None:
+def _start_worker(root: Path) -> None:
     global _worker_speaker
-    engine.cache_clear()  # this process's own engines, never the parent's
     exit_quietly_on_signals()
-    try:  # one inference thread pool per worker, sized to its share of the cores
-        import onnxruntime
-
-        base = onnxruntime.SessionOptions
-
-        class _Shared(base):  # type: ignore[misc, valid-type]
-            def __init__(self) -> None:
-                super().__init__()
-                self.intra_op_num_threads = threads
-                self.inter_op_num_threads = 1
-
-        onnxruntime.SessionOptions = _Shared
-    except ImportError:
-        pass
-    _worker_speaker = Speaker(SpeechCache(root))
+    _worker_speaker = Speaker(SpeechCache(root))  # the parent's engines, voices loaded
 
 
 def _render_in_worker(phrase: Phrase) -> int:
