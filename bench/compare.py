@@ -4,6 +4,7 @@ pydub script, for generated sessions of 10, 30 and 60 minutes; plus `play`'s fir
 For each size it prints (and with --write appends to bench/results.md, with CPU, cores
 and date): wall seconds and peak RSS of
   ours cold    export with an empty speech cache (synthesis, loudness, encoding)
+  ours cold, one worker   the same with GUIDED_AUDIO_JOBS=1 (one process synthesises)
   ours warm    the same export again (speech cached, loudness remembered)
   floor        ffmpeg alone encoding the same PCM to MP3 at the same settings
   naive cold   the pydub script below (Piper per line with a phrase cache, `+=`, a looped
@@ -12,6 +13,7 @@ and the ratios that matter (naive/ours cold, ours warm/naive warm, ours warm/flo
 real-time factor of each, and `play`'s first-sound latency cold and warm.
 
 Run: .venv/bin/python bench/compare.py [--minutes 10 30 60] [--write]
+(--minutes 10 120 checks that memory stays flat with length.)
 Nothing here runs inside the test suite; CI runs `--minutes 10` once to prove it works.
 """
 
@@ -113,6 +115,8 @@ def measure(minutes: int, folder: Path) -> list[str]:
     env = {**os.environ, "GUIDED_AUDIO_CACHE": str(cache)}
     out = folder / f"ours-{minutes}.mp3"
     rows: dict[str, tuple[float, float]] = {}
+    one_worker = {**env, "GUIDED_AUDIO_JOBS": "1", "GUIDED_AUDIO_CACHE": str(cache) + "-one"}
+    rows["ours cold, one worker"] = run([*ours, "-o", str(out), "--no-transcript"], one_worker)
     rows["ours cold"] = run([*ours, "-o", str(out), "--no-transcript"], env)
     rows["ours warm"] = run([*ours, "-o", str(out), "--no-transcript"], env)
     wav = folder / f"ours-{minutes}.wav"
@@ -134,6 +138,8 @@ def measure(minutes: int, folder: Path) -> list[str]:
         lines.append(f"| {name} | {elapsed:.1f} | {seconds / elapsed:.0f}x | {rss:.0f} MiB |")
     ratio = {
         "naive cold / ours cold (target >= 1.5)": rows["naive cold"][0] / rows["ours cold"][0],
+        "ours cold, one worker / ours cold": rows["ours cold, one worker"][0]
+        / rows["ours cold"][0],
         "ours warm / naive warm (target <= 1.0)": rows["ours warm"][0] / rows["naive warm"][0],
         "ours warm / floor (target <= 1.2)": rows["ours warm"][0] / rows["floor"][0],
     }

@@ -331,6 +331,11 @@ def _export_one(job: _Job) -> Outcome:
     return Outcome(script, report, None)
 
 
+def _start_batch_worker(workers: int) -> None:
+    exit_quietly_on_signals()
+    voice.share_cores(workers)  # one inference thread each when there is a file per core
+
+
 def export_many(
     scripts: list[Path],
     folder: Path,
@@ -363,7 +368,7 @@ def export_many(
     context = multiprocessing.get_context("fork")  # before any thread or engine is started
     # Ctrl-C reaches every worker (one process group) and the shutdown below sends SIGTERM:
     # either unwinds a worker's export (its temp file goes), and it exits quietly.
-    pool = context.Pool(workers, initializer=exit_quietly_on_signals)
+    pool = context.Pool(workers, initializer=_start_batch_worker, initargs=(workers,))
     try:
         yield from pool.imap_unordered(_export_one, work)
         pool.close()

@@ -130,6 +130,7 @@ class PiperEngine(Engine):
         self._loaded: dict[Path, Any] = {}
         self.models: Path | None = None  # where aligned copies of voice models are kept
         self._single_threaded: set[Path] = set()  # voices whose sessions run no thread pool
+        self.threads: int | None = None  # inference threads for voices loaded from now on
 
     def fork_safe(self) -> bool:
         """Whether a process may fork now: every loaded voice runs inference on its
@@ -193,6 +194,7 @@ class PiperEngine(Engine):
     def _voice(self, path: Path, threads: int | None = None) -> Any:
         """The loaded voice; `threads` sets its inference threads when it loads (None:
         onnxruntime's own choice, all cores, for one process alone)."""
+        threads = threads or self.threads
         if path not in self._loaded:
             try:
                 from piper import PiperVoice
@@ -845,6 +847,14 @@ class Speaker:
 # --- synthesis on every core -------------------------------------------------------------------
 MIN_PHRASES_PER_WORKER = 2  # a worker forks in milliseconds (the voices are loaded before)
 _worker_speaker: Speaker | None = None
+
+
+def share_cores(processes: int) -> None:
+    """This process is one of `processes` rendering at once (a batch's worker): voices it
+    loads get its share of the cores for their inference threads."""
+    piper = engine("piper")
+    if isinstance(piper, PiperEngine):
+        piper.threads = max(1, (os.cpu_count() or 1) // processes)
 
 
 def _start_worker(root: Path) -> None:
