@@ -21,6 +21,19 @@ from pathlib import Path
 
 import numpy as np
 
+# {part} makes every line distinct (each part is new speech, as in a real session) with words
+# of about the same length at any size: memory follows a line's length, and the sizes
+# should differ in minutes only.
+NAMES = ("amber", "birch", "cedar", "dune", "ember", "fern", "grove", "heath", "iris", "juniper",
+         "kestrel", "linden")  # fmt: skip
+
+
+def part_name(part: int) -> str:
+    """A distinct two-word name for each part (144 of them: twelve hours)."""
+    first, second = divmod(part - 1, len(NAMES))
+    return f"{NAMES[first % len(NAMES)]} {NAMES[second]}"
+
+
 LINES = [  # {part} makes every line distinct: each part is new speech, as in a real session
     "Notice in part {part} the places where your body meets the ground.",
     "Let your shoulders soften in part {part}, and your jaw release.",
@@ -36,7 +49,7 @@ def session(minutes: int) -> str:
     out = ["title: Benchmark session", "music: {bed: drone, level: -22dB}", "sections:"]
     for part in range(max(1, minutes // 5)):
         out += [f"  - title: Part {part + 1}", "    steps:"]
-        out += [f"      - say: {line.format(part=part + 1)}" for line in LINES]
+        out += [f"      - say: {line.format(part=part_name(part + 1))}" for line in LINES]
         out += [
             "      - breathe: {pattern: resonance, cycles: 10, cues: tone}",
             "      - say: Rest now, and let the breath find its own pace.",

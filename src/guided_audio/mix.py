@@ -556,20 +556,30 @@ class MasteringMeter(LoudnessMeter):
     def _chunk_powers(self, powers: NDArray[np.float64]) -> None:
         self._powers.append(powers.astype(np.float32))
 
+    def _chunks(self) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+        """Energies and peaks of every chunk, joined once (float32: 8 bytes a chunk, 19 MB
+        for two hours)."""
+        if len(self._powers) != 1 or len(self._peaks) != 1:
+            powers = np.concatenate([np.zeros(0, np.float32), *self._powers])
+            peaks = np.concatenate([np.zeros(0, np.float32), *self._peaks])
+            self._powers, self._peaks = [powers], [peaks[: len(powers)]]
+        return self._powers[0], self._peaks[0]
+
     def limited_loudness(self, gain_db: float, ceiling: float) -> float:
         """Loudness of Master(mix, gain_db): the limiter modelled chunk by chunk."""
-        powers = np.concatenate([np.zeros(0), *self._powers])
-        peaks = np.concatenate([np.zeros(0), *self._peaks])[: len(powers)]
+        powers, peaks = self._chunks()
         gain = effects.db_to_gain(gain_db)
-        required = np.minimum(1.0, ceiling / np.maximum(peaks * gain, 1e-12))
+        required = np.minimum(
+            np.float32(1.0), np.float32(ceiling / gain) / np.maximum(peaks, 1e-12)
+        )
         held = running_min(required, -(-LIMIT_HOLD // CHUNK), -(-LIMIT_LOOKAHEAD // CHUNK))
         reach = -(-LIMIT_LOOKAHEAD // CHUNK) + 1
-        sums = np.concatenate([np.zeros(reach), np.cumsum(held)])
+        sums = np.concatenate([np.zeros(reach), np.cumsum(held, dtype=np.float64)])
         limiter = (sums[reach:] - sums[:-reach]) / reach  # trailing mean, as Master's
         limiter[: reach - 1] = sums[reach : 2 * reach - 1] / np.arange(1, reach)
         per_step = METER_STEP // CHUNK
         whole = len(powers) // per_step * per_step
-        limited = (powers * limiter**2)[:whole].reshape(-1, per_step).sum(axis=1)
+        limited = (powers[:whole] * limiter[:whole] ** 2).reshape(-1, per_step).sum(axis=1)
         return gated_loudness(limited * gain**2 / METER_STEP)
 
     def gain_for(self, target_lufs: float, ceiling: float) -> float:

@@ -137,6 +137,11 @@ class PiperEngine(Engine):
         caller's thread alone (a forked child would inherit a thread pool's locks)."""
         return set(self._loaded) <= self._single_threaded
 
+    def unload(self) -> None:
+        """Let go of every loaded voice (their memory goes back once nothing holds them)."""
+        self._loaded.clear()
+        self._single_threaded.clear()
+
     def load_for_workers(self, spec: VoiceSpec) -> bool:
         """Load a voice with one inference thread, before worker processes fork: they share
         it, loaded once, and each runs on a core of its own. False if it is already loaded
@@ -823,6 +828,9 @@ class Speaker:
                 if phrase not in done:
                     self.render(phrase)
                     advance(1)
+        piper = engine("piper")
+        if isinstance(piper, PiperEngine):
+            piper.unload()  # loaded for the workers only: the mix that follows needs none
         self._note_damage()
 
     @staticmethod
