@@ -421,7 +421,7 @@ def _encode(
         assert stdin is not None and stderr is not None
         _widen_pipe(stdin.fileno())
         # A writer thread feeds ffmpeg while the next block renders: both cores stay busy.
-        feed: queue.Queue[bytes | None] = queue.Queue(maxsize=2)
+        feed: queue.Queue[bytes | None] = queue.Queue(maxsize=8)
         broken: list[OSError] = []
 
         def pump() -> None:
