@@ -810,6 +810,8 @@ class Speaker:
             for phrase in phrases:
                 self.render(phrase)
                 advance(1)
+            if not multiprocessing.current_process().daemon:  # a batch's next file needs it
+                self._release_voices()  # the mix that follows needs none
             return
         # Forked after the voices load: every worker shares them, loaded once.
         context = multiprocessing.get_context("fork")
@@ -828,10 +830,14 @@ class Speaker:
                 if phrase not in done:
                     self.render(phrase)
                     advance(1)
+        self._release_voices()  # loaded for the workers only: the mix that follows needs none
+        self._note_damage()
+
+    @staticmethod
+    def _release_voices() -> None:
         piper = engine("piper")
         if isinstance(piper, PiperEngine):
-            piper.unload()  # loaded for the workers only: the mix that follows needs none
-        self._note_damage()
+            piper.unload()
 
     @staticmethod
     def _ready_to_fork(phrases: list[Phrase]) -> bool:
