@@ -390,21 +390,36 @@ def fingerprint(timeline: Timeline, speech_key: Callable[[Phrase], str]) -> str:
     return hashlib.sha256(blob).hexdigest()
 
 
+class PeakMeter(LoudnessMeter):
+    """Loudness, the true peak (linear) of everything fed, and how many frames that was."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.frames = 0
+        self.peak = 0.0
+
+    def feed(self, block: Audio) -> None:
+        super().feed(block)
+        # Inter-sample peaks sit within a few dB of the sample peaks: oversample near the top.
+        loud = max(self.peak, float(np.abs(block).max(initial=0.0)))
+        peaks = true_peaks(block, loud, self.frames)
+        self.peak = max(self.peak, float(peaks.max(initial=0.0)))
+        self._sample_peaks(peaks)
+        self.frames += len(block)
+
+    def _sample_peaks(self, peaks: NDArray[np.float64]) -> None:
+        """Each sample's peak, in order (kept, by chunk, by the mastering meter)."""
+
+
 def loudness_and_peak(
     blocks: Iterable[Audio], progress: Progress = lambda _: None
 ) -> tuple[int, float, float]:
     """Frames, integrated loudness (LUFS) and true peak (linear) of a stream of blocks."""
-    meter = LoudnessMeter()
-    peak = 0.0
-    frames = 0
+    meter = PeakMeter()
     for block in blocks:
         meter.feed(block)
-        # Inter-sample peaks sit within a few dB of the sample peaks: oversample near the top.
-        loud = max(peak, float(np.abs(block).max(initial=0.0)))
-        peak = max(peak, float(true_peaks(block, loud, frames).max(initial=0.0)))
-        frames += len(block)
         progress(len(block))
-    return frames, meter.integrated(), peak
+    return meter.frames, meter.integrated(), meter.peak
 
 
 # --- mastering -------------------------------------------------------------------------------
@@ -530,7 +545,7 @@ MAX_BOOST_DB = 30.0  # above the unlimited gain: past this, a limited mix is as 
 GAIN_PRECISION_LU = 0.01
 
 
-class MasteringMeter(LoudnessMeter):
+class MasteringMeter(PeakMeter):
     """One pass over the raw mix that is enough to master it: its loudness and true peak,
     and for each 3.3 ms CHUNK its K-weighted energy and its peak. The limiter's gain at any
     candidate gain is computed on the chunks (as Master computes it on samples), and so the
@@ -540,18 +555,10 @@ class MasteringMeter(LoudnessMeter):
         super().__init__()
         self._powers: list[NDArray[np.float32]] = []
         self._peaks: list[NDArray[np.float32]] = []
-        self.frames = 0
-        self.peak = 0.0  # true peak, linear
 
-    def feed(self, block: Audio) -> None:
-        super().feed(block)
-        # Inter-sample peaks sit within a few dB of the sample peaks: oversample near the top.
-        loud = max(self.peak, float(np.abs(block).max(initial=0.0)))
-        peaks = true_peaks(block, loud, self.frames)
-        self.peak = max(self.peak, float(peaks.max(initial=0.0)))
+    def _sample_peaks(self, peaks: NDArray[np.float64]) -> None:
         padded = np.pad(peaks, (0, -len(peaks) % CHUNK))
         self._peaks.append(padded.reshape(-1, CHUNK).max(axis=1).astype(np.float32))
-        self.frames += len(block)
 
     def _chunk_powers(self, powers: NDArray[np.float64]) -> None:
         self._powers.append(powers.astype(np.float32))
