@@ -821,9 +821,17 @@ class Speaker:
                 workers, mp_context=context, initializer=_start_worker,
                 initargs=(self.cache.root,),
             ) as pool:  # fmt: skip
-                for phrase, _ in zip(phrases, pool.map(_render_in_worker, phrases), strict=True):
-                    done.add(phrase)
-                    advance(1)
+                try:
+                    results = pool.map(_render_in_worker, phrases)
+                    for phrase, _ in zip(phrases, results, strict=True):
+                        done.add(phrase)
+                        advance(1)
+                except BrokenProcessPool:
+                    # CPython 3.13 leaves the surviving workers waiting for work, and the
+                    # pool's shutdown would wait for them forever: end them first.
+                    for process in list(getattr(pool, "_processes", {}).values()):
+                        process.terminate()
+                    raise
         except BrokenProcessPool:
             # A worker died (out of memory, say): what is left is rendered here, one by one.
             for phrase in phrases:
