@@ -62,6 +62,15 @@ def test_piper_accepts_any_model_file(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
 
 
+def test_piper_reads_a_line_at_the_same_length_every_time() -> None:
+    # Timing is the product: phoneme lengths are the model's own, not sampled from noise.
+    piper = voice.engine("piper")
+    text = "Let the ground hold you, and breathe out slowly."
+    takes = [piper.synthesize(text, VoiceSpec()) for _ in range(3)]
+    assert len({len(take.samples) for take in takes}) == 1
+    assert len({take.words for take in takes}) == 1
+
+
 @pytest.mark.parametrize("engine", ["piper", "espeak"])
 def test_pace_maps_to_the_engine_rate(tmp_path: Path, engine: str) -> None:
     speaker = Speaker(SpeechCache(tmp_path))

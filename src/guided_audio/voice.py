@@ -125,6 +125,10 @@ class PiperEngine(Engine):
     # the rest of a guide's calm comes from exact pauses between sentences and clauses,
     # which do not smear the voice as stretching it further would.
     LENGTH_SCALE = 1.25
+    # Piper samples each phoneme's length from noise by default: the same line then lasts a
+    # little longer or shorter on every render. Timing is the product, so lengths are the
+    # model's own (the voice's colour, noise_scale, keeps its default).
+    DURATION_NOISE = 0.0
 
     def __init__(self) -> None:
         self._loaded: dict[Path, Any] = {}
@@ -194,7 +198,10 @@ class PiperEngine(Engine):
         path = self.model_path(spec)
         stat = path.stat()
         digest = _file_digest(path, stat.st_size, stat.st_mtime_ns)
-        return f"piper-tts {_version('piper-tts')} model {digest} length {self.LENGTH_SCALE}"
+        return (
+            f"piper-tts {_version('piper-tts')} model {digest} length {self.LENGTH_SCALE}"
+            f" duration noise {self.DURATION_NOISE}"
+        )
 
     def _voice(self, path: Path, threads: int | None = None) -> Any:
         """The loaded voice; `threads` sets its inference threads when it loads (None:
@@ -247,7 +254,9 @@ class PiperEngine(Engine):
         from piper import SynthesisConfig
 
         voice = self._voice(self.model_path(spec))
-        config = SynthesisConfig(length_scale=self.LENGTH_SCALE / spec.pace)
+        config = SynthesisConfig(
+            length_scale=self.LENGTH_SCALE / spec.pace, noise_w_scale=self.DURATION_NOISE
+        )
         chunks, words, offset = [], [], 0
         aligned = True
         for chunk in voice.synthesize(text, config, include_alignments=True):
