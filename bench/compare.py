@@ -10,7 +10,7 @@ and date): wall seconds and peak RSS of
   naive cold   the pydub script below (Piper per line with a phrase cache, `+=`, a looped
   naive warm   bed `overlay`, `normalize`, export), empty cache, then warm
 and the ratios that matter (naive/ours cold, ours warm/naive warm, ours warm/floor), the
-real-time factor of each, and `play`'s first-sound latency cold and warm.
+real-time factor of each, and `play`'s first-sound latency and peak RSS, cold and warm.
 
 Run: .venv/bin/python bench/compare.py [--minutes 10 30 60] [--write]
 (--minutes 10 120 checks that memory stays flat with length.)
@@ -85,6 +85,9 @@ normalize(audio, headroom=1.0).export(out, format="mp3", parameters=["-q:a", "2"
 '''
 
 
+PLAY_LISTEN_S = 30.0  # cold, the speech is synthesised while it plays: long enough for that
+
+
 def run(command: list[str], env: dict[str, str] | None = None) -> tuple[float, float]:
     """Wall seconds and peak RSS (MiB) of a command and the children it waited for."""
     began = time.monotonic()
@@ -129,8 +132,10 @@ def measure(minutes: int, folder: Path) -> list[str]:
     command = [sys.executable, str(naive), str(script), str(folder / "naive.mp3"), str(naive_cache)]
     rows["naive cold"] = run(command)
     rows["naive warm"] = run(command)
-    cold_sound = first_sound(script, folder / f"play-cold-{minutes}", folder)[1]
-    warm_sound = first_sound(script, cache, folder)[1]
+    _, cold_sound, cold_play_rss = first_sound(
+        script, folder / f"play-cold-{minutes}", folder, PLAY_LISTEN_S
+    )
+    _, warm_sound, warm_play_rss = first_sound(script, cache, folder, PLAY_LISTEN_S)
     seconds = minutes * 60
     lines = [f"### {minutes}-minute session", "", "| run | seconds | real-time factor | peak RSS |",
              "| --- | ---: | ---: | ---: |"]  # fmt: skip
@@ -147,7 +152,9 @@ def measure(minutes: int, folder: Path) -> list[str]:
     lines += [f"| {name} | {value:.2f} |" for name, value in ratio.items()]
     lines += [
         "",
-        f"`play` first audible sound: cold {cold_sound:.2f} s, warm {warm_sound:.2f} s",
+        f"`play` first audible sound: cold {cold_sound:.2f} s, warm {warm_sound:.2f} s; "
+        f"peak RSS over its first {PLAY_LISTEN_S:.0f} s: cold {cold_play_rss:.0f} MiB, "
+        f"warm {warm_play_rss:.0f} MiB",
         "",
     ]
     return lines

@@ -59,8 +59,11 @@ def session(minutes: int) -> str:
     return "\n".join(out) + "\n"
 
 
-def first_sound(script: Path, cache: Path, folder: Path) -> tuple[float, float]:
-    """Seconds to the device's first samples, and to the first audible sample."""
+def first_sound(
+    script: Path, cache: Path, folder: Path, listen_s: float = 0.0
+) -> tuple[float, float, float]:
+    """Seconds to the device's first samples and to the first audible sample, and the
+    player's peak RSS (MiB, its workers included) after `listen_s` more seconds of play."""
     capture = folder / "capture.raw"
     capture.unlink(missing_ok=True)
     config = folder / "asound.conf"
@@ -82,6 +85,7 @@ def first_sound(script: Path, cache: Path, folder: Path) -> tuple[float, float]:
         stderr=subprocess.PIPE,
     )
     device = audible = float("nan")
+    usage = None
     try:
         while time.monotonic() - began < 120 and process.poll() is None:
             if capture.exists() and capture.stat().st_size:
@@ -92,16 +96,22 @@ def first_sound(script: Path, cache: Path, folder: Path) -> tuple[float, float]:
                     audible = time.monotonic() - began
                     break
             time.sleep(0.005)
+        while time.monotonic() - began < audible + listen_s and process.poll() is None:
+            time.sleep(0.05)
     finally:
         process.kill()
-        process.wait()
-    return device, audible
+        _, _, usage = os.wait4(process.pid, 0)
+        process.returncode = -9
+        if process.stderr:
+            process.stderr.close()
+    return device, audible, usage.ru_maxrss / 1024
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=int, default=60)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--listen", type=float, default=0.0, help="seconds of play after it")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -109,7 +119,7 @@ def main() -> None:
         script.write_text(session(args.minutes))
         cold = []
         for run in range(args.runs):
-            cold.append(first_sound(script, folder / f"cold-cache-{run}", folder))
+            cold.append(first_sound(script, folder / f"cold-cache-{run}", folder, args.listen))
         warm_cache = folder / "warm-cache"
         subprocess.run(
             [sys.executable, "-m", "guided_audio", "export", str(script), "-q",
@@ -117,13 +127,14 @@ def main() -> None:
             env={**os.environ, "GUIDED_AUDIO_CACHE": str(warm_cache)},
             check=True,
         )  # fmt: skip
-        warm = [first_sound(script, warm_cache, folder) for _ in range(args.runs)]
+        warm = [first_sound(script, warm_cache, folder, args.listen) for _ in range(args.runs)]
     print(f"first sound of `play`, {args.minutes}-minute session, median of {args.runs} runs")
-    print(f"{'cache':<6} {'device starts':>14} {'first audible':>14}")
+    print(f"{'cache':<6} {'device starts':>14} {'first audible':>14} {'peak RSS':>10}")
     for name, runs in (("cold", cold), ("warm", warm)):
         device = statistics.median(r[0] for r in runs)
         audible = statistics.median(r[1] for r in runs)
-        print(f"{name:<6} {device:>13.2f}s {audible:>13.2f}s")
+        rss = max(r[2] for r in runs)
+        print(f"{name:<6} {device:>13.2f}s {audible:>13.2f}s {rss:>7.0f} MiB")
 
 
 if __name__ == "__main__":
