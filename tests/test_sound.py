@@ -4,9 +4,11 @@ loudness, true peak, clicks and flat memory."""
 from __future__ import annotations
 
 import itertools
+import os
 import tracemalloc
 import wave
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -500,6 +502,40 @@ def test_one_pass_finds_the_gain_even_under_heavy_limiting(
     for block in mix.Master(mixer, gain_db).blocks():
         meter.feed(block)
     assert meter.integrated() == pytest.approx(target, abs=0.1)
+
+
+def test_the_measuring_pass_splits_across_processes_and_agrees(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # On every core: each process measures whole blocks, its filter primed on what comes
+    # before; the joined meter matches one pass, and so does the gain.
+    steps = "      - say: Let the ground hold you.\n      - pause: 20s\n      - bell: chime\n" * 3
+    text = f"title: Bells\nmusic: {{bed: drone}}\nsections:\n  - title: A\n    steps:\n{steps}"
+    options = session.Options(loudness_lufs=None)
+    mixer = session.render(write(tmp_path, text), options, session.Silent()).source
+    assert isinstance(mixer, mix.Mixer)
+    one = mix.measure(mixer)
+    monkeypatch.setattr(mix, "MIN_BLOCKS_PER_PART", 1)
+    pids = tmp_path / "pids"
+    measure = mix._measure
+
+    def noted(*args: Any) -> mix.MasteringMeter:
+        with pids.open("a") as out:
+            out.write(f"{os.getpid()}\n")
+        return measure(*args)
+
+    monkeypatch.setattr(mix, "_measure", noted)
+    advanced: list[int] = []
+    split = mix.measure(mixer, advanced.append, workers=3)
+    assert len(set(pids.read_text().split())) == 3  # this process and two forked
+    assert sum(advanced) == mixer.total
+    assert split.frames == one.frames == mixer.total
+    np.testing.assert_allclose(split.energies(), one.energies(), rtol=1e-4, atol=1e-12)
+    assert split.peak == pytest.approx(one.peak, rel=1e-6)
+    for target in (-16.0, -30.0):
+        assert mix.loudness_gain(mixer, target, workers=3) == pytest.approx(
+            mix.loudness_gain(mixer, target), abs=0.01
+        )
 
 
 def test_numpy_dsp_helpers_match_scipy() -> None:

@@ -10,10 +10,14 @@ rendering block by block gives exactly the same samples as rendering at once.
 from __future__ import annotations
 
 import bisect
+import concurrent.futures
 import functools
 import hashlib
+import itertools
 import json
+import multiprocessing
 import shutil
+import threading
 import wave
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
@@ -26,6 +30,7 @@ from numpy.typing import NDArray
 from guided_audio import effects, sounds
 from guided_audio.effects import CHANNELS, RATE, Audio
 from guided_audio.errors import DecodeError, MissingProgramError
+from guided_audio.files import exit_quietly_on_signals
 from guided_audio.model import Music, Phrase
 from guided_audio.plan import CROSS, BedSpan, BellStrike, Event, Timeline, Tone
 from guided_audio.voice import Speaker
@@ -347,6 +352,10 @@ class LoudnessMeter:
             self._chunk_powers(powers)
             self._energies.append(powers.reshape(-1, METER_STEP // CHUNK).sum(axis=1) / METER_STEP)
 
+    def prime(self, block: Audio) -> None:
+        """Settle the filter on what comes before the first block fed (not measured)."""
+        self._k_weighting(block)
+
     def _chunk_powers(self, powers: NDArray[np.float64]) -> None:
         """K-weighted energy of each CHUNK, in order (kept by the mastering meter)."""
 
@@ -541,6 +550,7 @@ def predicted_gain(target_lufs: float) -> float:
     return target_lufs - SPEECH_LOUDNESS_LUFS
 
 
+MIN_BLOCKS_PER_PART = 6  # a shorter mix is measured in one process: forking would cost more
 MAX_BOOST_DB = 30.0  # above the unlimited gain: past this, a limited mix is as loud as it gets
 GAIN_PRECISION_LU = 0.01
 
@@ -562,6 +572,24 @@ class MasteringMeter(PeakMeter):
 
     def _chunk_powers(self, powers: NDArray[np.float64]) -> None:
         self._powers.append(powers.astype(np.float32))
+
+    def keep(self, frames: int) -> None:
+        """Forget all but the first `frames` measured (a part's flushing tail)."""
+        powers, peaks = self._chunks()
+        self._powers, self._peaks = [powers[: frames // CHUNK]], [peaks[: frames // CHUNK]]
+        self._energies = [self.energies()[: frames // METER_STEP]]
+
+    @classmethod
+    def joined(cls, parts: list[MasteringMeter]) -> MasteringMeter:
+        """One meter for consecutive parts of a mix, each measured whole 100 ms at a time."""
+        meter = cls()
+        for part in parts:
+            meter._energies += part._energies
+            meter._powers += part._powers
+            meter._peaks += part._peaks
+            meter.peak = max(meter.peak, part.peak)
+        meter.frames = parts[-1].frames
+        return meter
 
     def _chunks(self) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
         """Energies and peaks of every chunk, joined once (float32: 8 bytes a chunk, 19 MB
@@ -617,17 +645,77 @@ class MasteringMeter(PeakMeter):
         return low
 
 
-def loudness_gain(mixer: Mixer, target_lufs: float, progress: Progress = lambda _: None) -> float:
-    """The gain (dB) that brings the limited mix to `target_lufs`, from one pass over it.
+# A part's filter is primed on this much of what precedes it (the K-weighting settles within
+# milliseconds: a 38 Hz high-pass), whole filter runs so its output starts at the part.
+MEASURE_PREROLL = effects.SectionFilter.BLOCK * 690  # 1.0 s
+_forked_mixer: Mixer | None = None  # what a forked measuring process reads
+
+
+def _measure(mixer: Mixer, start: int, stop: int, progress: Progress) -> MasteringMeter:
+    """One part of the pass, [start, stop) in whole blocks, as one pass would measure it."""
+    meter = MasteringMeter()
+    meter.frames = start  # true-peak tiles sit where they would in one pass
+    if start:
+        meter.prime(mixer.render(start - MEASURE_PREROLL, start))
+    for at in range(start, stop, BLOCK):
+        block = mixer.render(at, min(at + BLOCK, stop))
+        meter.feed(block)
+        progress(len(block))
+    if stop < mixer.total:  # the filter's output lags: flush it with what follows
+        meter.feed(mixer.render(stop, stop + effects.SectionFilter.BLOCK))
+        meter.keep(stop - start)
+        meter.frames = stop
+    return meter
+
+
+def _measure_forked(start: int, stop: int) -> MasteringMeter:
+    assert _forked_mixer is not None
+    return _measure(_forked_mixer, start, stop, lambda _: None)
+
+
+def measure(mixer: Mixer, progress: Progress = lambda _: None, workers: int = 1) -> MasteringMeter:
+    """The mastering meter over the whole mix, in `workers` processes at once (parts of
+    whole blocks; this process measures the first and reports progress for all)."""
+    global _forked_mixer
+    parts = max(1, min(workers, mixer.total // (BLOCK * MIN_BLOCKS_PER_PART)))
+    size = -(-mixer.total // parts // BLOCK) * BLOCK
+    edges = [min(part * size, mixer.total) for part in range(parts + 1)]
+    alone = multiprocessing.current_process().daemon or threading.active_count() > 1
+    if parts == 1 or alone:  # a batch's worker, or threads a fork would copy mid-step
+        return _measure(mixer, 0, mixer.total, progress)
+    _forked_mixer = mixer
+    try:
+        context = multiprocessing.get_context("fork")
+        with concurrent.futures.ProcessPoolExecutor(
+            parts - 1, mp_context=context, initializer=exit_quietly_on_signals
+        ) as pool:
+            rest = [pool.submit(_measure_forked, a, b) for a, b in itertools.pairwise(edges[1:])]
+            done = [0, 0]  # frames measured here, frames reported for all
+
+            def advance(frames: int) -> None:
+                done[0] += frames
+                whole = done[0] * mixer.total // edges[1]  # the others keep pace
+                progress(whole - done[1])
+                done[1] = whole
+
+            first = _measure(mixer, 0, edges[1], advance)
+            meters = [first, *(future.result() for future in rest)]
+    finally:
+        _forked_mixer = None
+    return MasteringMeter.joined(meters)
+
+
+def loudness_gain(
+    mixer: Mixer, target_lufs: float, progress: Progress = lambda _: None, workers: int = 1
+) -> float:
+    """The gain (dB) that brings the limited mix to `target_lufs`, from one pass over it
+    (split among `workers` processes).
 
     Without limiting, loudness moves 1:1 with gain: exact from the raw loudness (most speech
     sessions). Where the limiter must act it lowers loudness; the gain is then solved on
     the pass's chunk model of the limiter (within ~0.1 LU of the rendered result).
     """
-    meter = MasteringMeter()
-    for block in mixer.blocks():
-        meter.feed(block)
-        progress(len(block))
+    meter = measure(mixer, progress, workers)
     raw = meter.integrated()
     if raw == float("-inf"):
         return 0.0

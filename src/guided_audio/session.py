@@ -87,9 +87,13 @@ def synthesize(speaker: Speaker, phrases: list[Phrase], reporter: Reporter) -> N
     """Render what the cache lacks, on every core (one engine session per worker)."""
     missing = speaker.missing(phrases)
     if missing:
-        workers = int(os.environ.get("GUIDED_AUDIO_JOBS") or os.cpu_count() or 1)
         with reporter.progress("Synthesising speech", len(missing)) as advance:
-            speaker.render_many(missing, workers, advance)
+            speaker.render_many(missing, jobs(), advance)
+
+
+def jobs() -> int:
+    """Processes to work in at once: GUIDED_AUDIO_JOBS, else one per core."""
+    return int(os.environ.get("GUIDED_AUDIO_JOBS") or os.cpu_count() or 1)
 
 
 def timeline(path: Path, options: Options, reporter: Reporter, estimate: bool = False) -> Timeline:
@@ -160,7 +164,7 @@ def _render(script: Script, options: Options, reporter: Reporter) -> Rendered:
     gain_db = speaker.cache.measurement(key)
     if gain_db is None:
         with reporter.progress("Measuring loudness", tl.total) as advance:
-            gain_db = mix.loudness_gain(mixer, target, advance)
+            gain_db = mix.loudness_gain(mixer, target, advance, jobs())
         speaker.cache.remember(key, gain_db)
     return Rendered(script, tl, mix.Master(mixer, gain_db), target, gain_db)
 
