@@ -153,7 +153,8 @@ def measure(minutes: int, folder: Path) -> list[str]:
     lines += [
         "",
         f"`play` first audible sound: cold {cold_sound:.2f} s, warm {warm_sound:.2f} s; "
-        f"peak RSS over its first {PLAY_LISTEN_S:.0f} s: cold {cold_play_rss:.0f} MiB, "
+        f"peak RSS while it plays (an ALSA file sink takes the audio as fast as it comes; "
+        f"at most {PLAY_LISTEN_S:.0f} s): cold {cold_play_rss:.0f} MiB, "
         f"warm {warm_play_rss:.0f} MiB",
         "",
     ]

@@ -3,9 +3,11 @@
 Plays a generated session (default 60 minutes: speech, pauses, breathing, a bed) into an
 ALSA file sink and times, from the process start, the first samples the device receives
 and the first audible one (past the lead-in). Cold: an empty speech cache. Warm: after an
-export of the same session (speech cached, loudness measured). Prints a table.
+export of the same session (speech cached, loudness measured). With --listen S it plays on
+for S seconds more (the sink takes audio as fast as it comes, so a whole session may pass)
+and reports the player's peak RSS, its workers included. Prints a table.
 
-Run: .venv/bin/python bench/first_sound.py [--minutes 60] [--runs 3]
+Run: .venv/bin/python bench/first_sound.py [--minutes 60] [--runs 3] [--listen 30]
 """
 
 from __future__ import annotations
@@ -86,8 +88,16 @@ def first_sound(
     )
     device = audible = float("nan")
     usage = None
+
+    def ended() -> bool:  # reaped here (not by Popen) to keep its resource usage
+        nonlocal usage
+        if usage is None:
+            pid, _, rusage = os.wait4(process.pid, os.WNOHANG)
+            usage = rusage if pid else None
+        return usage is not None
+
     try:
-        while time.monotonic() - began < 120 and process.poll() is None:
+        while time.monotonic() - began < 120 and not ended():
             if capture.exists() and capture.stat().st_size:
                 if device != device:
                     device = time.monotonic() - began
@@ -96,14 +106,16 @@ def first_sound(
                     audible = time.monotonic() - began
                     break
             time.sleep(0.005)
-        while time.monotonic() - began < audible + listen_s and process.poll() is None:
+        while time.monotonic() - began < audible + listen_s and not ended():
             time.sleep(0.05)
     finally:
-        process.kill()
-        _, _, usage = os.wait4(process.pid, 0)
-        process.returncode = -9
+        if not ended():
+            process.kill()
+            usage = os.wait4(process.pid, 0)[2]
+        process.returncode = 0
         if process.stderr:
             process.stderr.close()
+    assert usage is not None
     return device, audible, usage.ru_maxrss / 1024
 
 
