@@ -473,6 +473,15 @@ def test_loudness_holds_when_the_limiter_dominates(tmp_path: Path) -> None:
     assert _true_peak_db(audio) <= -1.0
 
 
+def _raw_mix(folder: Path, steps: str, bed: str) -> mix.Mixer:
+    """The unmastered mix of one section of `steps` over a bed."""
+    text = f"title: Bells\nmusic: {{bed: {bed}}}\nsections:\n  - title: A\n    steps:\n{steps}"
+    options = session.Options(loudness_lufs=None)
+    mixer = session.render(write(folder, text), options, session.Silent()).source
+    assert isinstance(mixer, mix.Mixer)
+    return mixer
+
+
 @pytest.mark.parametrize("target", [-16.0, -19.0])
 def test_one_pass_finds_the_gain_even_under_heavy_limiting(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, target: float
@@ -480,11 +489,7 @@ def test_one_pass_finds_the_gain_even_under_heavy_limiting(
     # Bells over silence need 20+ dB of gain and a limiter working hard: the gain comes
     # from one pass (the limiter modelled on 3.3 ms chunks), and rendering with it lands
     # on the target.
-    steps = "      - pause: 20s\n      - bell: chime\n" * 4
-    text = f"title: Bells\nmusic: {{bed: noise}}\nsections:\n  - title: A\n    steps:\n{steps}"
-    options = session.Options(loudness_lufs=None)
-    mixer = session.render(write(tmp_path, text), options, session.Silent()).source
-    assert isinstance(mixer, mix.Mixer)
+    mixer = _raw_mix(tmp_path, "      - pause: 20s\n      - bell: chime\n" * 4, "noise")
     rendered: list[int] = []
     render = mixer.render
 
@@ -510,10 +515,7 @@ def test_the_measuring_pass_splits_across_processes_and_agrees(
     # On every core: each process measures whole blocks, its filter primed on what comes
     # before; the joined meter matches one pass, and so does the gain.
     steps = "      - say: Let the ground hold you.\n      - pause: 20s\n      - bell: chime\n" * 3
-    text = f"title: Bells\nmusic: {{bed: drone}}\nsections:\n  - title: A\n    steps:\n{steps}"
-    options = session.Options(loudness_lufs=None)
-    mixer = session.render(write(tmp_path, text), options, session.Silent()).source
-    assert isinstance(mixer, mix.Mixer)
+    mixer = _raw_mix(tmp_path, steps, "drone")
     one = mix.measure(mixer)
     monkeypatch.setattr(mix, "MIN_BLOCKS_PER_PART", 1)
     pids = tmp_path / "pids"
