@@ -540,6 +540,27 @@ def test_the_measuring_pass_splits_across_processes_and_agrees(
         )
 
 
+def _die_measuring(start: int, stop: int) -> mix.MasteringMeter:
+    os._exit(1)  # as a process killed for memory would
+
+
+def test_a_measuring_process_that_dies_leaves_the_pass_to_this_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The others are ended (CPython 3.13 would wait for them forever) and the mix is
+    # measured here, as one pass.
+    steps = "      - say: Let the ground hold you.\n      - pause: 20s\n      - bell: chime\n" * 3
+    mixer = _raw_mix(tmp_path, steps, "drone")
+    one = mix.measure(mixer)
+    monkeypatch.setattr(mix, "MIN_BLOCKS_PER_PART", 1)
+    monkeypatch.setattr(mix, "_measure_forked", _die_measuring)
+    advanced: list[int] = []
+    alone = mix.measure(mixer, advanced.append, workers=3)
+    assert sum(advanced) == mixer.total
+    np.testing.assert_array_equal(alone.energies(), one.energies())
+    assert alone.peak == one.peak
+
+
 def test_numpy_dsp_helpers_match_scipy() -> None:
     """`play` starts without importing scipy.signal; its replacements must agree with it."""
     from scipy.ndimage import minimum_filter1d

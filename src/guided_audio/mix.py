@@ -10,7 +10,6 @@ rendering block by block gives exactly the same samples as rendering at once.
 from __future__ import annotations
 
 import bisect
-import concurrent.futures
 import functools
 import hashlib
 import itertools
@@ -21,6 +20,7 @@ import threading
 import wave
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from guided_audio import effects, sounds
 from guided_audio.effects import CHANNELS, RATE, Audio
 from guided_audio.errors import DecodeError, MissingProgramError
 from guided_audio.files import exit_quietly_on_signals
+from guided_audio.forking import forked_pool
 from guided_audio.model import Music, Phrase
 from guided_audio.plan import CROSS, BedSpan, BellStrike, Event, Timeline, Tone
 from guided_audio.voice import Speaker
@@ -684,22 +685,23 @@ def measure(mixer: Mixer, progress: Progress = lambda _: None, workers: int = 1)
     if parts == 1 or alone:  # a batch's worker, or threads a fork would copy mid-step
         return _measure(mixer, 0, mixer.total, progress)
     _forked_mixer = mixer
+    done = [0, 0]  # frames measured here, frames reported for all
+
+    def advance(frames: int) -> None:
+        done[0] += frames
+        whole = done[0] * mixer.total // edges[1]  # the others keep pace
+        progress(whole - done[1])
+        done[1] = whole
+
     try:
-        context = multiprocessing.get_context("fork")
-        with concurrent.futures.ProcessPoolExecutor(
-            parts - 1, mp_context=context, initializer=exit_quietly_on_signals
-        ) as pool:
+        with forked_pool(parts - 1, exit_quietly_on_signals) as pool:
             rest = [pool.submit(_measure_forked, a, b) for a, b in itertools.pairwise(edges[1:])]
-            done = [0, 0]  # frames measured here, frames reported for all
-
-            def advance(frames: int) -> None:
-                done[0] += frames
-                whole = done[0] * mixer.total // edges[1]  # the others keep pace
-                progress(whole - done[1])
-                done[1] = whole
-
             first = _measure(mixer, 0, edges[1], advance)
             meters = [first, *(future.result() for future in rest)]
+    except BrokenProcessPool:
+        # A measuring process died (out of memory, say): the mix is measured here, whole.
+        meters = [_measure(mixer, 0, mixer.total, lambda _: None)]
+        progress(mixer.total - done[1])
     finally:
         _forked_mixer = None
     return MasteringMeter.joined(meters)

@@ -7,7 +7,6 @@ measures is exactly what the mixer places.
 
 from __future__ import annotations
 
-import concurrent.futures
 import errno
 import functools
 import hashlib
@@ -36,6 +35,7 @@ from guided_audio import effects, text
 from guided_audio.effects import RATE, Audio
 from guided_audio.errors import EngineError, GuidedAudioError, MissingProgramError
 from guided_audio.files import exit_quietly_on_signals, temp_beside
+from guided_audio.forking import forked_pool
 from guided_audio.grammar import ENGINES as ENGINES
 from guided_audio.model import Phrase as Phrase
 from guided_audio.model import VoiceSpec as VoiceSpec
@@ -823,24 +823,12 @@ class Speaker:
                 self._release_voices()  # the mix that follows needs none
             return
         # Forked after the voices load: every worker shares them, loaded once.
-        context = multiprocessing.get_context("fork")
         done: set[Phrase] = set()
         try:
-            with concurrent.futures.ProcessPoolExecutor(
-                workers, mp_context=context, initializer=_start_worker,
-                initargs=(self.cache.root,),
-            ) as pool:  # fmt: skip
-                try:
-                    results = pool.map(_render_in_worker, phrases)
-                    for phrase, _ in zip(phrases, results, strict=True):
-                        done.add(phrase)
-                        advance(1)
-                except BrokenProcessPool:
-                    # CPython 3.13 leaves the surviving workers waiting for work, and the
-                    # pool's shutdown would wait for them forever: end them first.
-                    for process in list(getattr(pool, "_processes", {}).values()):
-                        process.terminate()
-                    raise
+            with forked_pool(workers, _start_worker, (self.cache.root,)) as pool:
+                for phrase, _ in zip(phrases, pool.map(_render_in_worker, phrases), strict=True):
+                    done.add(phrase)
+                    advance(1)
         except BrokenProcessPool:
             # A worker died (out of memory, say): what is left is rendered here, one by one.
             for phrase in phrases:
