@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import subprocess
 import tracemalloc
 import wave
 from pathlib import Path
@@ -231,6 +232,25 @@ def test_file_bed_loops_without_a_seam(tmp_path: Path) -> None:
     seam_steps = max(steps[s - 500 : s + 500].max() for s in seams)
     body = steps[RATE // 10 : period - 1000].max()
     assert seam_steps <= body * 1.5
+
+
+def test_a_compressed_bed_decodes_to_the_same_samples(tmp_path: Path) -> None:
+    # Beds that are not PCM WAV go through pydub (which needs audioop-lts from CPython 3.13).
+    tone = 0.3 * np.sin(2 * np.pi * 220 * np.arange(2 * RATE) / RATE)
+    _write_wav(tmp_path / "tone.wav", tone)
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", str(tmp_path / "tone.wav"), str(tmp_path / "tone.flac")],
+        check=True,
+    )
+    text = (
+        "title: Tone\nmusic: {bed: tone.BED, level: -6dB, duck: 0dB, fade: 0}\n"
+        "sections:\n  - title: A\n    steps:\n      - pause: 3s\n"
+    )
+    wav = read_wav(export(tmp_path, text.replace("BED", "wav"), "--loudness", "off"))
+    flac = read_wav(export(tmp_path, text.replace("BED", "flac"), "--loudness", "off"))
+    assert wav.shape == flac.shape
+    assert np.abs(wav).max() > 0.05
+    np.testing.assert_allclose(wav, flac, rtol=0, atol=2 / 32768)  # lossless: within an LSB
 
 
 def test_sound_step_plays_at_its_own_length(tmp_path: Path) -> None:
