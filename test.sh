@@ -35,8 +35,8 @@ if [ $# -eq 0 ]; then
 fi
 
 # The playback tests and those that fork worker processes again under CPython 3.13, where
-# one is installed (its process pool leaves surviving workers idle when one dies: that once
-# hung; and it warns, here an error, when a process with threads forks).
+# one is installed (pydub needs audioop-lts there; a pool that ends broken waits for every
+# worker; and it warns, here an error, when a process with threads forks).
 py313=""
 for candidate in "$(command -v python3.13 || true)" "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.13*/bin/python3.13; do
   if [ -n "$candidate" ] && [ -x "$candidate" ] && "$candidate" -c 'import sys' >/dev/null 2>&1; then
@@ -50,7 +50,7 @@ if [ -n "$py313" ] && [ $# -eq 0 ]; then
   .venv-3.13/bin/python -m pip install -q --upgrade pip >/dev/null
   .venv-3.13/bin/python -m pip install -q -e '.[dev]'
   .venv-3.13/bin/python -m pytest -p no:cacheprovider tests/test_playback.py tests/test_cache.py \
-    tests/test_sound.py -k 'not bundled_session_exports'
+    tests/test_forking.py tests/test_sound.py -k 'not bundled_session_exports'
 elif [ $# -eq 0 ]; then
   echo "test: no CPython 3.13 here; playback tests ran under $(.venv/bin/python --version) only" >&2
 fi
