@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+from numpy.typing import NDArray
 
 from guided_audio import effects, text
 from guided_audio.effects import RATE, Audio
@@ -54,6 +55,15 @@ UNHURRY_TRIES = 2  # an engine slows less than asked; aim a little under the cei
 PIPER_LINE_BASE_S = 0.23
 PIPER_LINE_PER_LETTER_S = 0.061
 FIRST_READ_WPM = 158.0
+# Piper's phoneme lengths, from a model cut to its duration predictor (a tenth of reading a
+# line), give a line's length before it is read: VITS makes 256 samples per length unit.
+# Heard, a line is that less its outer phonemes (^ and $) and the quiet ends of the first and
+# last sounds, trimmed as silence: about 0.125 s per unit of length scale (fitted on the
+# bundled lines; error sd 50 ms), so nearly every line is read once, at the right pace.
+PIPER_HOP_SAMPLES = 256
+PIPER_QUIET_ENDS_S = 0.125
+WIDTHS_MEMO = 256  # lines whose phoneme lengths are kept (a pace is solved on them)
+PACE_STEPS = 24  # bisection steps for a first reading's pace (to 1e-7 of the range)
 SLOWED_TOO_FAR_WPM = 140.0  # a line the prediction slowed below this is read again, quicker
 
 
@@ -98,6 +108,11 @@ class Engine(ABC):
     @abstractmethod
     def synthesize(self, text: str, spec: VoiceSpec) -> Take: ...
 
+    def voiced_seconds(self, text: str, spec: VoiceSpec) -> float | None:
+        """How long `text` sounds (as trimmed) at `spec`, known without reading it; None
+        when the engine cannot tell."""
+        return None
+
 
 def _version(distribution: str) -> str:
     try:
@@ -132,6 +147,8 @@ class PiperEngine(Engine):
 
     def __init__(self) -> None:
         self._loaded: dict[Path, Any] = {}
+        self._timing: dict[Path, Any] = {}  # a voice's duration predictor alone, when cut
+        self._widths_memo: dict[tuple[Path, str], list[NDArray[np.float64]] | None] = {}
         self.models: Path | None = None  # where aligned copies of voice models are kept
         self._single_threaded: set[Path] = set()  # voices whose sessions run no thread pool
         self.threads: int | None = None  # inference threads for voices loaded from now on
@@ -144,6 +161,8 @@ class PiperEngine(Engine):
     def unload(self) -> None:
         """Let go of every loaded voice (their memory goes back once nothing holds them)."""
         self._loaded.clear()
+        self._timing.clear()
+        self._widths_memo.clear()
         self._single_threaded.clear()
 
     def load_for_workers(self, spec: VoiceSpec) -> bool:
@@ -225,9 +244,78 @@ class PiperEngine(Engine):
             except Exception as exc:  # onnxruntime raises many types for a bad model file
                 raise EngineError(f"cannot load Piper voice {path}: {exc}") from None
             self._loaded[path] = voice
+            if aligned is not None:
+                self._load_timing(path, aligned, threads)
             if threads == 1:
                 self._single_threaded.add(path)
         return self._loaded[path]
+
+    def _load_timing(self, path: Path, aligned: Path, threads: int | None) -> None:
+        timing = self._cut_timing(aligned)
+        if timing is None:
+            return
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        if threads is not None:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+        try:
+            self._timing[path] = onnxruntime.InferenceSession(
+                str(timing), options, providers=["CPUExecutionProvider"]
+            )
+        except Exception:  # a damaged cut: lines are then predicted from their letters
+            return
+
+    @staticmethod
+    def _cut_timing(aligned: Path) -> Path | None:
+        """A copy of the aligned model cut to its phoneme lengths (no audio), made once
+        beside it, in a child process (onnx holds the whole model while cutting it)."""
+        target = aligned.with_name(f"{aligned.stem}-durations.onnx")
+        if target.is_file():
+            return target
+        try:
+            with temp_beside(target, ".tmp") as temp:
+                cut = [sys.executable, "-c", _CUT_TIMING, str(aligned), str(temp)]
+                if subprocess.run(cut, capture_output=True, check=False).returncode != 0:
+                    return None
+                os.replace(temp, target)
+        except OSError:
+            return None
+        return target
+
+    def voiced_seconds(self, text: str, spec: VoiceSpec) -> float | None:
+        path = self.model_path(spec)
+        widths = self._widths(path, text)
+        if widths is None:
+            return None
+        length_scale = self.LENGTH_SCALE / spec.pace
+        frames = [np.ceil(w * length_scale) for w in widths]  # as the model rounds them
+        units = sum(float(f.sum()) for f in frames) - float(frames[0][0] + frames[-1][-1])
+        seconds = units * PIPER_HOP_SAMPLES / float(self._voice(path).config.sample_rate)
+        return max(0.0, seconds - PIPER_QUIET_ENDS_S * length_scale)
+
+    def _widths(self, path: Path, text: str) -> list[NDArray[np.float64]] | None:
+        """Each sentence's phoneme lengths (frames at length scale 1, unrounded)."""
+        key = (path, text)
+        if key in self._widths_memo:
+            return self._widths_memo[key]
+        voice = self._voice(path)
+        timing = self._timing.get(path)
+        if timing is None or {i.name for i in timing.get_inputs()} != set(_TIMING_INPUTS):
+            return None  # a multi-speaker model, say: predicted from letters instead
+        scales = np.array([voice.config.noise_scale, 1.0, self.DURATION_NOISE], np.float32)
+        widths = []
+        for phonemes in voice.phonemize(text):
+            if phonemes:
+                ids = np.array([voice.phonemes_to_ids(phonemes)], dtype=np.int64)
+                lengths = np.array([ids.shape[1]], dtype=np.int64)
+                feed = dict(zip(_TIMING_INPUTS, (ids, lengths, scales), strict=True))
+                widths.append(np.asarray(timing.run(None, feed)[0], np.float64).reshape(-1))
+        if len(self._widths_memo) >= WIDTHS_MEMO:
+            self._widths_memo.clear()
+        self._widths_memo[key] = widths or None
+        return widths or None
 
     def _aligned(self, path: Path) -> Path | None:
         """A copy of the model that also outputs phoneme lengths, made once, in a child
@@ -293,6 +381,20 @@ def _inference_threads(threads: int | None) -> Iterator[None]:
         yield
     finally:
         onnxruntime.SessionOptions = base
+
+
+_TIMING_INPUTS = ("input", "input_lengths", "scales")
+# Run as `python -c` with (model, output): keeps the graph from the inputs to the phoneme
+# lengths before they are rounded up to whole frames (the input of its one Ceil), so one
+# run at length scale 1 gives a line's frames at any pace.
+_CUT_TIMING = """
+import sys, onnx, onnx.utils
+model = onnx.load(sys.argv[1])
+(ceil,) = [node for node in model.graph.node if node.op_type == "Ceil"]
+cut = onnx.utils.Extractor(model).extract_model(
+    [i.name for i in model.graph.input], [ceil.input[0]])
+onnx.save(cut, sys.argv[2])
+"""
 
 
 @functools.cache
@@ -743,17 +845,33 @@ class Speaker:
     @staticmethod
     def _first_read(phrase: Phrase) -> VoiceSpec:
         """The pace of a line's first reading: slower at once where Piper would rush it
-        (predicted from its letters; the measured check after it still applies)."""
+        (from its phoneme lengths, else predicted from its letters; the measured check
+        after it still applies)."""
         spec = phrase.voice
         words = text.spoken_words(phrase.text)
         if spec.engine != "piper" or words < 2:
             return spec
-        letters = sum(character.isalpha() for character in phrase.text)
-        seconds = PIPER_LINE_BASE_S + PIPER_LINE_PER_LETTER_S * letters  # at pace 1.0
-        ratio = FIRST_READ_WPM / (words / seconds * 60.0)
-        if ratio >= 1.0:
+        eng = engine(spec.engine)
+        seconds = eng.voiced_seconds(phrase.text, spec)
+        if seconds is None:  # from the letters: lengths scale with the pace
+            letters = sum(character.isalpha() for character in phrase.text)
+            at_one = PIPER_LINE_BASE_S + PIPER_LINE_PER_LETTER_S * letters
+            ratio = min(1.0, FIRST_READ_WPM / (words / at_one * 60.0))
+            return replace(spec, pace=spec.pace * max(ratio, 1 / MAX_STRETCH))
+        wanted = words * 60.0 / (FIRST_READ_WPM * spec.pace)  # as heard at the asked pace
+        slowest = spec.pace / MAX_STRETCH
+        if seconds >= wanted:
             return spec
-        return replace(spec, pace=spec.pace * max(ratio, 1 / MAX_STRETCH))
+        if (eng.voiced_seconds(phrase.text, replace(spec, pace=slowest)) or 0.0) <= wanted:
+            return replace(spec, pace=slowest)
+        fast, slow = spec.pace, slowest  # too short at `fast`, long enough at `slow`
+        for _ in range(PACE_STEPS):
+            middle = (fast + slow) / 2
+            if (eng.voiced_seconds(phrase.text, replace(spec, pace=middle)) or 0.0) >= wanted:
+                slow = middle
+            else:
+                fast = middle
+        return replace(spec, pace=slow)
 
     @staticmethod
     def _unhurried(phrase: Phrase, spec: VoiceSpec, take: Take) -> VoiceSpec | None:
