@@ -29,21 +29,45 @@ def test_default_engine_is_offline_piper() -> None:
 def test_piper_model_is_loaded_once_per_run(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from piper import PiperVoice
-
     loads: list[Path] = []
-    real = PiperVoice.load
+    real = voice._session
 
-    def spy(path, *args, **kwargs):  # type: ignore[no-untyped-def]
-        loads.append(path)
-        return real(path, *args, **kwargs)
+    def spy(model: Path) -> object:
+        loads.append(model)
+        return real(model)
 
-    monkeypatch.setattr(PiperVoice, "load", staticmethod(spy))
-    monkeypatch.setattr(voice.engine("piper"), "_loaded", {})
+    monkeypatch.setattr(voice, "_session", spy)
+    piper, engines = voice.PiperEngine(), voice.engine  # a fresh one: nothing loaded yet
+    monkeypatch.setattr(voice, "engine", lambda name: piper if name == "piper" else engines(name))
     speaker = Speaker(SpeechCache(tmp_path))
     for text in ("One.", "Two.", "Three."):
         speaker.render(Phrase(text, VoiceSpec()))
-    assert len(loads) == 1
+    assert [model.name.split(".", 1)[1] for model in loads] == ["front.onnx", "back.onnx"]
+
+
+@pytest.mark.parametrize(
+    ("text", "pace"),
+    [
+        pytest.param("Let the ground hold you, and breathe out slowly.", 1.0, id="one-sentence"),
+        pytest.param("Welcome back. Stay a while, and rest here.", 0.7, id="two-sentences-slow"),
+    ],
+)
+def test_piper_in_two_stages_reads_as_the_whole_model(
+    tmp_path: Path, text: str, pace: float
+) -> None:
+    # The front (phoneme lengths) and the back (audio) cut from the model say exactly what
+    # the whole model says: same samples (without the voice colour's noise), same words.
+    staged, whole = voice.PiperEngine(), voice.PiperEngine()
+    staged.models = tmp_path / "models"  # cut here; `whole` has nowhere to keep a cut
+    spec = VoiceSpec(pace=pace)
+    for piper in (staged, whole):
+        piper._voice(piper.model_path(spec)).config.noise_scale = 0.0
+    assert staged._stages and not whole._stages
+    a, b = staged.synthesize(text, spec), whole.synthesize(text, spec)
+    assert a.rate == b.rate
+    assert len(a.samples) == len(b.samples)
+    assert a.words == b.words and a.words is not None and len(a.words) == len(text.split())
+    np.testing.assert_allclose(a.samples, b.samples, atol=1e-3)
 
 
 def test_piper_accepts_any_model_file(tmp_path: Path) -> None:

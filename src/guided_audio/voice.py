@@ -55,14 +55,15 @@ UNHURRY_TRIES = 2  # an engine slows less than asked; aim a little under the cei
 PIPER_LINE_BASE_S = 0.23
 PIPER_LINE_PER_LETTER_S = 0.061
 FIRST_READ_WPM = 158.0
-# Piper's phoneme lengths, from a model cut to its duration predictor (a tenth of reading a
-# line), give a line's length before it is read: VITS makes 256 samples per length unit.
-# Heard, a line is that less its outer phonemes (^ and $) and the quiet ends of the first and
-# last sounds, trimmed as silence: about 0.125 s per unit of length scale (fitted on the
-# bundled lines; error sd 50 ms), so nearly every line is read once, at the right pace.
+# Piper's front stage gives a line's phoneme lengths before its audio is made: VITS makes 256
+# samples per length unit. Heard, a line is that less its outer phonemes (^ and $) and the
+# quiet ends of its first and last sounds, trimmed as silence: about 0.125 s per unit of
+# length scale (fitted on the bundled lines; error sd ~50 ms), so a line is read once, at
+# the pace that brings it to FIRST_READ_WPM.
 PIPER_HOP_SAMPLES = 256
 PIPER_QUIET_ENDS_S = 0.125
-WIDTHS_MEMO = 256  # lines whose phoneme lengths are kept (a pace is solved on them)
+FRONTS_KEPT = 256  # lines whose front stage is kept (a pace is solved on it, then it is read)
+PIPER_SILENT_PEAK = 1e-8
 PACE_STEPS = 24  # bisection steps for a first reading's pace (to 1e-7 of the range)
 SLOWED_TOO_FAR_WPM = 140.0  # a line the prediction slowed below this is read again, quicker
 
@@ -132,7 +133,13 @@ def _file_digest(path: Path, size: int, mtime_ns: int) -> str:
 
 
 class PiperEngine(Engine):
-    """Piper neural TTS, in-process; each voice model is loaded once per run."""
+    """Piper neural TTS, in-process; each voice model is loaded once per run.
+
+    Where `onnx` is installed the model is cut, once, into two stages kept beside the cache:
+    the front (text encoder and duration predictor) gives every phoneme's length, the back
+    (flow and vocoder) makes the audio at a chosen length scale. A line's pace is then solved
+    on its exact length before the one reading that makes its audio.
+    """
 
     name = "piper"
     DEFAULT = "en_US-joe-medium"
@@ -146,10 +153,10 @@ class PiperEngine(Engine):
     DURATION_NOISE = 0.0
 
     def __init__(self) -> None:
-        self._loaded: dict[Path, Any] = {}
-        self._timing: dict[Path, Any] = {}  # a voice's duration predictor alone, when cut
-        self._widths_memo: dict[tuple[Path, str], list[NDArray[np.float64]] | None] = {}
-        self.models: Path | None = None  # where aligned copies of voice models are kept
+        self._loaded: dict[Path, Any] = {}  # PiperVoice (phonemes, config; a session if whole)
+        self._stages: dict[Path, tuple[Any, Any]] = {}  # front and back sessions, when cut
+        self._fronts: dict[tuple[Path, str], list[_Front]] = {}  # lines the front has read
+        self.models: Path | None = None  # where the cut models are kept
         self._single_threaded: set[Path] = set()  # voices whose sessions run no thread pool
         self.threads: int | None = None  # inference threads for voices loaded from now on
 
@@ -161,8 +168,8 @@ class PiperEngine(Engine):
     def unload(self) -> None:
         """Let go of every loaded voice (their memory goes back once nothing holds them)."""
         self._loaded.clear()
-        self._timing.clear()
-        self._widths_memo.clear()
+        self._stages.clear()
+        self._fronts.clear()
         self._single_threaded.clear()
 
     def load_for_workers(self, spec: VoiceSpec) -> bool:
@@ -228,135 +235,188 @@ class PiperEngine(Engine):
         threads = threads or self.threads
         if path not in self._loaded:
             try:
-                from piper import PiperVoice
+                from piper import PiperConfig, PiperVoice
             except ImportError:
                 raise EngineError("piper-tts is not installed (pip install piper-tts)") from None
-            aligned = self._aligned(path)
+            cut = self._cut(path)
             try:
-                # Alignments (phoneme sample counts) time the transcript's words. A model
-                # patched to give them is kept beside the cache; without one, it is patched
-                # in memory (twice the memory while loading); without `onnx`, no word times.
                 with _inference_threads(threads):
-                    if aligned is not None:
-                        voice = PiperVoice.load(aligned, config_path=f"{path}.json")
-                    else:
+                    if cut is not None:
+                        config = json.loads(Path(f"{path}.json").read_text(encoding="utf-8"))
+                        voice = PiperVoice(session=None, config=PiperConfig.from_dict(config))
+                        self._stages[path] = (_session(cut[0]), _session(cut[1]))
+                    else:  # without `onnx` there are no word times
                         voice = PiperVoice.load(path, include_alignments=_has_onnx())
             except Exception as exc:  # onnxruntime raises many types for a bad model file
                 raise EngineError(f"cannot load Piper voice {path}: {exc}") from None
             self._loaded[path] = voice
-            if aligned is not None:
-                self._load_timing(path, aligned, threads)
             if threads == 1:
                 self._single_threaded.add(path)
         return self._loaded[path]
 
-    def _load_timing(self, path: Path, aligned: Path, threads: int | None) -> None:
-        timing = self._cut_timing(aligned)
-        if timing is None:
-            return
-        import onnxruntime
-
-        options = onnxruntime.SessionOptions()
-        if threads is not None:
-            options.intra_op_num_threads = threads
-            options.inter_op_num_threads = 1
+    def _cut(self, path: Path) -> tuple[Path, Path] | None:
+        """The model's two stages, cut once beside the cache in a child process (onnx holds
+        the whole model in memory while cutting it); None where it cannot be cut."""
+        if self.models is None or not _has_onnx():
+            return None
+        stat = path.stat()
+        stem = self.models / _file_digest(path, stat.st_size, stat.st_mtime_ns)
+        front, back = stem.with_suffix(".front.onnx"), stem.with_suffix(".back.onnx")
+        if front.is_file() and back.is_file():
+            return front, back
         try:
-            self._timing[path] = onnxruntime.InferenceSession(
-                str(timing), options, providers=["CPUExecutionProvider"]
-            )
-        except Exception:  # a damaged cut: lines are then predicted from their letters
-            return
-
-    @staticmethod
-    def _cut_timing(aligned: Path) -> Path | None:
-        """A copy of the aligned model cut to its phoneme lengths (no audio), made once
-        beside it, in a child process (onnx holds the whole model while cutting it)."""
-        target = aligned.with_name(f"{aligned.stem}-durations.onnx")
-        if target.is_file():
-            return target
-        try:
-            with temp_beside(target, ".tmp") as temp:
-                cut = [sys.executable, "-c", _CUT_TIMING, str(aligned), str(temp)]
+            self.models.mkdir(mode=0o700, parents=True, exist_ok=True)
+            with temp_beside(front, ".tmp") as front_temp, temp_beside(back, ".tmp") as back_temp:
+                cut = [sys.executable, "-c", _CUT_STAGES, str(path), str(front_temp),
+                       str(back_temp)]  # fmt: skip
                 if subprocess.run(cut, capture_output=True, check=False).returncode != 0:
                     return None
-                os.replace(temp, target)
+                os.replace(back_temp, back)  # the front last: its presence means both
+                os.replace(front_temp, front)
         except OSError:
             return None
-        return target
+        return front, back
+
+    def _front(self, path: Path, text: str) -> list[_Front] | None:
+        """Each sentence of `text` through the front (at length scale 1), kept for the
+        reading that follows; None when the voice is not cut."""
+        voice = self._voice(path)
+        if path not in self._stages:
+            return None
+        key = (path, text)
+        if key not in self._fronts:
+            front_session = self._stages[path][0]
+            names = [output.name for output in front_session.get_outputs()]
+            fronts = []
+            for phonemes in voice.phonemize(text):
+                if phonemes:
+                    ids = voice.phonemes_to_ids(phonemes)
+                    feed = _inputs(front_session, voice, ids, 1.0, self.DURATION_NOISE)
+                    values = front_session.run(None, feed)
+                    fronts.append(_Front(phonemes, ids, dict(zip(names, values, strict=True))))
+            if len(self._fronts) >= FRONTS_KEPT:
+                self._fronts.clear()
+            self._fronts[key] = fronts
+        return self._fronts[key]
 
     def voiced_seconds(self, text: str, spec: VoiceSpec) -> float | None:
         path = self.model_path(spec)
-        widths = self._widths(path, text)
-        if widths is None:
+        fronts = self._front(path, text)
+        if not fronts:
             return None
         length_scale = self.LENGTH_SCALE / spec.pace
-        frames = [np.ceil(w * length_scale) for w in widths]  # as the model rounds them
+        frames = [np.ceil(front.widths * length_scale) for front in fronts]  # as the back does
         units = sum(float(f.sum()) for f in frames) - float(frames[0][0] + frames[-1][-1])
         seconds = units * PIPER_HOP_SAMPLES / float(self._voice(path).config.sample_rate)
         return max(0.0, seconds - PIPER_QUIET_ENDS_S * length_scale)
 
-    def _widths(self, path: Path, text: str) -> list[NDArray[np.float64]] | None:
-        """Each sentence's phoneme lengths (frames at length scale 1, unrounded)."""
-        key = (path, text)
-        if key in self._widths_memo:
-            return self._widths_memo[key]
-        voice = self._voice(path)
-        timing = self._timing.get(path)
-        if timing is None or {i.name for i in timing.get_inputs()} != set(_TIMING_INPUTS):
-            return None  # a multi-speaker model, say: predicted from letters instead
-        scales = np.array([voice.config.noise_scale, 1.0, self.DURATION_NOISE], np.float32)
-        widths = []
-        for phonemes in voice.phonemize(text):
-            if phonemes:
-                ids = np.array([voice.phonemes_to_ids(phonemes)], dtype=np.int64)
-                lengths = np.array([ids.shape[1]], dtype=np.int64)
-                feed = dict(zip(_TIMING_INPUTS, (ids, lengths, scales), strict=True))
-                widths.append(np.asarray(timing.run(None, feed)[0], np.float64).reshape(-1))
-        if len(self._widths_memo) >= WIDTHS_MEMO:
-            self._widths_memo.clear()
-        self._widths_memo[key] = widths or None
-        return widths or None
-
-    def _aligned(self, path: Path) -> Path | None:
-        """A copy of the model that also outputs phoneme lengths, made once, in a child
-        process (onnx holds the whole model in memory while patching it)."""
-        if self.models is None or not _has_onnx():
-            return None
-        stat = path.stat()
-        target = self.models / f"{_file_digest(path, stat.st_size, stat.st_mtime_ns)}.onnx"
-        if target.is_file():
-            return target
-        try:
-            self.models.mkdir(mode=0o700, parents=True, exist_ok=True)
-            with temp_beside(target, ".tmp") as temp:
-                patch = [sys.executable, "-m", "piper.patch_voice_with_alignment", str(path),
-                         "--output", str(temp)]  # fmt: skip
-                if subprocess.run(patch, capture_output=True, check=False).returncode != 0:
-                    return None
-                os.replace(temp, target)
-        except OSError:
-            return None
-        return target
-
     def synthesize(self, text: str, spec: VoiceSpec) -> Take:
-        from piper import SynthesisConfig
+        path = self.model_path(spec)
+        voice = self._voice(path)
+        length_scale = self.LENGTH_SCALE / spec.pace
+        chunks: list[Audio] = []
+        words: list[int] | None = []
+        fronts = self._front(path, text)
+        if fronts is None:  # the whole model, through Piper
+            from piper import SynthesisConfig
 
-        voice = self._voice(self.model_path(spec))
-        config = SynthesisConfig(
-            length_scale=self.LENGTH_SCALE / spec.pace, noise_w_scale=self.DURATION_NOISE
-        )
-        chunks, words, offset = [], [], 0
-        aligned = True
-        for chunk in voice.synthesize(text, config, include_alignments=True):
-            if chunk.phoneme_alignments is None:
-                aligned = False
-            else:
-                words += _word_starts(chunk.phoneme_alignments, offset)
-            chunks.append(chunk.audio_float_array)
-            offset += len(chunk.audio_float_array)
-        samples = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
+            config = SynthesisConfig(length_scale=length_scale, noise_w_scale=self.DURATION_NOISE)
+            for chunk in voice.synthesize(text, config, include_alignments=True):
+                if chunk.phoneme_alignments is None:
+                    words = None
+                elif words is not None:
+                    aligned = [(a.phoneme, a.num_samples) for a in chunk.phoneme_alignments]
+                    words += _word_starts(aligned, sum(map(len, chunks)))
+                chunks.append(chunk.audio_float_array)
+        else:
+            back = self._stages[path][1]
+            for front in fronts:
+                feed = _inputs(back, voice, front.ids, length_scale, self.DURATION_NOISE)
+                for name in {i.name for i in back.get_inputs()} & set(front.values):
+                    feed[name] = front.values[name]
+                feed[front.width_name] = (front.values[front.width_name] * length_scale).astype(
+                    np.float32
+                )
+                audio, frames = back.run(None, feed)
+                samples = np.asarray(frames, np.int64).reshape(-1) * PIPER_HOP_SAMPLES
+                pairs = _phoneme_samples(front.phonemes, voice.config.phoneme_id_map, samples)
+                if pairs is None:
+                    words = None
+                elif words is not None:
+                    words += _word_starts(pairs, sum(map(len, chunks)))
+                chunks.append(_as_piper_does(np.asarray(audio, np.float32).reshape(-1)))
+        samples_all = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
         rate = int(voice.config.sample_rate)
-        return Take(samples.astype(np.float32), rate, tuple(words) if aligned else None)
+        return Take(
+            samples_all.astype(np.float32), rate, tuple(words) if words is not None else None
+        )
+
+
+@dataclass(frozen=True)
+class _Front:
+    """A sentence through the front stage: its phonemes and ids, and what the back needs
+    (the first output is every phoneme id's length in frames at length scale 1)."""
+
+    phonemes: list[str]
+    ids: list[int]
+    values: dict[str, Any]
+
+    @property
+    def width_name(self) -> str:
+        return next(iter(self.values))
+
+    @property
+    def widths(self) -> NDArray[np.float64]:
+        return np.asarray(self.values[self.width_name], np.float64).reshape(-1)
+
+
+def _session(model: Path) -> Any:
+    import onnxruntime
+
+    return onnxruntime.InferenceSession(
+        str(model), onnxruntime.SessionOptions(), providers=["CPUExecutionProvider"]
+    )
+
+
+def _inputs(
+    session: Any, voice: Any, ids: list[int], length_scale: float, duration_noise: float
+) -> dict[str, Any]:
+    """The graph inputs a stage takes, as Piper feeds the whole model."""
+    config = voice.config
+    values = {
+        "input": np.array([ids], dtype=np.int64),
+        "input_lengths": np.array([len(ids)], dtype=np.int64),
+        "scales": np.array([config.noise_scale, length_scale, duration_noise], np.float32),
+        "sid": np.array([0 if config.num_speakers <= 1 else config.default_speaker_id or 0]),
+    }
+    return {i.name: values[i.name] for i in session.get_inputs() if i.name in values}
+
+
+def _as_piper_does(audio: Audio) -> Audio:
+    """A sentence's audio normalised to full scale, as Piper's own synthesis returns it."""
+    peak = float(np.max(np.abs(audio))) if len(audio) else 0.0
+    if peak < PIPER_SILENT_PEAK:
+        return np.zeros_like(audio)
+    out: Audio = np.clip(audio / peak, -1.0, 1.0).astype(np.float32)
+    return out
+
+
+def _phoneme_samples(
+    phonemes: list[str], id_map: dict[str, list[int]], samples: NDArray[np.int64]
+) -> list[tuple[str, int]] | None:
+    """Each phoneme's samples (with the pad after it), as Piper aligns them; None when the
+    ids do not line up."""
+    from piper.const import BOS, EOS, PAD
+
+    pad = len(id_map.get(PAD, []))
+    pairs, position = [], 0
+    for phoneme in [BOS, *phonemes, EOS]:
+        count = len(id_map.get(phoneme, [])) + (0 if phoneme == EOS else pad)
+        if position + count > len(samples):
+            return None
+        pairs.append((phoneme, int(samples[position : position + count].sum())))
+        position += count
+    return pairs if position == len(samples) else None
 
 
 @contextmanager
@@ -383,17 +443,39 @@ def _inference_threads(threads: int | None) -> Iterator[None]:
         onnxruntime.SessionOptions = base
 
 
-_TIMING_INPUTS = ("input", "input_lengths", "scales")
-# Run as `python -c` with (model, output): keeps the graph from the inputs to the phoneme
-# lengths before they are rounded up to whole frames (the input of its one Ceil), so one
-# run at length scale 1 gives a line's frames at any pace.
-_CUT_TIMING = """
+# Run as `python -c` with (model, front, back). The front ends at the phoneme lengths
+# before they are rounded up to whole frames (the input of the model's one Ceil), so one
+# run at length scale 1 gives a line's frames at any pace; its outputs are that, then what
+# else the back takes. The back makes the audio and the rounded lengths (for word times).
+_CUT_STAGES = """
 import sys, onnx, onnx.utils
 model = onnx.load(sys.argv[1])
-(ceil,) = [node for node in model.graph.node if node.op_type == "Ceil"]
-cut = onnx.utils.Extractor(model).extract_model(
-    [i.name for i in model.graph.input], [ceil.input[0]])
-onnx.save(cut, sys.argv[2])
+graph = model.graph
+(ceil,) = [node for node in graph.node if node.op_type == "Ceil"]
+made = {name: node for node in graph.node for name in node.output}
+
+
+def upstream(names):
+    found, todo = {}, list(names)
+    while todo:
+        node = made.get(todo.pop())
+        if node is not None and id(node) not in found:
+            found[id(node)] = node
+            todo += node.input
+    return found
+
+
+front = upstream([ceil.input[0]])
+back = {k: v for k, v in upstream([graph.output[0].name]).items() if k not in front}
+front_out = {name for node in front.values() for name in node.output}
+needed = [name for node in back.values() for name in node.input]
+crossing = sorted({name for name in needed if name in front_out} - {ceil.input[0]})
+inputs = [i.name for i in graph.input]
+extractor = onnx.utils.Extractor(model)
+onnx.save(extractor.extract_model(inputs, [ceil.input[0], *crossing]), sys.argv[2])
+back_inputs = [ceil.input[0], *crossing, *[i for i in inputs if i in needed]]
+onnx.save(extractor.extract_model(back_inputs, [graph.output[0].name, ceil.output[0]]),
+          sys.argv[3])
 """
 
 
@@ -409,18 +491,17 @@ def _has_onnx() -> bool:
 _NOT_A_WORD = frozenset('^$_ .,;:!?¡¿\u2014\u2013…"“”«»()')
 
 
-def _word_starts(alignments: Iterable[Any], offset: int) -> list[int]:
+def _word_starts(alignments: Iterable[tuple[str, int]], offset: int) -> list[int]:
     """Where each word starts: the first phoneme after a space (or the sentence's start)."""
     starts: list[int] = []
     position, in_word = offset, False
-    for alignment in alignments:
-        phoneme = alignment.phoneme
+    for phoneme, samples in alignments:
         if phoneme == " " or phoneme in "^$":
             in_word = False
         elif phoneme not in _NOT_A_WORD and not in_word:
             starts.append(position)
             in_word = True
-        position += int(alignment.num_samples)
+        position += int(samples)
     return starts
 
 
