@@ -373,9 +373,12 @@ class _Front:
 def _session(model: Path) -> Any:
     import onnxruntime
 
-    return onnxruntime.InferenceSession(
-        str(model), onnxruntime.SessionOptions(), providers=["CPUExecutionProvider"]
-    )
+    options = onnxruntime.SessionOptions()  # with the threads _inference_threads sets
+    # Planned memory patterns suit fixed shapes; here every line has its own, and the arena
+    # kept blocks planned for the longest line seen (measured: 359 -> 262 MiB reading 18
+    # lines, at the same speed).
+    options.enable_mem_pattern = False
+    return onnxruntime.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
 
 
 def _inputs(
