@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import cast
 
 import pytest
 
@@ -47,6 +49,24 @@ def test_a_folder_exports_in_parallel_and_a_failure_stays_apart(tmp_path: Path) 
     written = sorted(p.name for p in out.iterdir())
     sidecars = [n.replace(".mp3", suffix) for n in names for suffix in (".chapters.json", ".vtt")]
     assert written == sorted([*names, *sidecars])
+
+
+@pytest.mark.parametrize(("jobs", "forked"), [pytest.param("1", False, id="one"),
+                                             pytest.param("2", True, id="two")])  # fmt: skip
+def test_a_batch_takes_its_workers_from_guided_audio_jobs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, jobs: str, forked: bool
+) -> None:
+    monkeypatch.setenv("GUIDED_AUDIO_JOBS", jobs)
+    monkeypatch.setattr(session, "_export_one", _pid_of_export)
+    scripts = [write(tmp_path, SESSION.format(title=n), f"{n}.yaml") for n in ("a", "b")]
+    folder = tmp_path / "out"
+    outcomes = session.export_many(scripts, folder, "wav", session.Options())
+    pids = {cast(int, pid) for pid in outcomes}  # what _pid_of_export returned
+    assert (pids != {os.getpid()}) is forked, pids
+
+
+def _pid_of_export(job: object) -> int:
+    return os.getpid()
 
 
 def test_several_scripts_need_a_folder(tmp_path: Path) -> None:

@@ -242,7 +242,10 @@ def _words(paces: session.Paces, marker: str) -> None:
     help="The format, when -o names no file (or it must agree with its suffix).",
 )
 @click.option(
-    "-j", "--jobs", type=click.IntRange(min=1), help="Files rendered at once (default: cores)."
+    "-j",
+    "--jobs",
+    type=click.IntRange(min=1),
+    help="Files rendered at once (default: GUIDED_AUDIO_JOBS, else cores).",
 )
 @click.option("--force", is_flag=True, help="Overwrite an existing output file.")
 @click.option(

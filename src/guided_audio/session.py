@@ -88,10 +88,10 @@ def synthesize(speaker: Speaker, phrases: list[Phrase], reporter: Reporter) -> N
     missing = speaker.missing(phrases)
     if missing:
         with reporter.progress("Synthesising speech", len(missing)) as advance:
-            speaker.render_many(missing, jobs(), advance)
+            speaker.render_many(missing, worker_count(), advance)
 
 
-def jobs() -> int:
+def worker_count() -> int:
     """Processes to work in at once: GUIDED_AUDIO_JOBS, else one per core."""
     return int(os.environ.get("GUIDED_AUDIO_JOBS") or os.cpu_count() or 1)
 
@@ -164,7 +164,7 @@ def _render(script: Script, options: Options, reporter: Reporter) -> Rendered:
     gain_db = speaker.cache.measurement(key)
     if gain_db is None:
         with reporter.progress("Measuring loudness", tl.total) as advance:
-            gain_db = mix.loudness_gain(mixer, target, advance, jobs())
+            gain_db = mix.loudness_gain(mixer, target, advance, worker_count())
         speaker.cache.remember(key, gain_db)
     return Rendered(script, tl, mix.Master(mixer, gain_db), target, gain_db)
 
@@ -349,8 +349,9 @@ def export_many(
     force: bool = False,
     with_transcript: bool = True,
 ) -> Iterator[Outcome]:
-    """Export each script into `folder`, `jobs` at once (default: one per core), yielding
-    each outcome as it finishes; a failing file does not stop the others."""
+    """Export each script into `folder`, `jobs` at once (default: GUIDED_AUDIO_JOBS, else
+    one per core), yielding each outcome as it finishes; a failing file does not stop the
+    others."""
     work = [
         _Job(
             script,
@@ -365,7 +366,7 @@ def export_many(
     if len(set(names)) != len(names):
         clash = next(n for n in names if names.count(n) > 1)
         raise UsageError(f"two scripts would both be exported to {clash}; export them apart")
-    workers = max(1, min(jobs or os.cpu_count() or 1, len(work)))
+    workers = max(1, min(jobs or worker_count(), len(work)))
     if workers == 1:
         yield from (_export_one(job) for job in work)
         return
