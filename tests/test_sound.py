@@ -529,15 +529,24 @@ def test_one_pass_finds_the_gain_even_under_heavy_limiting(
     assert meter.integrated() == pytest.approx(target, abs=0.1)
 
 
+def _split_measuring(
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[mix.Mixer, mix.MasteringMeter]:
+    """A short mix of speech, silence and bells, its meter from one pass, and the measuring
+    pass set to split it into parts of one block."""
+    steps = "      - say: Let the ground hold you.\n      - pause: 20s\n      - bell: chime\n" * 3
+    mixer = _raw_mix(folder, steps, "drone")
+    one = mix.measure(mixer)
+    monkeypatch.setattr(mix, "MIN_BLOCKS_PER_PART", 1)
+    return mixer, one
+
+
 def test_the_measuring_pass_splits_across_processes_and_agrees(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # On every core: each process measures whole blocks, its filter primed on what comes
     # before; the joined meter matches one pass, and so does the gain.
-    steps = "      - say: Let the ground hold you.\n      - pause: 20s\n      - bell: chime\n" * 3
-    mixer = _raw_mix(tmp_path, steps, "drone")
-    one = mix.measure(mixer)
-    monkeypatch.setattr(mix, "MIN_BLOCKS_PER_PART", 1)
+    mixer, one = _split_measuring(tmp_path, monkeypatch)
     pids = tmp_path / "pids"
     measure = mix._measure
 
@@ -569,10 +578,7 @@ def test_a_measuring_process_that_dies_leaves_the_pass_to_this_one(
 ) -> None:
     # The others are ended (CPython 3.13 would wait for them forever) and the mix is
     # measured here, as one pass.
-    steps = "      - say: Let the ground hold you.\n      - pause: 20s\n      - bell: chime\n" * 3
-    mixer = _raw_mix(tmp_path, steps, "drone")
-    one = mix.measure(mixer)
-    monkeypatch.setattr(mix, "MIN_BLOCKS_PER_PART", 1)
+    mixer, one = _split_measuring(tmp_path, monkeypatch)
     monkeypatch.setattr(mix, "_measure_forked", _die_measuring)
     advanced: list[int] = []
     alone = mix.measure(mixer, advanced.append, workers=3)

@@ -62,6 +62,7 @@ FIRST_READ_WPM = 158.0
 # the pace that brings it to FIRST_READ_WPM.
 PIPER_HOP_SAMPLES = 256
 PIPER_QUIET_ENDS_S = 0.125
+CUT_FORMAT = 1  # bump when _CUT_STAGES cuts differently (older cuts are then left unused)
 FRONTS_KEPT = 256  # lines whose front stage is kept (a pace is solved on it, then it is read)
 PIPER_SILENT_PEAK = 1e-8
 PACE_STEPS = 24  # bisection steps for a first reading's pace (to 1e-7 of the range)
@@ -260,8 +261,8 @@ class PiperEngine(Engine):
         if self.models is None or not _has_onnx():
             return None
         stat = path.stat()
-        stem = self.models / _file_digest(path, stat.st_size, stat.st_mtime_ns)
-        front, back = stem.with_suffix(".front.onnx"), stem.with_suffix(".back.onnx")
+        stem = f"{_file_digest(path, stat.st_size, stat.st_mtime_ns)}-cut{CUT_FORMAT}"
+        front, back = self.models / f"{stem}.front.onnx", self.models / f"{stem}.back.onnx"
         if front.is_file() and back.is_file():
             return front, back
         try:
