@@ -63,7 +63,7 @@ FIRST_READ_WPM = 158.0
 PIPER_HOP_SAMPLES = 256
 PIPER_QUIET_ENDS_S = 0.125
 CUT_FORMAT = 1  # bump when _CUT_STAGES cuts differently (older cuts are then left unused)
-FRONTS_KEPT = 256  # lines whose front stage is kept (a pace is solved on it, then it is read)
+FRONTS_KEPT = 8  # lines whose front stage is kept: a line's pace is solved on it, then read
 PIPER_SILENT_PEAK = 1e-8
 PACE_STEPS = 24  # bisection steps for a first reading's pace (to 1e-7 of the range)
 SLOWED_TOO_FAR_WPM = 140.0  # a line the prediction slowed below this is read again, quicker
@@ -285,7 +285,8 @@ class PiperEngine(Engine):
         if path not in self._stages:
             return None
         key = (path, text)
-        if key not in self._fronts:
+        fronts = self._fronts.get(key)
+        if fronts is None:
             front_session = self._stages[path][0]
             names = [output.name for output in front_session.get_outputs()]
             fronts = []
@@ -298,7 +299,7 @@ class PiperEngine(Engine):
             if len(self._fronts) >= FRONTS_KEPT:
                 self._fronts.clear()
             self._fronts[key] = fronts
-        return self._fronts[key]
+        return fronts
 
     def voiced_seconds(self, text: str, spec: VoiceSpec) -> float | None:
         path = self.model_path(spec)
