@@ -214,6 +214,37 @@ def test_a_signal_in_a_real_process_leaves_no_file(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["session.yaml"]
 
 
+@pytest.mark.parametrize(
+    ("signum", "stopped"),
+    [
+        pytest.param(signal.SIGINT, KeyboardInterrupt, id="ctrl-c"),
+        pytest.param(signal.SIGTERM, SystemExit, id="sigterm-in-a-worker"),
+    ],
+)
+def test_a_stop_waits_for_a_step_that_must_not_be_cut_in_two(
+    signum: int, stopped: type[BaseException]
+) -> None:
+    # Making a temp file is such a step (stopped before its cleanup is set up, it stays),
+    # and starting ffmpeg (stopped inside Popen, it would run on, unseen).
+    from guided_audio import files
+
+    steps = []
+
+    def step() -> None:
+        with files.signals_deferred():
+            os.kill(os.getpid(), signum)
+            steps.append("the step goes on")
+
+    before = signal.signal(signal.SIGTERM, files._exit_quietly)  # as a worker has it
+    try:
+        with pytest.raises(stopped):
+            step()
+        assert steps == ["the step goes on"]
+        assert signal.getsignal(signal.SIGTERM) is files._exit_quietly  # restored
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
 def test_the_leftover_check_sees_a_planted_partial_file(tmp_path: Path) -> None:
     """The check above would fail on a leftover with the names the code really writes."""
     from guided_audio.files import temp_beside

@@ -19,13 +19,38 @@ def temp_beside(target: Path, suffix: str) -> Iterator[Path]:
     The caller publishes it inside the block (rename or link): on the same filesystem that
     is atomic, so readers see the old file or the whole new one, never a part.
     """
-    fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}.", suffix=suffix)
-    os.close(fd)
+    with signals_deferred():  # a stop between making the file and the block would leave it
+        fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}.", suffix=suffix)
+        os.close(fd)
     temp = Path(name)
     try:
         yield temp
     finally:
         temp.unlink(missing_ok=True)
+
+
+@contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Ctrl-C, SIGTERM or SIGHUP wait until the block ends, then act as they would have:
+    for steps that must not be cut in two, such as starting a program that writes a file
+    (stopped while Popen starts it, the program would run on and write it after the
+    cleanup). Outside the main thread, where handlers cannot be set, signals act at once."""
+    caught: list[int] = []
+    try:
+        previous = {
+            signum: signal.signal(signum, lambda n, _: caught.append(n)) for signum in STOP_SIGNALS
+        }
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            if handler is not None:  # None: set outside Python, left as it is
+                signal.signal(signum, handler)
+        if caught:
+            signal.raise_signal(caught[0])
 
 
 def exit_quietly_on_signals() -> None:

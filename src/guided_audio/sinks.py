@@ -29,7 +29,7 @@ import numpy as np
 from guided_audio import effects
 from guided_audio.effects import CHANNELS, RATE, Audio
 from guided_audio.errors import AudioDeviceError, GuidedAudioError, UsageError
-from guided_audio.files import temp_beside
+from guided_audio.files import signals_deferred, temp_beside
 from guided_audio.mix import Windowed, loudness_and_peak
 
 # suffix -> ffmpeg's encoder arguments, and the container's (WAV is written directly)
@@ -415,47 +415,58 @@ def _encode(
         "-f", "s16le", "-ar", str(RATE), "-ac", str(CHANNELS), "-i", "pipe:0",
         "-map_metadata", "-1", *ENCODERS[suffix], "-f", MUXERS[suffix], str(stream),
     ]  # fmt: skip
-    with subprocess.Popen(command, stdin=subprocess.PIPE, stderr=subprocess.PIPE) as process:
-        stdin, stderr = process.stdin, process.stderr
-        assert stdin is not None and stderr is not None
-        _widen_pipe(stdin.fileno())
-        # A writer thread feeds ffmpeg while the next block renders: both cores stay busy.
-        feed: queue.Queue[bytes | None] = queue.Queue(maxsize=8)
-        broken: list[OSError] = []
+    process: subprocess.Popen[bytes] | None = None
+    try:
+        with signals_deferred():  # started and in hand (killed below if need be), or not at all
+            process = subprocess.Popen(command, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+        with process:
+            stdin, stderr = process.stdin, process.stderr
+            assert stdin is not None and stderr is not None
+            _widen_pipe(stdin.fileno())
+            # A writer thread feeds ffmpeg while the next block renders: both cores stay busy.
+            feed: queue.Queue[bytes | None] = queue.Queue(maxsize=8)
+            broken: list[OSError] = []
 
-        def pump() -> None:
+            def pump() -> None:
+                try:
+                    while (chunk := feed.get()) is not None:
+                        stdin.write(chunk)
+                    stdin.close()
+                except OSError as exc:  # ffmpeg stopped reading
+                    broken.append(exc)
+                    while feed.get() is not None:  # drain, so the renderer never blocks
+                        pass
+
+            writer = threading.Thread(target=pump, name="ffmpeg-feed", daemon=True)
+            writer.start()
+            follower = Follower(stream, suffix, process) if suffix in FOLLOWED else None
             try:
-                while (chunk := feed.get()) is not None:
-                    stdin.write(chunk)
-                stdin.close()
-            except OSError as exc:  # ffmpeg stopped reading
-                broken.append(exc)
-                while feed.get() is not None:  # drain, so the renderer never blocks
-                    pass
-
-        writer = threading.Thread(target=pump, name="ffmpeg-feed", daemon=True)
-        writer.start()
-        follower = Follower(stream, suffix, process) if suffix in FOLLOWED else None
-        try:
-            for block in source.blocks():
-                if broken:
-                    break
-                feed.put(effects.to_int16(block).tobytes())
-                progress(len(block))
-        except BaseException:
-            process.kill()  # unblocks the writer, which then drains
-            if follower is not None:
-                follower.stop()
-            raise
-        finally:
-            feed.put(None)
-            writer.join()
-        error = stderr.read().decode(errors="replace").strip()
-        if process.wait() != 0 or broken:
-            if follower is not None:
-                follower.stop()
-            _raise_ffmpeg_error(suffix, error or str(broken[0]))
-        return follower.finish() if follower is not None else None
+                for block in source.blocks():
+                    if broken:
+                        break
+                    feed.put(effects.to_int16(block).tobytes())
+                    progress(len(block))
+            except BaseException:
+                process.kill()  # unblocks the writer, which then drains
+                if follower is not None:
+                    follower.stop()
+                raise
+            finally:
+                feed.put(None)
+                writer.join()
+            error = stderr.read().decode(errors="replace").strip()
+            if process.wait() != 0 or broken:
+                if follower is not None:
+                    follower.stop()
+                _raise_ffmpeg_error(suffix, error or str(broken[0]))
+            return follower.finish() if follower is not None else None
+    except BaseException:
+        # On Ctrl-C, Popen's exit gives the child a quarter second and leaves it running:
+        # ffmpeg would then write the stream again after its cleanup.
+        if process is not None:
+            process.kill()
+            process.wait()
+        raise
 
 
 def _package(stream: Path, temp: Path, suffix: str, metadata: Metadata) -> None:
