@@ -11,7 +11,6 @@ import pytest
 from guided_audio import files, forking
 
 
-@forking.task
 def _stopped_mid_task() -> int:
     os.kill(os.getpid(), signal.SIGTERM)  # as a pool that ends broken sends it
     signal.pause()  # the handler runs here, and unwinds the task
@@ -19,7 +18,7 @@ def _stopped_mid_task() -> int:
 
 
 def test_a_worker_stopped_mid_task_ends_rather_than_wait_for_more() -> None:
-    # Without forking.task the pool would hand the SystemExit back as the task's result and
+    # Run bare, the pool would hand the SystemExit back as the task's result and
     # keep the worker waiting for work (a pool that ends broken then waits for it forever).
     with (
         pytest.raises(BrokenProcessPool),

@@ -7,45 +7,52 @@ import concurrent.futures
 import functools
 import multiprocessing
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
-from typing import ParamSpec, TypeVar
+from typing import Any, TypeVar
 
-P = ParamSpec("P")
 R = TypeVar("R")
+
+
+class Pool:
+    """What a forked pool offers: its tasks run through `_until_stopped`."""
+
+    def __init__(self, executor: concurrent.futures.ProcessPoolExecutor) -> None:
+        self._executor = executor
+
+    def submit(self, function: Callable[..., R], /, *args: Any) -> concurrent.futures.Future[R]:
+        return self._executor.submit(functools.partial(_until_stopped, function), *args)
+
+    def map(self, function: Callable[[Any], R], items: Iterable[Any]) -> Iterator[R]:
+        return self._executor.map(functools.partial(_until_stopped, function), items)
 
 
 @contextmanager
 def forked_pool(
     workers: int, initializer: Callable[..., object], initargs: tuple[object, ...] = ()
-) -> Iterator[concurrent.futures.ProcessPoolExecutor]:
-    """`workers` processes forked from this one, to run `task`s. When one dies, the others
-    are ended before the pool shuts down: CPython 3.13 leaves them waiting for work, and
-    the shutdown would wait for them forever."""
+) -> Iterator[Pool]:
+    """`workers` processes forked from this one. When one dies, the others are ended
+    before the pool shuts down: CPython 3.13 leaves them waiting for work, and the
+    shutdown would wait for them forever."""
     context = multiprocessing.get_context("fork")
     with concurrent.futures.ProcessPoolExecutor(
         workers, mp_context=context, initializer=initializer, initargs=initargs
-    ) as pool:
+    ) as executor:
         try:
-            yield pool
+            yield Pool(executor)
         except BrokenProcessPool:
-            for process in list(getattr(pool, "_processes", {}).values()):
+            for process in list(getattr(executor, "_processes", {}).values()):
                 process.terminate()
             raise
 
 
-def task(function: Callable[P, R]) -> Callable[P, R]:
-    """A function a forked pool runs. A stop signal unwinds it (SystemExit, from
+def _until_stopped(function: Callable[..., R], *args: Any) -> R:
+    """Run a task in a worker. A stop signal unwinds it (SystemExit, from
     files.exit_quietly_on_signals: its temp files go) and then ends the worker: the pool
     would otherwise take the SystemExit as the task's error, keep the worker waiting for
     work, and wait for that worker forever when it ends broken."""
-
-    @functools.wraps(function)
-    def run(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return function(*args, **kwargs)
-        except SystemExit as stop:
-            os._exit(stop.code if isinstance(stop.code, int) else 1)
-
-    return run
+    try:
+        return function(*args)
+    except SystemExit as stop:
+        os._exit(stop.code if isinstance(stop.code, int) else 1)

@@ -31,7 +31,7 @@ from guided_audio import effects, sounds
 from guided_audio.effects import CHANNELS, RATE, Audio
 from guided_audio.errors import DecodeError, MissingProgramError
 from guided_audio.files import exit_quietly_on_signals
-from guided_audio.forking import forked_pool, task
+from guided_audio.forking import forked_pool
 from guided_audio.model import Music, Phrase
 from guided_audio.plan import CROSS, BedSpan, BellStrike, Event, Timeline, Tone
 from guided_audio.voice import Speaker
@@ -669,7 +669,6 @@ def _measure(mixer: Mixer, start: int, stop: int, progress: Progress) -> Masteri
     return meter
 
 
-@task
 def _measure_forked(start: int, stop: int) -> MasteringMeter:
     assert _forked_mixer is not None
     return _measure(_forked_mixer, start, stop, lambda _: None)

@@ -36,7 +36,7 @@ from guided_audio import effects, text
 from guided_audio.effects import RATE, Audio
 from guided_audio.errors import EngineError, GuidedAudioError, MissingProgramError
 from guided_audio.files import exit_quietly_on_signals, temp_beside
-from guided_audio.forking import forked_pool, task
+from guided_audio.forking import forked_pool
 from guided_audio.grammar import ENGINES as ENGINES
 from guided_audio.model import Phrase as Phrase
 from guided_audio.model import VoiceSpec as VoiceSpec
@@ -1086,7 +1086,6 @@ def _start_worker(root: Path) -> None:
     _worker_speaker = Speaker(SpeechCache(root))  # the parent's engines, voices loaded
 
 
-@task
 def _render_in_worker(phrase: Phrase) -> int:
     assert _worker_speaker is not None
     return len(_worker_speaker.render(phrase))
