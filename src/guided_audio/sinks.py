@@ -420,46 +420,7 @@ def _encode(
         with signals_deferred():  # started and in hand (killed below if need be), or not at all
             process = subprocess.Popen(command, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
         with process:
-            stdin, stderr = process.stdin, process.stderr
-            assert stdin is not None and stderr is not None
-            _widen_pipe(stdin.fileno())
-            # A writer thread feeds ffmpeg while the next block renders: both cores stay busy.
-            feed: queue.Queue[bytes | None] = queue.Queue(maxsize=8)
-            broken: list[OSError] = []
-
-            def pump() -> None:
-                try:
-                    while (chunk := feed.get()) is not None:
-                        stdin.write(chunk)
-                    stdin.close()
-                except OSError as exc:  # ffmpeg stopped reading
-                    broken.append(exc)
-                    while feed.get() is not None:  # drain, so the renderer never blocks
-                        pass
-
-            writer = threading.Thread(target=pump, name="ffmpeg-feed", daemon=True)
-            writer.start()
-            follower = Follower(stream, suffix, process) if suffix in FOLLOWED else None
-            try:
-                for block in source.blocks():
-                    if broken:
-                        break
-                    feed.put(effects.to_int16(block).tobytes())
-                    progress(len(block))
-            except BaseException:
-                process.kill()  # unblocks the writer, which then drains
-                if follower is not None:
-                    follower.stop()
-                raise
-            finally:
-                feed.put(None)
-                writer.join()
-            error = stderr.read().decode(errors="replace").strip()
-            if process.wait() != 0 or broken:
-                if follower is not None:
-                    follower.stop()
-                _raise_ffmpeg_error(suffix, error or str(broken[0]))
-            return follower.finish() if follower is not None else None
+            return _feed_encoder(process, stream, suffix, source, progress)
     except BaseException:
         # On Ctrl-C, Popen's exit gives the child a quarter second and leaves it running:
         # ffmpeg would then write the stream again after its cleanup.
@@ -467,6 +428,56 @@ def _encode(
             process.kill()
             process.wait()
         raise
+
+
+def _feed_encoder(
+    process: subprocess.Popen[bytes],
+    stream: Path,
+    suffix: str,
+    source: Windowed,
+    progress: Callable[[int], None],
+) -> tuple[int, float, float] | None:
+    """The blocks into a started ffmpeg (see _encode, which ends it however this ends)."""
+    stdin, stderr = process.stdin, process.stderr
+    assert stdin is not None and stderr is not None
+    _widen_pipe(stdin.fileno())
+    # A writer thread feeds ffmpeg while the next block renders: both cores stay busy.
+    feed: queue.Queue[bytes | None] = queue.Queue(maxsize=8)
+    broken: list[OSError] = []
+
+    def pump() -> None:
+        try:
+            while (chunk := feed.get()) is not None:
+                stdin.write(chunk)
+            stdin.close()
+        except OSError as exc:  # ffmpeg stopped reading
+            broken.append(exc)
+            while feed.get() is not None:  # drain, so the renderer never blocks
+                pass
+
+    writer = threading.Thread(target=pump, name="ffmpeg-feed", daemon=True)
+    writer.start()
+    follower = Follower(stream, suffix, process) if suffix in FOLLOWED else None
+    try:
+        for block in source.blocks():
+            if broken:
+                break
+            feed.put(effects.to_int16(block).tobytes())
+            progress(len(block))
+    except BaseException:
+        process.kill()  # unblocks the writer, which then drains
+        if follower is not None:
+            follower.stop()
+        raise
+    finally:
+        feed.put(None)
+        writer.join()
+    error = stderr.read().decode(errors="replace").strip()
+    if process.wait() != 0 or broken:
+        if follower is not None:
+            follower.stop()
+        _raise_ffmpeg_error(suffix, error or str(broken[0]))
+    return follower.finish() if follower is not None else None
 
 
 def _package(stream: Path, temp: Path, suffix: str, metadata: Metadata) -> None:
