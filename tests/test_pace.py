@@ -94,6 +94,7 @@ def test_most_lines_are_read_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 @pytest.mark.parametrize("pace", [pytest.param(1.0, id="pace-1"), pytest.param(0.8, id="pace-0.8")])
 def test_piper_knows_a_lines_length_before_reading_it(tmp_path: Path, pace: float) -> None:
     speaker = voice.Speaker(voice.SpeechCache(tmp_path))
+    speaker.cache.ensure_writable()
     piper = voice.engine("piper")
     spec = voice.VoiceSpec(pace=pace)
     errors = []
@@ -102,9 +103,7 @@ def test_piper_knows_a_lines_length_before_reading_it(tmp_path: Path, pace: floa
         "What do you notice now?",
         "Feel the breath moving in, and moving out, as the body settles into the ground.",
     ):
-        speaker.cache.ensure_writable()
-        predicted = piper.voiced_seconds(line, spec)
-        assert predicted is not None  # the duration model was cut beside the cache
+        assert piper.voiced_seconds(line, spec) is not None  # the voice is cut in two stages
         heard = len(speaker.render(Phrase(line, spec))) / RATE
         # as read: the first reading's pace, which the prediction chose
         first = voice.Speaker._first_read(Phrase(line, spec))
