@@ -11,6 +11,7 @@ from urllib.parse import unquote
 import numpy as np
 import pytest
 import requests
+from numpy.typing import NDArray
 
 from conftest import cli, write
 from guided_audio import voice
@@ -42,7 +43,11 @@ def test_piper_model_is_loaded_once_per_run(
     speaker = Speaker(SpeechCache(tmp_path))
     for text in ("One.", "Two.", "Three."):
         speaker.render(Phrase(text, VoiceSpec()))
-    assert [model.name.split(".", 1)[1] for model in loads] == ["front.onnx", "back.onnx"]
+    assert [model.name.split(".", 1)[1] for model in loads] == [
+        "front.onnx",
+        "flow.onnx",
+        "decoder.onnx",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -52,11 +57,9 @@ def test_piper_model_is_loaded_once_per_run(
         pytest.param("Welcome back. Stay a while, and rest here.", 0.7, id="two-sentences-slow"),
     ],
 )
-def test_piper_in_two_stages_reads_as_the_whole_model(
-    tmp_path: Path, text: str, pace: float
-) -> None:
-    # The front (phoneme lengths) and the back (audio) cut from the model say exactly what
-    # the whole model says: same samples (without the voice colour's noise), same words.
+def test_piper_in_stages_reads_as_the_whole_model(tmp_path: Path, text: str, pace: float) -> None:
+    # The front (phoneme lengths), the flow and the decoder (audio) cut from the model say
+    # what the whole model says: same samples (without the voice colour's noise), same words.
     staged, whole = voice.PiperEngine(), voice.PiperEngine()
     staged.models = tmp_path / "models"  # cut here; `whole` has nowhere to keep a cut
     spec = VoiceSpec(pace=pace)
@@ -68,6 +71,32 @@ def test_piper_in_two_stages_reads_as_the_whole_model(
     assert len(a.samples) == len(b.samples)
     assert a.words == b.words and a.words is not None and len(a.words) == len(text.split())
     np.testing.assert_allclose(a.samples, b.samples, atol=1e-3)
+
+
+SIXTEEN_BIT_STEP = 1 / 32768
+
+
+def test_piper_decodes_in_chunks_as_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The decoder's memory follows the length it decodes at once, so it decodes a chunk at a
+    # time with its receptive field of context either side: the samples stay the same, to
+    # float rounding (well under a 16-bit step).
+    piper, spec = voice.PiperEngine(), VoiceSpec()
+    piper.models = tmp_path / "models"
+    piper._voice(piper.model_path(spec)).config.noise_scale = 0.0
+
+    def read(chunk_frames: int, context_frames: int) -> NDArray[np.float32]:
+        monkeypatch.setattr(voice, "DECODE_CHUNK_FRAMES", chunk_frames)
+        monkeypatch.setattr(voice, "DECODE_CONTEXT_FRAMES", context_frames)
+        return piper.synthesize("Let the ground hold you, and breathe out slowly.", spec).samples
+
+    context_frames = voice.DECODE_CONTEXT_FRAMES
+    at_once = read(10**6, 0)
+    assert len(at_once) > 6 * 32 * voice.PIPER_HOP_SAMPLES  # many chunks of 32 frames
+    np.testing.assert_allclose(read(32, context_frames), at_once, atol=SIXTEEN_BIT_STEP / 4)
+    # ...and the comparison sees a context too short for the decoder's receptive field
+    assert not np.allclose(read(32, 4), at_once, atol=SIXTEEN_BIT_STEP * 30)
 
 
 def test_piper_accepts_any_model_file(tmp_path: Path) -> None:

@@ -23,11 +23,11 @@ import wave
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures.process import BrokenProcessPool
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from importlib import metadata
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
@@ -62,7 +62,12 @@ FIRST_READ_WPM = 158.0
 # the pace that brings it to FIRST_READ_WPM.
 PIPER_HOP_SAMPLES = 256
 PIPER_QUIET_ENDS_S = 0.125
-CUT_FORMAT = 1  # bump when _CUT_STAGES cuts differently (older cuts are then left unused)
+CUT_FORMAT = 2  # bump when _CUT_STAGES cuts differently (older cuts are then left unused)
+# The decoder's memory grows with the length it decodes at once (~10 MiB a second of speech):
+# it decodes this many frames at a time, with its receptive field (16 frames, measured: the
+# samples are then those of one decoding) of context either side.
+DECODE_CHUNK_FRAMES = 128
+DECODE_CONTEXT_FRAMES = 16
 FRONTS_KEPT = 8  # lines whose front stage is kept: a line's pace is solved on it, then read
 PIPER_SILENT_PEAK = 1e-8
 PACE_STEPS = 24  # bisection steps for a first reading's pace (to 1e-7 of the range)
@@ -155,7 +160,7 @@ class PiperEngine(Engine):
 
     def __init__(self) -> None:
         self._loaded: dict[Path, Any] = {}  # PiperVoice (phonemes, config; a session if whole)
-        self._stages: dict[Path, tuple[Any, Any]] = {}  # front and back sessions, when cut
+        self._stages: dict[Path, _Stages] = {}  # the model's sessions, when it is cut
         self._fronts: dict[tuple[Path, str], list[_Front]] = {}  # lines the front has read
         self.models: Path | None = None  # where the cut models are kept
         self._single_threaded: set[Path] = set()  # voices whose sessions run no thread pool
@@ -245,7 +250,7 @@ class PiperEngine(Engine):
                     if cut is not None:
                         config = json.loads(Path(f"{path}.json").read_text(encoding="utf-8"))
                         voice = PiperVoice(session=None, config=PiperConfig.from_dict(config))
-                        self._stages[path] = (_session(cut[0]), _session(cut[1]))
+                        self._stages[path] = _Stages(*map(_session, cut))
                     else:  # without `onnx` there are no word times
                         voice = PiperVoice.load(path, include_alignments=_has_onnx())
             except Exception as exc:  # onnxruntime raises many types for a bad model file
@@ -255,28 +260,28 @@ class PiperEngine(Engine):
                 self._single_threaded.add(path)
         return self._loaded[path]
 
-    def _cut(self, path: Path) -> tuple[Path, Path] | None:
-        """The model's two stages, cut once beside the cache in a child process (onnx holds
-        the whole model in memory while cutting it); None where it cannot be cut."""
+    def _cut(self, path: Path) -> list[Path] | None:
+        """The model's stages, cut once beside the cache in a child process (onnx holds the
+        whole model in memory while cutting it); None where it cannot be cut."""
         if self.models is None or not _has_onnx():
             return None
         stat = path.stat()
         stem = f"{_file_digest(path, stat.st_size, stat.st_mtime_ns)}-cut{CUT_FORMAT}"
-        front, back = self.models / f"{stem}.front.onnx", self.models / f"{stem}.back.onnx"
-        if front.is_file() and back.is_file():
-            return front, back
+        stages = [self.models / f"{stem}.{stage}.onnx" for stage in _Stages._fields]
+        if all(stage.is_file() for stage in stages):
+            return stages
         try:
             self.models.mkdir(mode=0o700, parents=True, exist_ok=True)
-            with temp_beside(front, ".tmp") as front_temp, temp_beside(back, ".tmp") as back_temp:
-                cut = [sys.executable, "-c", _CUT_STAGES, str(path), str(front_temp),
-                       str(back_temp)]  # fmt: skip
+            with ExitStack() as temps:
+                made = [temps.enter_context(temp_beside(stage, ".tmp")) for stage in stages]
+                cut = [sys.executable, "-c", _CUT_STAGES, str(path), *map(str, made)]
                 if subprocess.run(cut, capture_output=True, check=False).returncode != 0:
                     return None
-                os.replace(back_temp, back)  # the front last: its presence means both
-                os.replace(front_temp, front)
+                for temp, stage in reversed(list(zip(made, stages, strict=True))):
+                    os.replace(temp, stage)  # the front last: its presence means all
         except OSError:
             return None
-        return front, back
+        return stages
 
     def _front(self, path: Path, text: str) -> list[_Front] | None:
         """Each sentence of `text` through the front (at length scale 1), kept for the
@@ -287,14 +292,14 @@ class PiperEngine(Engine):
         key = (path, text)
         fronts = self._fronts.get(key)
         if fronts is None:
-            front_session = self._stages[path][0]
+            front_session = self._stages[path].front
             names = [output.name for output in front_session.get_outputs()]
             fronts = []
             for phonemes in voice.phonemize(text):
                 if phonemes:
                     ids = voice.phonemes_to_ids(phonemes)
-                    feed = _inputs(front_session, voice, ids, 1.0, self.DURATION_NOISE)
-                    values = front_session.run(None, feed)
+                    feed = _inputs(voice, ids, 1.0, self.DURATION_NOISE)
+                    values = _run(front_session, feed)
                     fronts.append(_Front(phonemes, ids, dict(zip(names, values, strict=True))))
             if len(self._fronts) >= FRONTS_KEPT:
                 self._fronts.clear()
@@ -331,15 +336,15 @@ class PiperEngine(Engine):
                     words += _word_starts(aligned, sum(map(len, chunks)))
                 chunks.append(chunk.audio_float_array)
         else:
-            back = self._stages[path][1]
+            stages = self._stages[path]
             for front in fronts:
-                feed = _inputs(back, voice, front.ids, length_scale, self.DURATION_NOISE)
-                for name in {i.name for i in back.get_inputs()} & set(front.values):
-                    feed[name] = front.values[name]
-                feed[front.width_name] = (front.values[front.width_name] * length_scale).astype(
+                values = _inputs(voice, front.ids, length_scale, self.DURATION_NOISE)
+                values.update(front.values)
+                values[front.width_name] = (values[front.width_name] * length_scale).astype(
                     np.float32
                 )
-                audio, frames = back.run(None, feed)
+                _, frames, *_ = _run(stages.flow, values)
+                audio = _decode(stages.decoder, values, stages.flow.get_outputs()[0].name)
                 samples = np.asarray(frames, np.int64).reshape(-1) * PIPER_HOP_SAMPLES
                 pairs = _phoneme_samples(front.phonemes, voice.config.phoneme_id_map, samples)
                 if pairs is None:
@@ -372,6 +377,40 @@ class _Front:
         return np.asarray(self.values[self.width_name], np.float64).reshape(-1)
 
 
+class _Stages(NamedTuple):
+    """A cut model's sessions: phoneme lengths, then the sound's latent, then the audio."""
+
+    front: Any
+    flow: Any
+    decoder: Any
+
+
+def _run(session: Any, values: dict[str, Any]) -> list[Any]:
+    """A stage, fed from what earlier stages made; its outputs join `values`."""
+    outputs: list[Any] = session.run(None, {i.name: values[i.name] for i in session.get_inputs()})
+    values.update(zip((o.name for o in session.get_outputs()), outputs, strict=True))
+    return outputs
+
+
+def _decode(decoder: Any, values: dict[str, Any], latent_name: str) -> Audio:
+    """The decoder's audio, DECODE_CHUNK_FRAMES of the latent at a time."""
+    feed = {i.name: values[i.name] for i in decoder.get_inputs()}
+    latent = feed[latent_name]
+    frames = int(latent.shape[-1])
+    timed = [n for n, v in feed.items() if n != latent_name and np.shape(v)[-1:] == (frames,)]
+    if timed or frames <= DECODE_CHUNK_FRAMES:  # only the latent can be cut in time
+        return np.asarray(decoder.run(None, feed)[0], np.float32).reshape(-1)
+    pieces = []
+    for start in range(0, frames, DECODE_CHUNK_FRAMES):
+        stop = min(frames, start + DECODE_CHUNK_FRAMES)
+        low, high = max(0, start - DECODE_CONTEXT_FRAMES), min(frames, stop + DECODE_CONTEXT_FRAMES)
+        feed[latent_name] = np.ascontiguousarray(latent[..., low:high])
+        audio = np.asarray(decoder.run(None, feed)[0], np.float32).reshape(-1)
+        hop = len(audio) // (high - low)
+        pieces.append(audio[(start - low) * hop : (stop - low) * hop])
+    return np.concatenate(pieces)
+
+
 def _session(model: Path) -> Any:
     import onnxruntime
 
@@ -384,17 +423,16 @@ def _session(model: Path) -> Any:
 
 
 def _inputs(
-    session: Any, voice: Any, ids: list[int], length_scale: float, duration_noise: float
+    voice: Any, ids: list[int], length_scale: float, duration_noise: float
 ) -> dict[str, Any]:
-    """The graph inputs a stage takes, as Piper feeds the whole model."""
+    """The model's inputs, as Piper feeds it (each stage takes those it needs)."""
     config = voice.config
-    values = {
+    return {
         "input": np.array([ids], dtype=np.int64),
         "input_lengths": np.array([len(ids)], dtype=np.int64),
         "scales": np.array([config.noise_scale, length_scale, duration_noise], np.float32),
         "sid": np.array([0 if config.num_speakers <= 1 else config.default_speaker_id or 0]),
     }
-    return {i.name: values[i.name] for i in session.get_inputs() if i.name in values}
 
 
 def _as_piper_does(audio: Audio) -> Audio:
@@ -457,6 +495,7 @@ import sys, onnx, onnx.utils
 model = onnx.load(sys.argv[1])
 graph = model.graph
 (ceil,) = [node for node in graph.node if node.op_type == "Ceil"]
+(decoder,) = [node for node in graph.node if node.name.endswith("/dec/conv_pre/Conv")]
 made = {name: node for node in graph.node for name in node.output}
 
 
@@ -470,17 +509,22 @@ def upstream(names):
     return found
 
 
-front = upstream([ceil.input[0]])
-back = {k: v for k, v in upstream([graph.output[0].name]).items() if k not in front}
-front_out = {name for node in front.values() for name in node.output}
-needed = [name for node in back.values() for name in node.input]
-crossing = sorted({name for name in needed if name in front_out} - {ceil.input[0]})
-inputs = [i.name for i in graph.input]
+ends = [[ceil.input[0]], [decoder.input[0], ceil.output[0]], [graph.output[0].name]]
+stages, seen = [], set()
+for names in ends:
+    nodes = {k: v for k, v in upstream(names).items() if k not in seen}
+    seen |= set(nodes)
+    stages.append(nodes)
+inputs = {i.name for i in graph.input}
+made_in = [{name for node in nodes.values() for name in node.output} for nodes in stages]
+needs = [{name for node in nodes.values() for name in node.input} for nodes in stages]
 extractor = onnx.utils.Extractor(model)
-onnx.save(extractor.extract_model(inputs, [ceil.input[0], *crossing]), sys.argv[2])
-back_inputs = [ceil.input[0], *crossing, *[i for i in inputs if i in needed]]
-onnx.save(extractor.extract_model(back_inputs, [graph.output[0].name, ceil.output[0]]),
-          sys.argv[3])
+for n, (nodes, path) in enumerate(zip(stages, sys.argv[2:])):
+    earlier = set().union(inputs, *made_in[:n])
+    later = set().union(*needs[n + 1 :])
+    crossing = sorted((made_in[n] & later) - set(ends[n]))
+    stage_inputs = sorted(needs[n] & earlier)
+    onnx.save(extractor.extract_model(stage_inputs, [*ends[n], *crossing]), path)
 """
 
 
