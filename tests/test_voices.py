@@ -33,9 +33,9 @@ def test_piper_model_is_loaded_once_per_run(
     loads: list[Path] = []
     real = voice._session
 
-    def spy(model: Path) -> object:
+    def spy(model: Path, threads: int | None = None) -> object:
         loads.append(model)
-        return real(model)
+        return real(model, threads)
 
     monkeypatch.setattr(voice, "_session", spy)
     piper, engines = voice.PiperEngine(), voice.engine  # a fresh one: nothing loaded yet
@@ -97,6 +97,27 @@ def test_piper_decodes_in_chunks_as_at_once(
     np.testing.assert_allclose(read(32, context_frames), at_once, atol=SIXTEEN_BIT_STEP / 4)
     # ...and the comparison sees a context too short for the decoder's receptive field
     assert not np.allclose(read(32, 4), at_once, atol=SIXTEEN_BIT_STEP * 30)
+
+
+def test_a_model_that_cannot_be_cut_is_read_whole_and_cut_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Another graph than Piper's VITS: the cutter fails, the whole model speaks (with word
+    # times from Piper's alignments), and the next load does not try again (~1 s each).
+    tries = tmp_path / "tries"
+    cutter = f"open({str(tries)!r}, 'a').write('x'); raise ValueError('not a VITS graph')"
+    monkeypatch.setattr(voice, "_CUT_STAGES", cutter)
+    text = "Let the ground hold you, and breathe out slowly."
+    for _ in range(2):
+        piper = voice.PiperEngine()
+        piper.models = tmp_path / "models"
+        take = piper.synthesize(text, VoiceSpec())
+        assert not piper._stages and piper.voiced_seconds(text, VoiceSpec()) is None
+        assert take.words is not None and len(take.words) == len(text.split())
+        assert len(take.samples) > take.rate  # a second and more of speech
+    assert tries.read_text() == "x"
+    (why,) = (tmp_path / "models").glob("*.uncuttable")
+    assert "not a VITS graph" in why.read_text()
 
 
 def test_piper_accepts_any_model_file(tmp_path: Path) -> None:

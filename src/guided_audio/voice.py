@@ -68,6 +68,7 @@ CUT_FORMAT = 2  # bump when _CUT_STAGES cuts differently (older cuts are then le
 # samples are then those of one decoding) of context either side.
 DECODE_CHUNK_FRAMES = 128
 DECODE_CONTEXT_FRAMES = 16
+UNCUTTABLE_KEPT_BYTES = 4000  # of the cutter's error, kept beside a model it could not cut
 FRONTS_KEPT = 8  # lines whose front stage is kept: a line's pace is solved on it, then read
 PIPER_SILENT_PEAK = 1e-8
 PACE_STEPS = 24  # bisection steps for a first reading's pace (to 1e-7 of the range)
@@ -246,12 +247,12 @@ class PiperEngine(Engine):
                 raise EngineError("piper-tts is not installed (pip install piper-tts)") from None
             cut = self._cut(path)
             try:
-                with _inference_threads(threads):
-                    if cut is not None:
-                        config = json.loads(Path(f"{path}.json").read_text(encoding="utf-8"))
-                        voice = PiperVoice(session=None, config=PiperConfig.from_dict(config))
-                        self._stages[path] = _Stages(*map(_session, cut))
-                    else:  # without `onnx` there are no word times
+                if cut is not None:
+                    config = json.loads(Path(f"{path}.json").read_text(encoding="utf-8"))
+                    voice = PiperVoice(session=None, config=PiperConfig.from_dict(config))
+                    self._stages[path] = _Stages(*(_session(stage, threads) for stage in cut))
+                else:  # without `onnx` there are no word times
+                    with _inference_threads(threads):
                         voice = PiperVoice.load(path, include_alignments=_has_onnx())
             except Exception as exc:  # onnxruntime raises many types for a bad model file
                 raise EngineError(f"cannot load Piper voice {path}: {exc}") from None
@@ -270,12 +271,20 @@ class PiperEngine(Engine):
         stages = [self.models / f"{stem}.{stage}.onnx" for stage in _Stages._fields]
         if all(stage.is_file() for stage in stages):
             return stages
+        uncuttable = self.models / f"{stem}.uncuttable"
+        if uncuttable.exists():  # tried once: another graph than Piper's VITS
+            return None
         try:
             self.models.mkdir(mode=0o700, parents=True, exist_ok=True)
             with ExitStack() as temps:
                 made = [temps.enter_context(temp_beside(stage, ".tmp")) for stage in stages]
                 cut = [sys.executable, "-c", _CUT_STAGES, str(path), *map(str, made)]
-                if subprocess.run(cut, capture_output=True, check=False).returncode != 0:
+                done = subprocess.run(cut, capture_output=True, check=False)
+                if done.returncode > 0:  # it raised (a signal, say, is not the model's fault)
+                    with temp_beside(uncuttable, ".tmp") as why:
+                        why.write_bytes(done.stderr[-UNCUTTABLE_KEPT_BYTES:])
+                        os.replace(why, uncuttable)
+                if done.returncode != 0:
                     return None
                 for temp, stage in reversed(list(zip(made, stages, strict=True))):
                     os.replace(temp, stage)  # the front last: its presence means all
@@ -411,10 +420,14 @@ def _decode(decoder: Any, values: dict[str, Any], latent_name: str) -> Audio:
     return np.concatenate(pieces)
 
 
-def _session(model: Path) -> Any:
+def _session(model: Path, threads: int | None = None) -> Any:
+    """An inference session for a cut stage (`threads`: None is onnxruntime's choice)."""
     import onnxruntime
 
-    options = onnxruntime.SessionOptions()  # with the threads _inference_threads sets
+    options = onnxruntime.SessionOptions()
+    if threads is not None:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
     # Planned memory patterns suit fixed shapes; here every line has its own, and the arena
     # kept blocks planned for the longest line seen (measured: 359 -> 262 MiB reading 18
     # lines, at the same speed).
@@ -464,8 +477,9 @@ def _phoneme_samples(
 
 @contextmanager
 def _inference_threads(threads: int | None) -> Iterator[None]:
-    """onnxruntime sessions made inside get `threads` inference threads (Piper makes its
-    session with default options, so the class is swapped while it loads)."""
+    """onnxruntime sessions made inside get `threads` inference threads (PiperVoice.load
+    makes the whole model's session with default options, so the class is swapped while it
+    loads)."""
     if threads is None:
         yield
         return
