@@ -12,7 +12,7 @@ from typing import cast
 import pytest
 
 from conftest import cli, interrupt_when_ready, write
-from guided_audio import session
+from guided_audio import session, voice
 
 SESSION = """\
 title: {title}
@@ -63,6 +63,35 @@ def test_a_batch_takes_its_workers_from_guided_audio_jobs(
     outcomes = session.export_many(scripts, folder, "wav", session.Options())
     pids = {cast(int, pid) for pid in outcomes}  # what _pid_of_export returned
     assert (pids != {os.getpid()}) is forked, pids
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="one core: one thread either way")
+@pytest.mark.parametrize(
+    ("jobs", "threads"),
+    [pytest.param("1", 1, id="one-core"), pytest.param(None, None, id="every-core")],
+)
+def test_speech_made_in_process_keeps_to_guided_audio_jobs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, jobs: str | None, threads: int | None
+) -> None:
+    # GUIDED_AUDIO_JOBS=1 asks for one core: the voice then infers on one thread, not on
+    # onnxruntime's pool of every core (None: onnxruntime's choice).
+    if jobs is None:
+        monkeypatch.delenv("GUIDED_AUDIO_JOBS", raising=False)
+    else:
+        monkeypatch.setenv("GUIDED_AUDIO_JOBS", jobs)
+    piper, engines = voice.PiperEngine(), voice.engine  # a fresh one: nothing loaded yet
+    monkeypatch.setattr(voice, "engine", lambda name: piper if name == "piper" else engines(name))
+    asked: list[int | None] = []
+    real = voice._session
+
+    def spy(model: Path, threads: int | None = None) -> object:
+        asked.append(threads)
+        return real(model, threads)
+
+    monkeypatch.setattr(voice, "_session", spy)
+    script = write(tmp_path, SESSION.format(title="One"), "one.yaml")
+    session.timeline(script, session.Options(cache_dir=tmp_path / "cache"), session.Silent())
+    assert asked == [threads] * 3  # front, flow and decoder
 
 
 def _pid_of_export(job: object) -> int:

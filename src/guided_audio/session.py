@@ -80,6 +80,8 @@ class Rendered:
 def _speaker(options: Options, reporter: Reporter) -> Speaker:
     cache = SpeechCache(options.cache_dir) if options.cache_dir else SpeechCache.default()
     cache.ensure_writable()
+    if not multiprocessing.current_process().daemon:  # a batch's worker has its share
+        voice.use_cores(worker_count())  # speech made here keeps to the cores asked for
     return Speaker(cache, notify=reporter.info)
 
 
@@ -92,7 +94,7 @@ def synthesize(speaker: Speaker, phrases: list[Phrase], reporter: Reporter) -> N
 
 
 def worker_count() -> int:
-    """Processes to work in at once: GUIDED_AUDIO_JOBS, else one per core."""
+    """Processes (and cores) to work with at once: GUIDED_AUDIO_JOBS, else one per core."""
     return int(os.environ.get("GUIDED_AUDIO_JOBS") or os.cpu_count() or 1)
 
 

@@ -1133,9 +1133,15 @@ _worker_speaker: Speaker | None = None
 def share_cores(processes: int) -> None:
     """This process is one of `processes` rendering at once (a batch's worker): voices it
     loads get its share of the cores for their inference threads."""
+    use_cores(max(1, (os.cpu_count() or 1) // processes))
+
+
+def use_cores(cores: int) -> None:
+    """Voices loaded from now on in this process infer on `cores` threads (all of them:
+    onnxruntime's own choice). Worker processes run one thread each whatever this says."""
     piper = engine("piper")
     if isinstance(piper, PiperEngine):
-        piper.threads = max(1, (os.cpu_count() or 1) // processes)
+        piper.threads = cores if cores < (os.cpu_count() or 1) else None
 
 
 def _start_worker(root: Path) -> None:
