@@ -13,7 +13,8 @@ and date): wall seconds and peak RSS of
   naive warm   bed `overlay`, `normalize`, export), empty cache, then warm
 and the ratios that matter (naive/ours cold, speech on one worker/all, ours warm/naive warm,
 ours warm/floor), the real-time factor of each, and `play`'s first-sound latency and peak RSS,
-cold and warm. Cold caches hold the voice model already cut in stages (a one-time step, timed
+cold and warm; then a folder of sessions exported at once, cold, on one worker and on all.
+Cold caches hold the voice model already cut in stages (a one-time step, timed
 and printed on its own). Peak RSS is the largest resident set of the command or of any
 process it waited for (what `time -v` reports), not their sum.
 
@@ -36,7 +37,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from first_sound import first_sound, session
+from first_sound import first_sound, part_name, session
 
 NAIVE = '''\
 """What a user might write: Piper per line (cached by text), pydub `+=`, a looped bed."""
@@ -208,6 +209,35 @@ def measure(minutes: int, folder: Path, prepared: Path) -> list[str]:
     return lines
 
 
+BATCH_FILES, BATCH_MINUTES = 4, 5
+
+
+def measure_batch(folder: Path, prepared: Path) -> list[str]:
+    """A folder of sessions exported at once, cold, on one worker and on all."""
+    library = folder / "batch"
+    library.mkdir()
+    for n in range(BATCH_FILES):  # distinct speech in each file
+        text = session(BATCH_MINUTES).replace("Benchmark session", f"Batch session {n}")
+        (library / f"s{n}.yaml").write_text(text.replace(part_name(1), part_name(1 + n * 13)))
+    export = [sys.executable, "-m", "guided_audio", "export", str(library), "-q", "--force",
+              "--no-transcript", "-o", str(folder / "batch-out")]  # fmt: skip
+    rows: dict[str, tuple[float, float]] = {}
+    for name, extra in (("one worker", {"GUIDED_AUDIO_JOBS": "1"}), ("all workers", {})):
+        cache = cold_cache(folder / f"batch-cache-{len(rows)}", prepared)
+        rows[name] = run(export, {**os.environ, **extra, "GUIDED_AUDIO_CACHE": str(cache)})
+    ratio = rows["one worker"][0] / rows["all workers"][0]
+    return [
+        f"### A batch: {BATCH_FILES} sessions of {BATCH_MINUTES} minutes, one folder, cold",
+        "",
+        "| run | seconds | peak RSS |",
+        "| --- | ---: | ---: |",
+        *(f"| {name} | {elapsed:.1f} | {rss:.0f} MiB |" for name, (elapsed, rss) in rows.items()),
+        "",
+        f"one worker / all workers (target >= 1.6): {ratio:.2f}",
+        "",
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=int, nargs="+", default=[10, 30, 60])
@@ -231,6 +261,9 @@ def main() -> None:
             lines = measure(minutes, Path(tmp), prepared)
             print("\n".join(lines), flush=True)
             body += lines
+        lines = measure_batch(Path(tmp), prepared)
+        print("\n".join(lines), flush=True)
+        body += lines
     if args.write:
         results = Path(__file__).parent / "results.md"
         previous = results.read_text() if results.exists() else "# Benchmark results\n\n"

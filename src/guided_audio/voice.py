@@ -1081,8 +1081,9 @@ class Speaker:
             for phrase in phrases:
                 self.render(phrase)
                 advance(1)
-            if not multiprocessing.current_process().daemon:  # a batch's next file needs it
-                self._release_voices()  # the mix that follows needs none
+            # The mix that follows needs none (a batch's worker loads them again for its next
+            # file: 0.6 s, and 70 MiB less while it mixes).
+            self._release_voices()
             return
         # Forked after the voices load: every worker shares them, loaded once.
         done: set[Phrase] = set()
