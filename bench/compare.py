@@ -18,7 +18,7 @@ Cold caches hold the voice model already cut in stages (a one-time step, timed
 and printed on its own). Peak RSS is the largest resident set of the command or of any
 process it waited for (what `time -v` reports), not their sum.
 
-Run: .venv/bin/python bench/compare.py [--minutes 10 30 60] [--write]
+Run: .venv/bin/python bench/compare.py [--minutes 10 30 60] [--runs 3] [--write]
 (--minutes 10 120 checks that memory stays flat with length.)
 Nothing here runs inside the test suite; CI runs `--minutes 10` once to prove it works.
 """
@@ -30,6 +30,7 @@ import datetime
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -145,56 +146,76 @@ def cold_cache(path: Path, prepared: Path) -> Path:
     return path
 
 
-def measure(minutes: int, folder: Path, prepared: Path) -> list[str]:
-    script = folder / f"bench-{minutes}.yaml"
-    script.write_text(session(minutes))
-    ours = [sys.executable, "-m", "guided_audio", "export", str(script), "-q", "--force"]
+def one_run(script: Path, folder: Path, prepared: Path) -> dict[str, tuple[float, float]]:
+    """Every row once: wall seconds and peak RSS. Leaves a warm cache in `folder`/warm."""
+    folder.mkdir()
+    ours = [sys.executable, "-m", "guided_audio", "export", str(script), "-q", "--force",
+            "--no-transcript"]  # fmt: skip
     speech = [sys.executable, "-m", "guided_audio", "plan", str(script), "-q"]
-    cache = cold_cache(folder / f"cache-{minutes}", prepared)
-    env = {**os.environ, "GUIDED_AUDIO_CACHE": str(cache)}
-    out = folder / f"ours-{minutes}.mp3"
-    rows: dict[str, tuple[float, float]] = {}
+    out = folder / "ours.mp3"
 
     def cold(name: str, **extra: str) -> dict[str, str]:
-        return {**env, **extra, "GUIDED_AUDIO_CACHE": str(cold_cache(folder / name, prepared))}
+        cache = cold_cache(folder / name, prepared)
+        return {**os.environ, **extra, "GUIDED_AUDIO_CACHE": str(cache)}
 
     one_worker = {"GUIDED_AUDIO_JOBS": "1"}
-    rows["speech alone, one worker"] = run(speech, cold(f"speech-one-{minutes}", **one_worker))
-    rows["speech alone"] = run(speech, cold(f"speech-{minutes}"))
-    rows["ours cold, one worker"] = run(
-        [*ours, "-o", str(out), "--no-transcript"], cold(f"one-{minutes}", **one_worker)
-    )
-    rows["ours cold"] = run([*ours, "-o", str(out), "--no-transcript"], env)
-    rows["ours warm"] = run([*ours, "-o", str(out), "--no-transcript"], env)
-    wav = folder / f"ours-{minutes}.wav"
-    run([*ours, "-o", str(wav), "--no-transcript"], env)
+    warm = cold("warm")
+    rows: dict[str, tuple[float, float]] = {}
+    rows["speech alone, one worker"] = run(speech, cold("speech-one", **one_worker))
+    rows["speech alone"] = run(speech, cold("speech"))
+    rows["ours cold, one worker"] = run([*ours, "-o", str(out)], cold("one", **one_worker))
+    rows["ours cold"] = run([*ours, "-o", str(out)], warm)
+    rows["ours warm"] = run([*ours, "-o", str(out)], warm)
+    wav = folder / "ours.wav"
+    run([*ours, "-o", str(wav)], warm)
     rows["floor"] = run(["ffmpeg", "-v", "error", "-y", "-i", str(wav), "-c:a", "libmp3lame",
-                         "-q:a", "2", str(folder / f"floor-{minutes}.mp3")])  # fmt: skip
+                         "-q:a", "2", str(folder / "floor.mp3")])  # fmt: skip
     naive = folder / "naive.py"
     naive.write_text(NAIVE)
-    naive_cache = folder / f"naive-cache-{minutes}"
-    command = [sys.executable, str(naive), str(script), str(folder / "naive.mp3"), str(naive_cache)]
+    command = [sys.executable, str(naive), str(script), str(folder / "naive.mp3"),
+               str(folder / "naive-cache")]  # fmt: skip
     rows["naive cold"] = run(command)
     rows["naive warm"] = run(command)
+    return rows
+
+
+RATIOS = {  # name: (numerator row, denominator row)
+    "naive cold / ours cold (target >= 1.5)": ("naive cold", "ours cold"),
+    "speech alone: one worker / all workers (target >= 1.6)": (
+        "speech alone, one worker",
+        "speech alone",
+    ),
+    "ours cold, one worker / ours cold": ("ours cold, one worker", "ours cold"),
+    "ours warm / naive warm (target <= 1.0)": ("ours warm", "naive warm"),
+    "ours warm / floor (target <= 1.2)": ("ours warm", "floor"),
+}
+
+
+def measure(minutes: int, folder: Path, prepared: Path, runs: int) -> list[str]:
+    """Every row `runs` times, in turn (so a slow spell of a shared machine touches each
+    row alike): median seconds with the spread, the largest peak RSS, and each ratio's
+    median over the runs (a ratio is taken within a run)."""
+    script = folder / f"bench-{minutes}.yaml"
+    script.write_text(session(minutes))
+    results = [one_run(script, folder / f"{minutes}-run-{n}", prepared) for n in range(runs)]
     _, cold_sound, cold_play_rss = first_sound(
         script, cold_cache(folder / f"play-cold-{minutes}", prepared), folder, PLAY_LISTEN_S
     )
-    _, warm_sound, warm_play_rss = first_sound(script, cache, folder, PLAY_LISTEN_S)
+    warm = folder / f"{minutes}-run-{runs - 1}" / "warm"
+    _, warm_sound, warm_play_rss = first_sound(script, warm, folder, PLAY_LISTEN_S)
     seconds = minutes * 60
-    lines = [f"### {minutes}-minute session", "", "| run | seconds | real-time factor | peak RSS |",
+    lines = [f"### {minutes}-minute session", "",
+             f"| run | seconds (median of {runs}; range) | real-time factor | peak RSS |",
              "| --- | ---: | ---: | ---: |"]  # fmt: skip
-    for name, (elapsed, rss) in rows.items():
-        lines.append(f"| {name} | {elapsed:.1f} | {seconds / elapsed:.0f}x | {rss:.0f} MiB |")
+    for name in results[0]:
+        times = [result[name][0] for result in results]
+        median = statistics.median(times)
+        rss = max(result[name][1] for result in results)
+        lines.append(f"| {name} | {median:.1f} ({min(times):.1f}-{max(times):.1f}) | "
+                     f"{seconds / median:.0f}x | {rss:.0f} MiB |")  # fmt: skip
     ratio = {
-        "naive cold / ours cold (target >= 1.5)": rows["naive cold"][0] / rows["ours cold"][0],
-        "speech alone: one worker / all workers (target >= 1.6)": rows["speech alone, one worker"][
-            0
-        ]
-        / rows["speech alone"][0],
-        "ours cold, one worker / ours cold": rows["ours cold, one worker"][0]
-        / rows["ours cold"][0],
-        "ours warm / naive warm (target <= 1.0)": rows["ours warm"][0] / rows["naive warm"][0],
-        "ours warm / floor (target <= 1.2)": rows["ours warm"][0] / rows["floor"][0],
+        name: statistics.median(result[top][0] / result[bottom][0] for result in results)
+        for name, (top, bottom) in RATIOS.items()
     }
     lines += ["", "| ratio | value |", "| --- | ---: |"]
     lines += [f"| {name} | {value:.2f} |" for name, value in ratio.items()]
@@ -241,6 +262,7 @@ def measure_batch(folder: Path, prepared: Path) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=int, nargs="+", default=[10, 30, 60])
+    parser.add_argument("--runs", type=int, default=1, help="runs of each row (median)")
     parser.add_argument("--write", action="store_true", help="append to bench/results.md")
     args = parser.parse_args()
     header = [
@@ -258,7 +280,7 @@ def main() -> None:
         ]
         print("\n".join(header), flush=True)
         for minutes in args.minutes:
-            lines = measure(minutes, Path(tmp), prepared)
+            lines = measure(minutes, Path(tmp), prepared, args.runs)
             print("\n".join(lines), flush=True)
             body += lines
         lines = measure_batch(Path(tmp), prepared)
