@@ -330,6 +330,7 @@ def gated_loudness(energies: NDArray[np.float64]) -> float:
 
 METER_STEP = RATE // 10  # loudness is gated over 100 ms energies
 CHUNK = 147  # 100 ms is 30 of these (3.3 ms): the limiter's model works on them
+LIMIT_MODEL_SLICE = 30 * 8192  # chunks (13.7 minutes) the limiter's model takes at once
 
 
 class LoudnessMeter:
@@ -603,21 +604,30 @@ class MasteringMeter(PeakMeter):
         return self._powers[0], self._peaks[0]
 
     def limited_loudness(self, gain_db: float, ceiling: float) -> float:
-        """Loudness of Master(mix, gain_db): the limiter modelled chunk by chunk."""
+        """Loudness of Master(mix, gain_db): the limiter modelled chunk by chunk, a slice
+        at a time (a whole two hours at once took 100 MB of temporaries)."""
         powers, peaks = self._chunks()
         gain = effects.db_to_gain(gain_db)
-        required = np.minimum(
-            np.float32(1.0), np.float32(ceiling / gain) / np.maximum(peaks, 1e-12)
-        )
-        held = running_min(required, -(-LIMIT_HOLD // CHUNK), -(-LIMIT_LOOKAHEAD // CHUNK))
-        reach = -(-LIMIT_LOOKAHEAD // CHUNK) + 1
-        sums = np.concatenate([np.zeros(reach), np.cumsum(held, dtype=np.float64)])
-        limiter = (sums[reach:] - sums[:-reach]) / reach  # trailing mean, as Master's
-        limiter[: reach - 1] = sums[reach : 2 * reach - 1] / np.arange(1, reach)
+        hold, ahead = -(-LIMIT_HOLD // CHUNK), -(-LIMIT_LOOKAHEAD // CHUNK)
+        reach = ahead + 1
+        margin = hold + reach - 1  # what a slice's first chunk depends on before it
         per_step = METER_STEP // CHUNK
         whole = len(powers) // per_step * per_step
-        limited = (powers[:whole] * limiter[:whole] ** 2).reshape(-1, per_step).sum(axis=1)
-        return gated_loudness(limited * gain**2 / METER_STEP)
+        energies = [np.zeros(0)]
+        for start in range(0, whole, LIMIT_MODEL_SLICE):
+            stop = min(whole, start + LIMIT_MODEL_SLICE)
+            lo, hi = max(0, start - margin), min(len(peaks), stop + ahead)
+            required = np.minimum(
+                np.float32(1.0), np.float32(ceiling / gain) / np.maximum(peaks[lo:hi], 1e-12)
+            )
+            held = running_min(required, hold, ahead)
+            sums = np.concatenate([np.zeros(reach), np.cumsum(held, dtype=np.float64)])
+            limiter = (sums[reach:] - sums[:-reach]) / reach  # trailing mean, as Master's
+            if lo == 0:
+                limiter[: reach - 1] = sums[reach : 2 * reach - 1] / np.arange(1, reach)
+            limited = powers[start:stop] * limiter[start - lo : stop - lo] ** 2
+            energies.append(limited.reshape(-1, per_step).sum(axis=1))
+        return gated_loudness(np.concatenate(energies) * gain**2 / METER_STEP)
 
     def gain_for(self, target_lufs: float, ceiling: float) -> float:
         """The gain (dB) whose limited loudness is the target, by bracketing and false
