@@ -529,6 +529,22 @@ def test_one_pass_finds_the_gain_even_under_heavy_limiting(
     assert meter.integrated() == pytest.approx(target, abs=0.1)
 
 
+def test_the_limiters_model_is_the_same_a_slice_at_a_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two hours of chunks are modelled a slice at a time (memory): each slice starts with
+    # the hold and lookahead it depends on, so the loudness is the one of a single slice.
+    mixer = _raw_mix(tmp_path, "      - pause: 20s\n      - bell: chime\n" * 4, "noise")
+    meter = mix.measure(mixer)
+    ceiling = effects.db_to_gain(mix.CEILING_DBTP)
+    gains = (0.0, 20.0, 30.0)
+    whole = [meter.limited_loudness(gain, ceiling) for gain in gains]
+    assert whole[2] < whole[1] + 10.0 - 1.0  # the limiter works: 10 dB more is far less
+    monkeypatch.setattr(mix, "LIMIT_MODEL_SLICE", 30 * 7)  # 0.7 s: over a hundred slices
+    sliced = [meter.limited_loudness(gain, ceiling) for gain in gains]
+    assert sliced == pytest.approx(whole, abs=1e-9)
+
+
 def _split_measuring(
     folder: Path, monkeypatch: pytest.MonkeyPatch
 ) -> tuple[mix.Mixer, mix.MasteringMeter]:
