@@ -118,7 +118,7 @@ def test_piper_knows_a_lines_length_before_reading_it(tmp_path: Path, pace: floa
         "What do you notice now?",
         "Feel the breath moving in, and moving out, as the body settles into the ground.",
     ):
-        assert piper.voiced_seconds(line, spec) is not None  # the voice is cut in two stages
+        assert piper.voiced_seconds(line, spec) is not None  # the voice is cut in stages
         heard = len(speaker.render(Phrase(line, spec))) / RATE
         # as read: the first reading's pace, which the prediction chose
         first = voice.Speaker._first_read(Phrase(line, spec))

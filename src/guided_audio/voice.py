@@ -142,10 +142,11 @@ def _file_digest(path: Path, size: int, mtime_ns: int) -> str:
 class PiperEngine(Engine):
     """Piper neural TTS, in-process; each voice model is loaded once per run.
 
-    Where `onnx` is installed the model is cut, once, into two stages kept beside the cache:
-    the front (text encoder and duration predictor) gives every phoneme's length, the back
-    (flow and vocoder) makes the audio at a chosen length scale. A line's pace is then solved
-    on its exact length before the one reading that makes its audio.
+    Where `onnx` is installed the model is cut, once, into stages kept beside the cache:
+    the front (text encoder and duration predictor) gives every phoneme's length, the flow
+    makes the sound's latent at a chosen length scale and the decoder (the vocoder) its
+    audio, a chunk at a time. A line's pace is then solved on its exact length before the
+    one reading that makes its audio.
     """
 
     name = "piper"
@@ -321,7 +322,7 @@ class PiperEngine(Engine):
         if not fronts:
             return None
         length_scale = self.LENGTH_SCALE / spec.pace
-        frames = [np.ceil(front.widths * length_scale) for front in fronts]  # as the back does
+        frames = [np.ceil(front.widths * length_scale) for front in fronts]  # as the flow does
         units = sum(float(f.sum()) for f in frames) - float(frames[0][0] + frames[-1][-1])
         seconds = units * PIPER_HOP_SAMPLES / float(self._voice(path).config.sample_rate)
         return max(0.0, seconds - PIPER_QUIET_ENDS_S * length_scale)
@@ -370,7 +371,7 @@ class PiperEngine(Engine):
 
 @dataclass(frozen=True)
 class _Front:
-    """A sentence through the front stage: its phonemes and ids, and what the back needs
+    """A sentence through the front stage: its phonemes and ids, and what later stages need
     (the first output is every phoneme id's length in frames at length scale 1)."""
 
     phonemes: list[str]
@@ -500,10 +501,11 @@ def _inference_threads(threads: int | None) -> Iterator[None]:
         onnxruntime.SessionOptions = base
 
 
-# Run as `python -c` with (model, front, back). The front ends at the phoneme lengths
-# before they are rounded up to whole frames (the input of the model's one Ceil), so one
-# run at length scale 1 gives a line's frames at any pace; its outputs are that, then what
-# else the back takes. The back makes the audio and the rounded lengths (for word times).
+# Run as `python -c` with (model, front, flow, decoder). The front ends at the phoneme
+# lengths before they are rounded up to whole frames (the input of the model's one Ceil), so
+# one run at length scale 1 gives a line's frames at any pace; its outputs are that, then
+# what later stages take. The flow makes the decoder's input (the latent) and the rounded
+# lengths (for word times); the decoder, from its first convolution on, the audio.
 _CUT_STAGES = """
 import sys, onnx, onnx.utils
 model = onnx.load(sys.argv[1])
