@@ -427,8 +427,7 @@ def _session(model: Path, threads: int | None = None) -> Any:
 
     options = onnxruntime.SessionOptions()
     if threads is not None:
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
+        _set_threads(options, threads)
     # Planned memory patterns suit fixed shapes; here every line has its own, and the arena
     # kept blocks planned for the longest line seen (measured: 359 -> 262 MiB reading 18
     # lines, at the same speed).
@@ -476,6 +475,12 @@ def _phoneme_samples(
     return pairs if position == len(samples) else None
 
 
+def _set_threads(options: Any, threads: int) -> None:
+    """`threads` for one inference, none beside it (one graph runs at a time)."""
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+
+
 @contextmanager
 def _inference_threads(threads: int | None) -> Iterator[None]:
     """onnxruntime sessions made inside get `threads` inference threads (PiperVoice.load
@@ -486,13 +491,12 @@ def _inference_threads(threads: int | None) -> Iterator[None]:
         return
     import onnxruntime
 
-    base = onnxruntime.SessionOptions
+    base, count = onnxruntime.SessionOptions, threads
 
     class Sized(base):  # type: ignore[misc, valid-type]
         def __init__(self) -> None:
             super().__init__()
-            self.intra_op_num_threads = threads
-            self.inter_op_num_threads = 1
+            _set_threads(self, count)
 
     onnxruntime.SessionOptions = Sized
     try:
