@@ -128,13 +128,7 @@ def cut_voice(folder: Path) -> tuple[Path, float]:
     command = [sys.executable, "-m", "guided_audio", "plan", str(script), "-q"]
     subprocess.run(command, env={**os.environ, "GUIDED_AUDIO_CACHE": str(prepared)},
                    check=True, stdout=subprocess.DEVNULL)  # fmt: skip
-    seconds = time.monotonic() - began
-    for entry in prepared.iterdir():
-        if entry.is_dir() and entry.name != MODELS:
-            shutil.rmtree(entry)
-        elif not entry.is_dir():
-            entry.unlink()
-    return prepared, seconds
+    return prepared, time.monotonic() - began  # cold_cache takes its models, nothing else
 
 
 MODELS = "models"
@@ -146,6 +140,14 @@ def cold_cache(path: Path, prepared: Path) -> Path:
     return path
 
 
+ONE_WORKER = {"GUIDED_AUDIO_JOBS": "1"}
+
+
+def cold_env(path: Path, prepared: Path, **extra: str) -> dict[str, str]:
+    """The environment of a run on a new cold cache at `path`."""
+    return {**os.environ, **extra, "GUIDED_AUDIO_CACHE": str(cold_cache(path, prepared))}
+
+
 def one_run(script: Path, folder: Path, prepared: Path) -> dict[str, tuple[float, float]]:
     """Every row once: wall seconds and peak RSS. Leaves a warm cache in `folder`/warm."""
     folder.mkdir()
@@ -154,16 +156,15 @@ def one_run(script: Path, folder: Path, prepared: Path) -> dict[str, tuple[float
     speech = [sys.executable, "-m", "guided_audio", "plan", str(script), "-q"]
     out = folder / "ours.mp3"
 
-    def cold(name: str, **extra: str) -> dict[str, str]:
-        cache = cold_cache(folder / name, prepared)
-        return {**os.environ, **extra, "GUIDED_AUDIO_CACHE": str(cache)}
-
-    one_worker = {"GUIDED_AUDIO_JOBS": "1"}
-    warm = cold("warm")
+    warm = cold_env(folder / "warm", prepared)
     rows: dict[str, tuple[float, float]] = {}
-    rows["speech alone, one worker"] = run(speech, cold("speech-one", **one_worker))
-    rows["speech alone"] = run(speech, cold("speech"))
-    rows["ours cold, one worker"] = run([*ours, "-o", str(out)], cold("one", **one_worker))
+    rows["speech alone, one worker"] = run(
+        speech, cold_env(folder / "speech-one", prepared, **ONE_WORKER)
+    )
+    rows["speech alone"] = run(speech, cold_env(folder / "speech", prepared))
+    rows["ours cold, one worker"] = run(
+        [*ours, "-o", str(out)], cold_env(folder / "one", prepared, **ONE_WORKER)
+    )
     rows["ours cold"] = run([*ours, "-o", str(out)], warm)
     rows["ours warm"] = run([*ours, "-o", str(out)], warm)
     wav = folder / "ours.wav"
@@ -243,9 +244,8 @@ def measure_batch(folder: Path, prepared: Path) -> list[str]:
     export = [sys.executable, "-m", "guided_audio", "export", str(library), "-q", "--force",
               "--no-transcript", "-o", str(folder / "batch-out")]  # fmt: skip
     rows: dict[str, tuple[float, float]] = {}
-    for name, extra in (("one worker", {"GUIDED_AUDIO_JOBS": "1"}), ("all workers", {})):
-        cache = cold_cache(folder / f"batch-cache-{len(rows)}", prepared)
-        rows[name] = run(export, {**os.environ, **extra, "GUIDED_AUDIO_CACHE": str(cache)})
+    for name, extra in (("one worker", ONE_WORKER), ("all workers", {})):
+        rows[name] = run(export, cold_env(folder / f"batch-cache-{len(rows)}", prepared, **extra))
     ratio = rows["one worker"][0] / rows["all workers"][0]
     return [
         f"### A batch: {BATCH_FILES} sessions of {BATCH_MINUTES} minutes, one folder, cold",
