@@ -2,7 +2,7 @@
 
 `Mixer.render(start, stop)` places speech, cues, tones, bells and sound files, and the
 music bed ducked under the voice. `Master` wraps a mixer with loudness normalisation
-(measured over the whole session first, in a streaming BS.1770 meter) and a look-ahead
+(a BS.1770 meter of the whole session, built from its parts without rendering it) and a look-ahead
 true-peak limiter whose gain at any sample depends only on a fixed neighbourhood, so
 rendering block by block gives exactly the same samples as rendering at once.
 """
@@ -12,15 +12,11 @@ from __future__ import annotations
 import bisect
 import functools
 import hashlib
-import itertools
 import json
-import multiprocessing
 import shutil
-import threading
 import wave
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +26,6 @@ from numpy.typing import NDArray
 from guided_audio import effects, sounds
 from guided_audio.effects import CHANNELS, RATE, Audio
 from guided_audio.errors import DecodeError, MissingProgramError
-from guided_audio.files import exit_quietly_on_signals
-from guided_audio.forking import forked_pool
 from guided_audio.model import Music, Phrase
 from guided_audio.plan import CROSS, BedSpan, BellStrike, Event, Timeline, Tone
 from guided_audio.voice import Speaker
@@ -117,6 +111,11 @@ def _bed_loop(path: Path) -> Audio:
     return loop
 
 
+def bed_loop_length(bed: str | Path) -> int:
+    """Samples after which a bed repeats."""
+    return sounds.GENERATED_LOOPS[bed] if isinstance(bed, str) else len(_bed_loop(bed))
+
+
 def bed_audio(bed: str | Path, start: int, stop: int) -> Audio:
     """Unit-RMS stereo bed samples for [start, stop) of the bed's own time."""
     if isinstance(bed, str):
@@ -144,35 +143,51 @@ def duck_spans(voice_spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
     return out
 
 
+def _within(positions: NDArray[np.float64], lo: int, hi: int) -> slice:
+    """Where [lo, hi) falls in sorted positions."""
+    first, last = np.searchsorted(positions, (lo, hi))
+    return slice(int(first), int(last))
+
+
 def _ramp(
-    a: int, b: int, lo: int, hi: int, rising: bool
+    positions: NDArray[np.float64], lo: int, hi: int, rising: bool
 ) -> tuple[slice, NDArray[np.float64]] | None:
-    """The part of a smooth 0→1 (or 1→0) ramp over [lo, hi) inside the window [a, b):
-    where it falls in the window's array, and its values. None if it misses the window."""
-    s, e = max(lo, a), min(hi, b)
-    if s >= e:
+    """The part of a smooth 0→1 (or 1→0) ramp over [lo, hi) at sorted positions: where
+    they fall in it, and its values there. None if it misses them all."""
+    where = _within(positions, lo, hi)
+    if where.start >= where.stop:
         return None
-    progress = (np.arange(s, e, dtype=np.float64) - lo) / (hi - lo)
-    return slice(s - a, e - a), _smooth(progress if rising else 1.0 - progress)
+    progress = (positions[where] - lo) / (hi - lo)
+    return where, _smooth(progress if rising else 1.0 - progress)
 
 
 def duck_depth(
     spans: list[tuple[int, int]], starts: list[int], a: int, b: int
 ) -> NDArray[np.float64]:
     """0..1 for each sample of [a, b): how far the bed is ducked."""
+    return duck_depth_at(spans, starts, np.arange(a, b, dtype=np.float64))
+
+
+def duck_depth_at(
+    spans: list[tuple[int, int]], starts: list[int], positions: NDArray[np.float64]
+) -> NDArray[np.float64]:
+    """How far the bed is ducked (0..1) at each of sorted sample positions."""
     attack = effects.seconds_to_samples(DUCK_ATTACK_S)
     release = effects.seconds_to_samples(DUCK_RELEASE_S)
-    depth = np.zeros(b - a)
+    depth = np.zeros(len(positions))
+    if not len(positions):
+        return depth
+    a, last = positions[0], positions[-1]
     first = max(0, bisect.bisect_right(starts, a - release) - 1)
     for start, end in spans[first:]:
-        if start - attack >= b:
+        if start - attack > last:
             break
         if end + release <= a:
             continue
-        depth[min(max(start, a), b) - a : max(min(end, b), a) - a] = 1.0
+        depth[_within(positions, start, end)] = 1.0
         for ramp in (
-            _ramp(a, b, start - attack, start, rising=True),
-            _ramp(a, b, end, end + release, rising=False),
+            _ramp(positions, start - attack, start, rising=True),
+            _ramp(positions, end, end + release, rising=False),
         ):
             if ramp is not None:
                 where, values = ramp
@@ -181,10 +196,15 @@ def duck_depth(
 
 
 def bed_envelope(a: int, b: int, bed: BedSpan) -> NDArray[np.float64]:
-    """Gain over [a, b) for a bed's edges: smooth fades from and to silence, equal-power
-    crossfades into another bed, and complementary weights where the same bed changes level
-    (two gains of one signal: they add to a smooth move between the levels)."""
-    gain = np.ones(b - a)
+    """Gain over [a, b) for a bed's edges (see bed_envelope_at)."""
+    return bed_envelope_at(np.arange(a, b, dtype=np.float64), bed)
+
+
+def bed_envelope_at(positions: NDArray[np.float64], bed: BedSpan) -> NDArray[np.float64]:
+    """Gain at sorted sample positions for a bed's edges: smooth fades from and to silence,
+    equal-power crossfades into another bed, and complementary weights where the same bed
+    changes level (two gains of one signal: they add to a smooth move between the levels)."""
+    gain = np.ones(len(positions))
     edges = (
         (bed.start, bed.start + bed.fade_in, True, bed.edge_in),
         (bed.end - bed.fade_out, bed.end, False, bed.edge_out),
@@ -192,15 +212,11 @@ def bed_envelope(a: int, b: int, bed: BedSpan) -> NDArray[np.float64]:
     for lo, hi, rising, edge in edges:
         if hi <= lo:
             continue
-        s, e = max(lo, a), min(hi, b)
-        if s >= e:
-            continue
-        progress = (np.arange(s, e, dtype=np.float64) - lo) / (hi - lo)
+        where = _within(positions, lo, hi)
+        progress = (positions[where] - lo) / (hi - lo)
         progress = progress if rising else 1.0 - progress
         # A crossfade keeps the power (cos² + sin² = 1); a blend's two weights add up to 1.
-        gain[s - a : e - a] *= (
-            np.sin(0.5 * np.pi * progress) if edge == CROSS else _smooth(progress)
-        )
+        gain[where] *= np.sin(0.5 * np.pi * progress) if edge == CROSS else _smooth(progress)
     return gain
 
 
@@ -226,14 +242,14 @@ class Mixer(Windowed):
     def __init__(self, timeline: Timeline, speaker: Speaker) -> None:
         self.timeline = timeline
         self.speaker = speaker
-        self._duck = duck_spans(timeline.voice_spans())
-        self._duck_starts = [s for s, _ in self._duck]
+        self.duck = duck_spans(timeline.voice_spans())
+        self.duck_starts = [s for s, _ in self.duck]
 
     @property
     def total(self) -> int:
         return self.timeline.total
 
-    def _source(self, event: Event) -> Audio:
+    def event_audio(self, event: Event) -> Audio:
         source = event.source
         if isinstance(source, Phrase):
             return self.speaker.audio(source)
@@ -250,7 +266,7 @@ class Mixer(Windowed):
         if lo_all >= hi_all:
             return out
         for event in self.timeline.events_between(lo_all, hi_all):
-            audio = self._source(event)
+            audio = self.event_audio(event)
             # Never past its planned length: a phrase rendered again may differ by a little.
             lo, hi = max(lo_all, event.start), min(hi_all, event.end, event.start + len(audio))
             if lo >= hi:
@@ -266,7 +282,7 @@ class Mixer(Windowed):
     def _bed(self, bed: BedSpan, lo: int, hi: int) -> Audio:
         music: Music = bed.music
         level = effects.db_to_gain(effects.VOICE_RMS_DB + music.level_db)
-        depth = duck_depth(self._duck, self._duck_starts, lo, hi)
+        depth = duck_depth(self.duck, self.duck_starts, lo, hi)
         # level x duck_gain ** depth, as exp (a third of pow's time), then in float32
         gain = np.exp(depth * np.log(effects.db_to_gain(-music.duck_db)))
         gain *= bed_envelope(lo, hi, bed) * level
@@ -354,10 +370,6 @@ class LoudnessMeter:
             powers = np.einsum("ijk,ijk->i", chunks, chunks).astype(np.float64)
             self._chunk_powers(powers)
             self._energies.append(powers.reshape(-1, METER_STEP // CHUNK).sum(axis=1) / METER_STEP)
-
-    def prime(self, block: Audio) -> None:
-        """Settle the filter on what comes before the first block fed (not measured)."""
-        self._k_weighting(block)
 
     def _chunk_powers(self, powers: NDArray[np.float64]) -> None:
         """K-weighted energy of each CHUNK, in order (kept by the mastering meter)."""
@@ -553,7 +565,6 @@ def predicted_gain(target_lufs: float) -> float:
     return target_lufs - SPEECH_LOUDNESS_LUFS
 
 
-MIN_BLOCKS_PER_PART = 6  # a shorter mix is measured in one process: forking would cost more
 MAX_BOOST_DB = 30.0  # above the unlimited gain: past this, a limited mix is as loud as it gets
 GAIN_PRECISION_LU = 0.01
 
@@ -576,22 +587,17 @@ class MasteringMeter(PeakMeter):
     def _chunk_powers(self, powers: NDArray[np.float64]) -> None:
         self._powers.append(powers.astype(np.float32))
 
-    def keep(self, frames: int) -> None:
-        """Forget all but the first `frames` measured (a part's flushing tail)."""
-        powers, peaks = self._chunks()
-        self._powers, self._peaks = [powers[: frames // CHUNK]], [peaks[: frames // CHUNK]]
-        self._energies = [self.energies()[: frames // METER_STEP]]
-
     @classmethod
-    def joined(cls, parts: list[MasteringMeter]) -> MasteringMeter:
-        """One meter for consecutive parts of a mix, each measured whole 100 ms at a time."""
+    def of_chunks(
+        cls, powers: NDArray[np.float64], peaks: NDArray[np.float64], frames: int
+    ) -> MasteringMeter:
+        """The meter of `frames` whose chunks have these K-weighted energies and peaks."""
         meter = cls()
-        for part in parts:
-            meter._energies += part._energies
-            meter._powers += part._powers
-            meter._peaks += part._peaks
-            meter.peak = max(meter.peak, part.peak)
-        meter.frames = parts[-1].frames
+        steps = frames // METER_STEP
+        whole = powers[: steps * (METER_STEP // CHUNK)]
+        meter._powers, meter._peaks = [whole.astype(np.float32)], [peaks.astype(np.float32)]
+        meter._energies = [whole.reshape(steps, -1).sum(axis=1) / METER_STEP]
+        meter.peak, meter.frames = float(peaks.max(initial=0.0)), frames
         return meter
 
     def _chunks(self) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
@@ -657,82 +663,174 @@ class MasteringMeter(PeakMeter):
         return low
 
 
-# A part's filter is primed on this much of what precedes it (the K-weighting settles within
-# milliseconds: a 38 Hz high-pass), whole filter runs so its output starts at the part.
-MEASURE_PREROLL = effects.SectionFilter.BLOCK * 690  # 1.0 s
-_forked_mixer: Mixer | None = None  # what a forked measuring process reads
+# --- the mix measured from its parts ---------------------------------------------------------
+# K-weighting is linear, and the parts of a mix (speech, tones, bells, a bed) are unrelated
+# signals: the energy of their sum is the sum of their energies (the cross terms average out
+# within 100 ms; measured, the gain moves by under 0.02 dB), and its peak is at most the sum
+# of their peaks. So the mix is measured without being rendered: each event once, as it is,
+# and each bed's loop once, scaled by its envelope.
+K_RING = METER_STEP  # a part's K-weighted tail past its end (the 38 Hz high-pass rings)
+BED_CELL = 21  # a bed loop's energy and peaks are kept per 21 samples (7 to a CHUNK)
+_CELLS_PER_CHUNK = -(-CHUNK // BED_CELL) + 1  # the most cells a chunk can touch
+# A chunk's peak bound (the sum of its parts' sample peaks) is replaced by the mix's true
+# peak where it comes within this of the ceiling: inter-sample peaks stay within a few dB.
+PEAK_OVERSHOOT = 1 / _TRUE_PEAK_MARGIN
+PEAK_WINDOW_GAP = 14  # chunks (a true-peak tile): nearer runs of them are rendered as one
 
 
-def _measure(mixer: Mixer, start: int, stop: int, progress: Progress) -> MasteringMeter:
-    """One part of the pass, [start, stop) in whole blocks, as one pass would measure it."""
-    meter = MasteringMeter()
-    meter.frames = start  # true-peak tiles sit where they would in one pass
-    if start:
-        meter.prime(mixer.render(start - MEASURE_PREROLL, start))
-    for at in range(start, stop, BLOCK):
-        block = mixer.render(at, min(at + BLOCK, stop))
-        meter.feed(block)
-        progress(len(block))
-    if stop < mixer.total:  # the filter's output lags: flush it with what follows
-        meter.feed(mixer.render(stop, stop + effects.SectionFilter.BLOCK))
-        meter.keep(stop - start)
-        meter.frames = stop
-    return meter
+def _weighted(audio: Audio) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """A part's K-weighted energy per sample, both channels as it sounds in the mix, its
+    ringing tail included; and its true peak per sample."""
+    channels = audio.shape[1] if audio.ndim == 2 else 1
+    samples = audio.reshape(len(audio), channels)
+    k_weighting = effects.SectionFilter(_K_SOS, channels)
+    tail = np.zeros((K_RING + k_weighting.BLOCK, channels), dtype=np.float32)
+    weighted = np.concatenate([k_weighting(samples), k_weighting(tail)])[: len(audio) + K_RING]
+    energy = np.einsum("ij,ij->i", weighted, weighted, dtype=np.float64) * (CHANNELS // channels)
+    stereo = np.broadcast_to(samples, (len(audio), CHANNELS))
+    return energy, sample_peaks(stereo).astype(np.float64)
 
 
-def _measure_forked(start: int, stop: int) -> MasteringMeter:
-    assert _forked_mixer is not None
-    return _measure(_forked_mixer, start, stop, lambda _: None)
+def _add_part(
+    powers: NDArray[np.float64],
+    peaks: NDArray[np.float64],
+    start: int,
+    energy: NDArray[np.float64],
+    part_peaks: NDArray[np.float64],
+) -> None:
+    """Add a part's energy and peaks, from `start` in the session, to the chunks it falls in."""
+    frames = min(len(energy), len(powers) * CHUNK - start)
+    if frames <= 0:
+        return
+    first, last = start // CHUNK, -(-(start + frames) // CHUNK)
+    edges = np.clip(np.arange(first, last + 1) * CHUNK - start, 0, frames)
+    sums = np.concatenate([[0.0], np.cumsum(energy[:frames])])
+    powers[first:last] += np.diff(sums[edges])
+    sounding = np.zeros(frames)
+    sounding[: min(frames, len(part_peaks))] = part_peaks[:frames]
+    peaks[first:last] += np.maximum.reduceat(sounding, edges[:-1])
 
 
-def measure(mixer: Mixer, progress: Progress = lambda _: None, workers: int = 1) -> MasteringMeter:
-    """The mastering meter over the whole mix, in `workers` processes at once (parts of
-    whole blocks; this process measures the first and reports progress for all)."""
-    global _forked_mixer
-    parts = max(1, min(workers, mixer.total // (BLOCK * MIN_BLOCKS_PER_PART)))
-    size = -(-mixer.total // parts // BLOCK) * BLOCK
-    edges = [min(part * size, mixer.total) for part in range(parts + 1)]
-    alone = multiprocessing.current_process().daemon or threading.active_count() > 1
-    if parts == 1 or alone:  # a batch's worker, or threads a fork would copy mid-step
-        return _measure(mixer, 0, mixer.total, progress)
-    _forked_mixer = mixer
-    done = [0, 0]  # frames measured here, frames reported for all
-
-    def advance(frames: int) -> None:
-        done[0] += frames
-        whole = done[0] * mixer.total // edges[1]  # the others keep pace
-        progress(whole - done[1])
-        done[1] = whole
-
-    try:
-        with forked_pool(parts - 1, exit_quietly_on_signals) as pool:
-            rest = [pool.submit(_measure_forked, a, b) for a, b in itertools.pairwise(edges[1:])]
-            first = _measure(mixer, 0, edges[1], advance)
-            meters = [first, *(future.result() for future in rest)]
-    except BrokenProcessPool:
-        # A measuring process died (out of memory, say): the mix is measured here, whole.
-        meters = [_measure(mixer, 0, mixer.total, lambda _: None)]
-        progress(mixer.total - done[1])
-    finally:
-        _forked_mixer = None
-    return MasteringMeter.joined(meters)
+@functools.lru_cache(maxsize=4)
+def _bed_cells(bed: str | Path) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """A bed's loop at unit gain, K-weighted as it runs on from its own end: its energy summed
+    from the loop's start at each BED_CELL edge (0 first), and its peak in each cell (a
+    sample peak: beds are smooth sound, and oversampling a whole loop costs seconds)."""
+    length = bed_loop_length(bed)
+    k_weighting = effects.SectionFilter(_K_SOS, CHANNELS)
+    k_weighting(bed_audio(bed, length - min(length, RATE), length))  # settle the filter
+    energy, cell_peaks = [np.zeros(0)], [np.zeros(0)]
+    for at in range(0, length, BLOCK):
+        block = bed_audio(bed, at, min(length, at + BLOCK))
+        weighted = k_weighting(block)
+        energy.append(np.einsum("ij,ij->i", weighted, weighted, dtype=np.float64))
+        cell_peaks.append(_cell_max(sample_peaks(block).astype(np.float64)))
+    weighted = k_weighting(bed_audio(bed, length, length + k_weighting.BLOCK))  # the lag
+    energy.append(np.einsum("ij,ij->i", weighted, weighted, dtype=np.float64))
+    per_sample = np.concatenate(energy)[:length]
+    padded = np.pad(per_sample, (0, -length % BED_CELL)).reshape(-1, BED_CELL).sum(axis=1)
+    return np.concatenate([[0.0], np.cumsum(padded)]), np.concatenate(cell_peaks)
 
 
-def loudness_gain(
-    mixer: Mixer, target_lufs: float, progress: Progress = lambda _: None, workers: int = 1
-) -> float:
-    """The gain (dB) that brings the limited mix to `target_lufs`, from one pass over it
-    (split among `workers` processes).
+def _cell_max(peaks: NDArray[np.float64]) -> NDArray[np.float64]:
+    cells: NDArray[np.float64] = np.pad(peaks, (0, -len(peaks) % BED_CELL)).reshape(-1, BED_CELL)
+    most: NDArray[np.float64] = cells.max(axis=1)
+    return most
+
+
+def _add_bed(
+    powers: NDArray[np.float64],
+    peaks: NDArray[np.float64],
+    mixer: Mixer,
+    spans: list[BedSpan],
+) -> None:
+    """Add spans of one bed playing the same samples (one origin) to the chunks: their gains
+    add up (a level change blends two gains of one signal), then the loop's energy is scaled."""
+    music_bed, origin = spans[0].music.bed, spans[0].origin
+    start, end = min(s.start for s in spans), min(max(s.end for s in spans), len(powers) * CHUNK)
+    if start >= end:
+        return
+    first, last = start // CHUNK, -(-end // CHUNK)
+    centres = (np.arange(first, last, dtype=np.float64) + 0.5) * CHUNK
+    depth = duck_depth_at(mixer.duck, mixer.duck_starts, centres)
+    gain = np.zeros(len(centres))
+    for span in spans:
+        level = effects.db_to_gain(effects.VOICE_RMS_DB + span.music.level_db)
+        ducked = np.exp(depth * np.log(effects.db_to_gain(-span.music.duck_db)))
+        inside = (centres >= span.start) & (centres < span.end)
+        gain += np.where(inside, level * ducked * bed_envelope_at(centres, span), 0.0)
+    sums, cell_peaks = _bed_cells(music_bed)
+    length = bed_loop_length(music_bed)
+    edges = np.clip(np.arange(first, last + 1) * CHUNK, start, end) - origin
+    cell_edges = np.minimum(np.arange(len(sums)) * BED_CELL, length)
+    within = np.interp(edges % length, cell_edges, sums) + edges // length * sums[-1]
+    powers[first:last] += gain**2 * np.diff(within)
+    cells = (edges[:-1] % length) // BED_CELL
+    touched = (cells[:, None] + np.arange(_CELLS_PER_CHUNK)) % len(cell_peaks)
+    peaks[first:last] += gain * cell_peaks[touched].max(axis=1)
+
+
+def measure(mixer: Mixer, progress: Progress = lambda _: None) -> MasteringMeter:
+    """The mastering meter of the mix, from its parts (see above): each chunk's energy and
+    peak, without rendering the mix."""
+    timeline = mixer.timeline
+    chunks = -(-timeline.total // CHUNK)
+    powers, peaks = np.zeros(chunks), np.zeros(chunks)
+    done = 0
+    for event in timeline.events:
+        audio = mixer.event_audio(event)
+        energy, part_peaks = _weighted(audio[: min(event.length, len(audio))])
+        _add_part(powers, peaks, event.start, energy, part_peaks)
+        progress(max(0, event.start - done))
+        done = max(done, event.start)
+    beds: dict[tuple[object, int], list[BedSpan]] = {}
+    for bed in timeline.beds:
+        beds.setdefault((bed.music.bed, bed.origin), []).append(bed)
+    for spans in beds.values():
+        _add_bed(powers, peaks, mixer, spans)
+    progress(timeline.total - done)
+    return MasteringMeter.of_chunks(powers, peaks, timeline.total)
+
+
+def _true_peaks_near_ceiling(
+    mixer: Mixer, meter: MasteringMeter, gain_db: float, ceiling: float, exact: NDArray[np.bool_]
+) -> bool:
+    """Where the limiter may act at `gain_db` (a chunk's peak bound within PEAK_OVERSHOOT of
+    the ceiling), render the mix and put its true peaks, as Master finds them, in place of
+    the bounds. `exact` marks chunks already done; False when there were none to do."""
+    peaks = meter._chunks()[1]
+    threshold = ceiling / effects.db_to_gain(gain_db) / PEAK_OVERSHOOT
+    hot = np.flatnonzero((peaks >= threshold) & ~exact[: len(peaks)])
+    if not len(hot):
+        return False
+    breaks = np.flatnonzero(np.diff(hot) > PEAK_WINDOW_GAP) + 1
+    for run in np.split(hot, breaks):
+        first, last = int(run[0]), int(run[-1]) + 1
+        start, stop = first * CHUNK, min(last * CHUNK, mixer.total)
+        raw = mixer.render(start - LIMIT_EDGE, stop + LIMIT_EDGE)
+        found = true_peaks(raw, threshold * PEAK_OVERSHOOT, start - LIMIT_EDGE)
+        within = np.pad(found[LIMIT_EDGE : LIMIT_EDGE + stop - start], (0, -(stop - start) % CHUNK))
+        peaks[first:last] = within.reshape(-1, CHUNK).max(axis=1)
+        exact[first:last] = True
+    meter.peak = float(peaks.max(initial=0.0))
+    return True
+
+
+def loudness_gain(mixer: Mixer, target_lufs: float, progress: Progress = lambda _: None) -> float:
+    """The gain (dB) that brings the limited mix to `target_lufs`, measured from its parts.
 
     Without limiting, loudness moves 1:1 with gain: exact from the raw loudness (most speech
     sessions). Where the limiter must act it lowers loudness; the gain is then solved on
-    the pass's chunk model of the limiter (within ~0.1 LU of the rendered result).
+    the meter's chunk model of the limiter (within ~0.1 LU of the rendered result), with
+    the true peaks of the few places it acts on rendered, until no new place comes in.
     """
-    meter = measure(mixer, progress, workers)
+    meter = measure(mixer, progress)
     raw = meter.integrated()
     if raw == float("-inf"):
         return 0.0
     ceiling = effects.db_to_gain(CEILING_DBTP)
-    if meter.peak * effects.db_to_gain(target_lufs - raw) <= ceiling:
-        return target_lufs - raw
-    return meter.gain_for(target_lufs, ceiling)
+    gain_db = target_lufs - raw
+    exact = np.zeros(len(meter._chunks()[1]), dtype=bool)
+    while _true_peaks_near_ceiling(mixer, meter, gain_db, ceiling, exact):
+        gain_db = meter.gain_for(target_lufs, ceiling)
+    return gain_db

@@ -166,7 +166,7 @@ def _render(script: Script, options: Options, reporter: Reporter) -> Rendered:
     gain_db = speaker.cache.measurement(key)
     if gain_db is None:
         with reporter.progress("Measuring loudness", tl.total) as advance:
-            gain_db = mix.loudness_gain(mixer, target, advance, worker_count())
+            gain_db = mix.loudness_gain(mixer, target, advance)
         speaker.cache.remember(key, gain_db)
     return Rendered(script, tl, mix.Master(mixer, gain_db), target, gain_db)
 

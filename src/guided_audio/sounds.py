@@ -180,6 +180,7 @@ def drone(start: int, stop: int) -> Audio:
 NOISE_TILE = RATE * 2  # noise is made of overlapping 2 s tiles...
 _NOISE_HOP = NOISE_TILE // 2
 NOISE_LOOP_HOPS = 64  # ...laid around a 64 s circle, so the loop has no seam
+NOISE_LOOP = NOISE_LOOP_HOPS * _NOISE_HOP
 
 
 @functools.cache
@@ -189,7 +190,7 @@ def _noise_loop() -> Audio:
     # Between pink and brown (1/f^1.5 power), rolled off above 4 kHz: soft, like distant surf.
     shape = (1.0 / np.maximum(freqs, 20.0) ** 0.75 / (1 + (freqs / 4000.0) ** 2))[:, None]
     window = np.sin(np.pi * (np.arange(NOISE_TILE) + 0.5) / NOISE_TILE)[:, None]
-    length = NOISE_LOOP_HOPS * _NOISE_HOP
+    length = NOISE_LOOP
     loop = np.zeros((length, 2))
     rng = np.random.default_rng(0xBED)
     bins = (NOISE_TILE // 2 + 1, 2)
@@ -213,3 +214,4 @@ def noise(start: int, stop: int) -> Audio:
 
 
 GENERATED_BEDS = {"drone": drone, "noise": noise}
+GENERATED_LOOPS = {"drone": DRONE_LOOP, "noise": NOISE_LOOP}  # samples before each repeats
