@@ -99,6 +99,28 @@ def test_piper_decodes_in_chunks_as_at_once(
     assert not np.allclose(read(32, 4), at_once, atol=SIXTEEN_BIT_STEP * 30)
 
 
+def test_speech_rendered_ahead_decodes_in_larger_chunks_than_speech_beside_a_player(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `play` renders a line at a time beside its player: lean chunks. Lines rendered ahead of
+    # a mix (export, plan) take larger ones, faster; the engine is lean again after.
+    piper, engines = voice.PiperEngine(), voice.engine  # a fresh one: nothing loaded yet
+    monkeypatch.setattr(voice, "engine", lambda name: piper if name == "piper" else engines(name))
+    chunks: list[int] = []
+    real = voice._decode
+
+    def spy(decoder: object, values: dict[str, object], latent: str, chunk: int) -> object:
+        chunks.append(chunk)
+        return real(decoder, values, latent, chunk)
+
+    monkeypatch.setattr(voice, "_decode", spy)
+    speaker = Speaker(SpeechCache(tmp_path / "cache"))
+    speaker.render_many([Phrase(f"Line {n}, resting here.", VoiceSpec()) for n in (1, 2)], 1, print)
+    assert chunks == [voice.AHEAD_DECODE_CHUNK_FRAMES] * 2
+    speaker.render(Phrase("And one more, beside a player.", VoiceSpec()))
+    assert chunks[2:] == [voice.DECODE_CHUNK_FRAMES]
+
+
 def test_a_model_that_cannot_be_cut_is_read_whole_and_cut_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
