@@ -561,10 +561,16 @@ sections:
     steps:
       - pause: 6s
       - bell: bowl
+  - title: A file looped (its loop no whole number of chunks)
+    music: {bed: rain.wav, level: -8dB}
+    steps:
+      - pause: 9s
 """
 
 
 def _parts_mix(folder: Path) -> mix.Mixer:
+    rain = np.random.default_rng(7).normal(size=3 * RATE + 7) * 0.1
+    _write_wav(folder / "rain.wav", np.convolve(rain, np.ones(8) / 8, mode="same"))
     options = session.Options(loudness_lufs=None)
     mixer = session.render(write(folder, _PARTS), options, session.Silent()).source
     assert isinstance(mixer, mix.Mixer)
