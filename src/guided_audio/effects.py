@@ -5,6 +5,7 @@ Arrays are never modified in place, so cached audio can be shared safely.
 
 from __future__ import annotations
 
+import functools
 from math import gcd
 
 import numpy as np
@@ -148,6 +149,28 @@ def _state_space(sos: NDArray[np.float64]) -> tuple[NDArray[np.float64], ...]:
     return a_matrix, b_vector, c_vector, np.array(d_scalar)
 
 
+@functools.lru_cache(maxsize=8)  # a filter per part of a mix: designed once
+def _block_design(
+    sos_bytes: bytes, sections: int, m: int
+) -> tuple[Audio, NDArray[np.float64], Audio, NDArray[np.float64]]:
+    """SectionFilter's matrices for runs of `m` samples: a run's outputs from its inputs and
+    from its starting state, its end state from its inputs, and the state carried across."""
+    a, b, c, d = _state_space(np.frombuffer(sos_bytes).reshape(sections, 6))
+    powers = [np.eye(len(a))]
+    for _ in range(m):
+        powers.append(powers[-1] @ a)
+    response = np.array([float(d)] + [float(c @ powers[i] @ b) for i in range(m - 1)])
+    rows, cols = np.indices((m, m))
+    toeplitz = np.where(rows >= cols, response[np.abs(rows - cols)], 0.0)
+    from_input = toeplitz.T.astype(np.float32)  # a run's own outputs
+    from_state = np.stack([c @ powers[i] for i in range(m)], axis=1)  # (n, m)
+    to_state = np.stack([powers[m - 1 - j] @ b for j in range(m)]).astype(np.float32)
+    across = powers[m].T  # a state carried over one run (transposed: row vectors)
+    for shared in (from_input, from_state, to_state, across):
+        shared.setflags(write=False)
+    return from_input, from_state, to_state, across
+
+
 class SectionFilter:
     """Second-order sections run over blocks as matrix products: numpy only (importing
     scipy.signal costs a second), streamed call by call with the state carried.
@@ -162,19 +185,9 @@ class SectionFilter:
     BLOCK = 64
 
     def __init__(self, sos: NDArray[np.float64], channels: int) -> None:
-        a, b, c, d = _state_space(sos)
-        m = self.BLOCK
-        powers = [np.eye(len(a))]
-        for _ in range(m):
-            powers.append(powers[-1] @ a)
-        response = np.array([float(d)] + [float(c @ powers[i] @ b) for i in range(m - 1)])
-        rows, cols = np.indices((m, m))
-        toeplitz = np.where(rows >= cols, response[np.abs(rows - cols)], 0.0)
-        self._from_input = toeplitz.T.astype(np.float32)  # a run's own outputs
-        self._from_state = np.stack([c @ powers[i] for i in range(m)], axis=1)  # (n, m)
-        self._to_state = np.stack([powers[m - 1 - j] @ b for j in range(m)]).astype(np.float32)
-        self._across = powers[m].T  # a state carried over one run (transposed: row vectors)
-        self._state = np.zeros((channels, len(a)))
+        design = _block_design(sos.tobytes(), sos.shape[0], self.BLOCK)
+        self._from_input, self._from_state, self._to_state, self._across = design
+        self._state = np.zeros((channels, self._across.shape[0]))
         self._pending = np.zeros((0, channels), dtype=np.float32)
 
     def __call__(self, samples: Audio) -> Audio:

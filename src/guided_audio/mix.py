@@ -466,10 +466,16 @@ lowpass_fir = effects.lowpass_fir
 
 
 def upsample(x: NDArray[np.float64], factor: int, fir: NDArray[np.float64]) -> NDArray[np.float64]:
-    """Zero-stuff by `factor` and filter along axis 0 (scipy's upfirdn, up only)."""
-    stuffed = np.zeros(((len(x) - 1) * factor + 1, x.shape[1]))
-    stuffed[::factor] = x
-    return np.stack([np.convolve(stuffed[:, ch], fir) for ch in range(x.shape[1])], axis=1)
+    """Zero-stuff by `factor` and filter along axis 0 (scipy's upfirdn, up only), as `factor`
+    polyphase filters: each output phase is x convolved with every factor-th tap (a quarter
+    of the work of filtering the zeros too)."""
+    out = np.zeros(((len(x) - 1) * factor + len(fir), x.shape[1]))
+    for phase in range(factor):
+        taps = fir[phase::factor]
+        rows = len(out[phase::factor])
+        for channel in range(x.shape[1]):
+            out[phase::factor, channel] = np.convolve(x[:, channel], taps)[:rows]
+    return out
 
 
 def running_min(x: NDArray[np.float64], before: int, after: int) -> NDArray[np.float64]:
@@ -673,6 +679,7 @@ class MasteringMeter(PeakMeter):
 K_RING = METER_STEP  # a part's K-weighted tail past its end (the 38 Hz high-pass rings)
 BED_CELL = 21  # a bed loop's energy and peaks are kept per 21 samples (7 to a CHUNK)
 _CELLS_PER_CHUNK = -(-CHUNK // BED_CELL) + 1  # the most cells a chunk can touch
+BED_SLICE = 65536  # chunks (3.6 minutes) of a bed measured at once
 # A chunk's peak bound (the sum of its parts' sample peaks) is replaced by the mix's true
 # peak where it comes within this of the ceiling: inter-sample peaks stay within a few dB.
 PEAK_OVERSHOOT = 1 / _TRUE_PEAK_MARGIN
@@ -715,8 +722,9 @@ def _add_part(
 @functools.lru_cache(maxsize=4)
 def _bed_cells(bed: str | Path) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """A bed's loop at unit gain, K-weighted as it runs on from its own end: its energy summed
-    from the loop's start at each BED_CELL edge (0 first), and its peak in each cell (a
-    sample peak: beds are smooth sound, and oversampling a whole loop costs seconds)."""
+    from the loop's start at each BED_CELL edge (0 first); and for each cell, the peak of a
+    chunk starting in it (a sample peak: beds are smooth sound, and oversampling a whole
+    loop costs seconds)."""
     length = bed_loop_length(bed)
     k_weighting = effects.SectionFilter(_K_SOS, CHANNELS)
     k_weighting(bed_audio(bed, length - min(length, RATE), length))  # settle the filter
@@ -735,7 +743,9 @@ def _bed_cells(bed: str | Path) -> tuple[NDArray[np.float64], NDArray[np.float64
         pending = energy[whole:]
         if at < length:
             cell_peaks.append(_cell_max(sample_peaks(block[: length - at]).astype(np.float64)))
-    return np.cumsum(np.concatenate(cell_energies)), np.concatenate(cell_peaks)
+    cells = np.concatenate(cell_peaks)
+    reach = functools.reduce(np.maximum, (np.roll(cells, -k) for k in range(_CELLS_PER_CHUNK)))
+    return np.cumsum(np.concatenate(cell_energies)), reach
 
 
 def _cell_max(peaks: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -751,12 +761,24 @@ def _add_bed(
     spans: list[BedSpan],
 ) -> None:
     """Add spans of one bed playing the same samples (one origin) to the chunks: their gains
-    add up (a level change blends two gains of one signal), then the loop's energy is scaled."""
-    music_bed, origin = spans[0].music.bed, spans[0].origin
+    add up (a level change blends two gains of one signal), then the loop's energy is scaled;
+    BED_SLICE chunks at a time (memory)."""
     start, end = min(s.start for s in spans), min(max(s.end for s in spans), len(powers) * CHUNK)
-    if start >= end:
-        return
-    first, last = start // CHUNK, -(-end // CHUNK)
+    for first in range(start // CHUNK, -(-end // CHUNK), BED_SLICE):
+        last = min(first + BED_SLICE, -(-end // CHUNK))
+        _add_bed_slice(powers, peaks, mixer, spans, first, last, (start, end))
+
+
+def _add_bed_slice(
+    powers: NDArray[np.float32],
+    peaks: NDArray[np.float32],
+    mixer: Mixer,
+    spans: list[BedSpan],
+    first: int,
+    last: int,
+    sounding: tuple[int, int],
+) -> None:
+    music_bed, origin = spans[0].music.bed, spans[0].origin
     centres = (np.arange(first, last, dtype=np.float64) + 0.5) * CHUNK
     depth = duck_depth_at(mixer.duck, mixer.duck_starts, centres)
     gain = np.zeros(len(centres))
@@ -765,15 +787,13 @@ def _add_bed(
         ducked = np.exp(depth * np.log(effects.db_to_gain(-span.music.duck_db)))
         inside = (centres >= span.start) & (centres < span.end)
         gain += np.where(inside, level * ducked * bed_envelope_at(centres, span), 0.0)
-    sums, cell_peaks = _bed_cells(music_bed)
+    sums, reach_peaks = _bed_cells(music_bed)
     length = bed_loop_length(music_bed)
-    edges = np.clip(np.arange(first, last + 1) * CHUNK, start, end) - origin
+    edges = np.clip(np.arange(first, last + 1) * CHUNK, *sounding) - origin
     cell_edges = np.minimum(np.arange(len(sums)) * BED_CELL, length)
     within = np.interp(edges % length, cell_edges, sums) + edges // length * sums[-1]
     powers[first:last] += gain**2 * np.diff(within)
-    cells = (edges[:-1] % length) // BED_CELL
-    touched = (cells[:, None] + np.arange(_CELLS_PER_CHUNK)) % len(cell_peaks)
-    peaks[first:last] += gain * cell_peaks[touched].max(axis=1)
+    peaks[first:last] += gain * reach_peaks[(edges[:-1] % length) // BED_CELL]
 
 
 def measure(mixer: Mixer, progress: Progress = lambda _: None) -> MasteringMeter:
