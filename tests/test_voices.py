@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import multiprocessing
 import subprocess
 import time
 from pathlib import Path
@@ -119,6 +120,14 @@ def test_speech_rendered_ahead_decodes_in_larger_chunks_than_speech_beside_a_pla
     assert chunks == [voice.AHEAD_DECODE_CHUNK_FRAMES] * 2
     speaker.render(Phrase("And one more, beside a player.", VoiceSpec()))
     assert chunks[2:] == [voice.DECODE_CHUNK_FRAMES]
+    # A batch's worker (a daemon process) makes speech beside the others: lean chunks.
+    monkeypatch.setattr(multiprocessing, "current_process", lambda: Daemon())
+    speaker.render_many([Phrase(f"Line {n}, in a batch.", VoiceSpec()) for n in (3, 4)], 1, print)
+    assert chunks[3:] == [voice.DECODE_CHUNK_FRAMES] * 2
+
+
+class Daemon:
+    daemon = True
 
 
 def test_a_model_that_cannot_be_cut_is_read_whole_and_cut_once(

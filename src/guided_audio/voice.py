@@ -1089,8 +1089,10 @@ class Speaker:
         """Render phrases into the cache, `workers` processes at once (each with its own
         engine session); each result reaches the cache as it would from one process."""
         piper = engine("piper")
-        if isinstance(piper, PiperEngine):
-            piper.decode_frames = AHEAD_DECODE_CHUNK_FRAMES  # nothing plays beside it
+        # Nothing plays beside it; but a batch's worker keeps lean chunks, as several of
+        # them make speech at once, each beside its last file's caches.
+        if isinstance(piper, PiperEngine) and not multiprocessing.current_process().daemon:
+            piper.decode_frames = AHEAD_DECODE_CHUNK_FRAMES
         try:
             self._render_many(phrases, workers, advance)
         finally:
