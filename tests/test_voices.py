@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-import multiprocessing
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -100,34 +100,36 @@ def test_piper_decodes_in_chunks_as_at_once(
     assert not np.allclose(read(32, 4), at_once, atol=SIXTEEN_BIT_STEP * 30)
 
 
-def test_speech_rendered_ahead_decodes_in_larger_chunks_than_speech_beside_a_player(
+def test_only_worker_processes_decode_in_larger_chunks(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # `play` renders a line at a time beside its player: lean chunks. Lines rendered ahead of
-    # a mix (export, plan) take larger ones, faster; the engine is lean again after.
+    # A process that makes speech beside other work (`play`'s player, a batch's files, an
+    # export on one worker) decodes lean chunks; worker processes that only make speech
+    # take larger ones, faster.
     piper, engines = voice.PiperEngine(), voice.engine  # a fresh one: nothing loaded yet
     monkeypatch.setattr(voice, "engine", lambda name: piper if name == "piper" else engines(name))
-    chunks: list[int] = []
-    real = voice._decode
+    log, real = tmp_path / "chunks", voice._decode
 
     def spy(decoder: object, values: dict[str, object], latent: str, chunk: int) -> object:
-        chunks.append(chunk)
+        with log.open("a") as out:  # a file: the workers are other processes
+            out.write(f"{os.getpid()} {chunk}\n")
         return real(decoder, values, latent, chunk)
+
+    def decoded() -> list[tuple[bool, int]]:
+        """(by a worker, chunk frames) of each line decoded since the last call."""
+        lines = [line.split() for line in log.read_text().splitlines()]
+        log.unlink()
+        return [(int(pid) != os.getpid(), int(chunk)) for pid, chunk in lines]
 
     monkeypatch.setattr(voice, "_decode", spy)
     speaker = Speaker(SpeechCache(tmp_path / "cache"))
-    speaker.render_many([Phrase(f"Line {n}, resting here.", VoiceSpec()) for n in (1, 2)], 1, print)
-    assert chunks == [voice.AHEAD_DECODE_CHUNK_FRAMES] * 2
+    lines = [Phrase(f"Line {n}, resting here.", VoiceSpec()) for n in range(1, 7)]
+    speaker.render_many(lines[:4], 2, print)
+    assert decoded() == [(True, voice.AHEAD_DECODE_CHUNK_FRAMES)] * 4
+    speaker.render_many(lines[4:], 1, print)
+    assert decoded() == [(False, voice.DECODE_CHUNK_FRAMES)] * 2
     speaker.render(Phrase("And one more, beside a player.", VoiceSpec()))
-    assert chunks[2:] == [voice.DECODE_CHUNK_FRAMES]
-    # A batch's worker (a daemon process) makes speech beside the others: lean chunks.
-    monkeypatch.setattr(multiprocessing, "current_process", lambda: Daemon())
-    speaker.render_many([Phrase(f"Line {n}, in a batch.", VoiceSpec()) for n in (3, 4)], 1, print)
-    assert chunks[3:] == [voice.DECODE_CHUNK_FRAMES] * 2
-
-
-class Daemon:
-    daemon = True
+    assert decoded() == [(False, voice.DECODE_CHUNK_FRAMES)]
 
 
 def test_a_model_that_cannot_be_cut_is_read_whole_and_cut_once(

@@ -65,9 +65,9 @@ PIPER_QUIET_ENDS_S = 0.125
 CUT_FORMAT = 2  # bump when _CUT_STAGES cuts differently (older cuts are then left unused)
 # The decoder's memory grows with the length it decodes at once (~10 MiB a second of speech):
 # it decodes this many frames at a time, with its receptive field (16 frames, measured: the
-# samples are then those of one decoding) of context either side. `play` synthesises beside
-# its player, so lean chunks by default; speech rendered ahead of a mix (export, plan) takes
-# larger ones, each context then a smaller share (10% faster; a worker peaks 60 MiB higher).
+# samples are then those of one decoding) of context either side. Lean chunks where speech
+# is made beside other work (`play`'s player, a batch's files); a worker process that only
+# makes speech takes larger ones, each context a smaller share (10% faster, +60 MiB).
 DECODE_CHUNK_FRAMES = 128
 AHEAD_DECODE_CHUNK_FRAMES = 512
 DECODE_CONTEXT_FRAMES = 16
@@ -1088,20 +1088,6 @@ class Speaker:
     ) -> None:
         """Render phrases into the cache, `workers` processes at once (each with its own
         engine session); each result reaches the cache as it would from one process."""
-        piper = engine("piper")
-        # Nothing plays beside it; but a batch's worker keeps lean chunks, as several of
-        # them make speech at once, each beside its last file's caches.
-        if isinstance(piper, PiperEngine) and not multiprocessing.current_process().daemon:
-            piper.decode_frames = AHEAD_DECODE_CHUNK_FRAMES
-        try:
-            self._render_many(phrases, workers, advance)
-        finally:
-            if isinstance(piper, PiperEngine):
-                piper.decode_frames = None
-
-    def _render_many(
-        self, phrases: list[Phrase], workers: int, advance: Callable[[int], None]
-    ) -> None:
         workers = min(workers, len(phrases) // MIN_PHRASES_PER_WORKER)
         if workers <= 1 or not self._ready_to_fork(phrases):
             for phrase in phrases:
@@ -1111,8 +1097,12 @@ class Speaker:
             # file: 0.6 s, and 70 MiB less while it mixes).
             self._release_voices()
             return
-        # Forked after the voices load: every worker shares them, loaded once.
+        # Forked after the voices load: every worker shares them, loaded once. A worker only
+        # makes speech: it decodes larger chunks than a process with other work in hand.
         done: set[Phrase] = set()
+        piper = engine("piper")
+        if isinstance(piper, PiperEngine):
+            piper.decode_frames = AHEAD_DECODE_CHUNK_FRAMES
         try:
             with forked_pool(workers, _start_worker, (self.cache.root,)) as pool:
                 for phrase, _ in zip(phrases, pool.map(_render_in_worker, phrases), strict=True):
@@ -1120,10 +1110,14 @@ class Speaker:
                     advance(1)
         except BrokenProcessPool:
             # A worker died (out of memory, say): what is left is rendered here, one by one.
+            if isinstance(piper, PiperEngine):
+                piper.decode_frames = None
             for phrase in phrases:
                 if phrase not in done:
                     self.render(phrase)
                     advance(1)
+        if isinstance(piper, PiperEngine):
+            piper.decode_frames = None
         self._release_voices()  # loaded for the workers only: the mix that follows needs none
         self._note_damage()
 
