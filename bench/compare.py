@@ -1,5 +1,5 @@
 """Side by side, in one run: guided-audio's MP3 export against the ffmpeg floor and a naive
-pydub script, for generated sessions of 10, 30 and 60 minutes; plus `play`'s first sound.
+pydub script, for generated sessions of 10, 20, 30 and 60 minutes; plus `play`'s first sound.
 
 For each size it prints (and with --write appends to bench/results.md, with CPU, cores
 and date): wall seconds and peak RSS of
@@ -18,7 +18,7 @@ Cold caches hold the voice model already cut in stages (a one-time step, timed
 and printed on its own). Peak RSS is the largest resident set of the command or of any
 process it waited for (what `time -v` reports), not their sum.
 
-Run: .venv/bin/python bench/compare.py [--minutes 10 30 60] [--runs 3] [--write]
+Run: .venv/bin/python bench/compare.py [--minutes 10 20 30 60] [--runs 3] [--write]
 (--minutes 10 120 checks that memory stays flat with length.)
 Nothing here runs inside the test suite; CI runs `--minutes 10` once to prove it works.
 """
@@ -261,7 +261,7 @@ def measure_batch(folder: Path, prepared: Path) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--minutes", type=int, nargs="+", default=[10, 30, 60])
+    parser.add_argument("--minutes", type=int, nargs="+", default=[10, 20, 30, 60])
     parser.add_argument("--runs", type=int, default=1, help="runs of each row (median)")
     parser.add_argument("--write", action="store_true", help="append to bench/results.md")
     args = parser.parse_args()
