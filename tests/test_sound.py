@@ -447,7 +447,8 @@ def test_duck_ramps_and_bridges_short_gaps() -> None:
     assert spans == [(10 * second, 14 * second)]  # a 0.5 s gap stays ducked
     apart = mix.duck_spans([(10 * second, 12 * second), (14 * second, 15 * second)])
     assert len(apart) == 2  # a 2 s gap lets the bed come back up
-    depth = mix.duck_depth(spans, [s for s, _ in spans], 9 * second, 16 * second)
+    positions = np.arange(9 * second, 16 * second, dtype=np.float64)
+    depth = mix.duck_depth_at(spans, [s for s, _ in spans], positions)
 
     def at(seconds: float) -> float:
         return float(depth[round((seconds - 9) * RATE)])

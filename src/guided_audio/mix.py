@@ -18,7 +18,7 @@ import wave
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
@@ -161,13 +161,6 @@ def _ramp(
     return where, _smooth(progress if rising else 1.0 - progress)
 
 
-def duck_depth(
-    spans: list[tuple[int, int]], starts: list[int], a: int, b: int
-) -> NDArray[np.float64]:
-    """0..1 for each sample of [a, b): how far the bed is ducked."""
-    return duck_depth_at(spans, starts, np.arange(a, b, dtype=np.float64))
-
-
 def duck_depth_at(
     spans: list[tuple[int, int]], starts: list[int], positions: NDArray[np.float64]
 ) -> NDArray[np.float64]:
@@ -193,11 +186,6 @@ def duck_depth_at(
                 where, values = ramp
                 np.maximum(depth[where], values, out=depth[where])
     return depth
-
-
-def bed_envelope(a: int, b: int, bed: BedSpan) -> NDArray[np.float64]:
-    """Gain over [a, b) for a bed's edges (see bed_envelope_at)."""
-    return bed_envelope_at(np.arange(a, b, dtype=np.float64), bed)
 
 
 def bed_envelope_at(positions: NDArray[np.float64], bed: BedSpan) -> NDArray[np.float64]:
@@ -282,10 +270,11 @@ class Mixer(Windowed):
     def _bed(self, bed: BedSpan, lo: int, hi: int) -> Audio:
         music: Music = bed.music
         level = effects.db_to_gain(effects.VOICE_RMS_DB + music.level_db)
-        depth = duck_depth(self.duck, self.duck_starts, lo, hi)
+        positions = np.arange(lo, hi, dtype=np.float64)
+        depth = duck_depth_at(self.duck, self.duck_starts, positions)
         # level x duck_gain ** depth, as exp (a third of pow's time), then in float32
         gain = np.exp(depth * np.log(effects.db_to_gain(-music.duck_db)))
-        gain *= bed_envelope(lo, hi, bed) * level
+        gain *= bed_envelope_at(positions, bed) * level
         samples = bed_audio(music.bed, lo - bed.origin, hi - bed.origin)  # may be read-only
         out: Audio = samples * gain.astype(np.float32)[:, None]
         return out
@@ -496,6 +485,13 @@ def running_min(x: NDArray[np.float64], before: int, after: int) -> NDArray[np.f
 _OVERSAMPLE_FIR = lowpass_fir(2 * 10 * OVERSAMPLE + 1, 1.0 / OVERSAMPLE, 5.0) * OVERSAMPLE
 
 
+def block_max(values: NDArray[np.float64], size: int) -> NDArray[np.float64]:
+    """The largest of each `size` values in turn (the last block padded with zeros)."""
+    blocks: NDArray[np.float64] = np.pad(values, (0, -len(values) % size)).reshape(-1, size)
+    most: NDArray[np.float64] = blocks.max(axis=1)
+    return most
+
+
 def sample_peaks(x: NDArray[np.floating[Any]]) -> NDArray[np.floating[Any]]:
     """Per-sample peak over the channels (faster than a reduce along the short axis)."""
     peaks: NDArray[np.floating[Any]] = np.maximum(np.abs(x[:, 0]), np.abs(x[:, 1]))
@@ -587,8 +583,7 @@ class MasteringMeter(PeakMeter):
         self._peaks: list[NDArray[np.float32]] = []
 
     def _sample_peaks(self, peaks: NDArray[np.float64]) -> None:
-        padded = np.pad(peaks, (0, -len(peaks) % CHUNK))
-        self._peaks.append(padded.reshape(-1, CHUNK).max(axis=1).astype(np.float32))
+        self._peaks.append(block_max(peaks, CHUNK).astype(np.float32))
 
     def _chunk_powers(self, powers: NDArray[np.float64]) -> None:
         self._powers.append(powers.astype(np.float32))
@@ -719,12 +714,18 @@ def _add_part(
     peaks[first:last] += np.maximum.reduceat(sounding, edges[:-1])
 
 
+class _BedCells(NamedTuple):
+    length: int  # the loop's, in samples
+    edges: NDArray[np.int64]  # each cell's first sample (and the loop's end, last)
+    sums: NDArray[np.float64]  # K-weighted energy from the loop's start to each edge
+    reach_peaks: NDArray[np.float64]  # the peak of a chunk starting in each cell
+
+
 @functools.lru_cache(maxsize=4)
-def _bed_cells(bed: str | Path) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    """A bed's loop at unit gain, K-weighted as it runs on from its own end: its energy summed
-    from the loop's start at each BED_CELL edge (0 first); and for each cell, the peak of a
-    chunk starting in it (a sample peak: beds are smooth sound, and oversampling a whole
-    loop costs seconds)."""
+def _bed_cells(bed: str | Path) -> _BedCells:
+    """A bed's loop at unit gain, K-weighted as it runs on from its own end, in BED_CELLs
+    (its peaks are sample peaks: beds are smooth sound, and oversampling a whole loop costs
+    seconds)."""
     length = bed_loop_length(bed)
     k_weighting = effects.SectionFilter(_K_SOS, CHANNELS)
     k_weighting(bed_audio(bed, length - min(length, RATE), length))  # settle the filter
@@ -742,16 +743,14 @@ def _bed_cells(bed: str | Path) -> tuple[NDArray[np.float64], NDArray[np.float64
         cell_energies.append(np.add.reduceat(energy[:whole], np.arange(0, whole, BED_CELL)))
         pending = energy[whole:]
         if at < length:
-            cell_peaks.append(_cell_max(sample_peaks(block[: length - at]).astype(np.float64)))
+            cell_peaks.append(
+                block_max(sample_peaks(block[: length - at]).astype(np.float64), BED_CELL)
+            )
     cells = np.concatenate(cell_peaks)
     reach = functools.reduce(np.maximum, (np.roll(cells, -k) for k in range(_CELLS_PER_CHUNK)))
-    return np.cumsum(np.concatenate(cell_energies)), reach
-
-
-def _cell_max(peaks: NDArray[np.float64]) -> NDArray[np.float64]:
-    cells: NDArray[np.float64] = np.pad(peaks, (0, -len(peaks) % BED_CELL)).reshape(-1, BED_CELL)
-    most: NDArray[np.float64] = cells.max(axis=1)
-    return most
+    sums = np.cumsum(np.concatenate(cell_energies))
+    edges = np.minimum(np.arange(len(sums)) * BED_CELL, length)
+    return _BedCells(length, edges, sums, reach)
 
 
 def _add_bed(
@@ -787,13 +786,12 @@ def _add_bed_slice(
         ducked = np.exp(depth * np.log(effects.db_to_gain(-span.music.duck_db)))
         inside = (centres >= span.start) & (centres < span.end)
         gain += np.where(inside, level * ducked * bed_envelope_at(centres, span), 0.0)
-    sums, reach_peaks = _bed_cells(music_bed)
-    length = bed_loop_length(music_bed)
+    loop = _bed_cells(music_bed)
     edges = np.clip(np.arange(first, last + 1) * CHUNK, *sounding) - origin
-    cell_edges = np.minimum(np.arange(len(sums)) * BED_CELL, length)
-    within = np.interp(edges % length, cell_edges, sums) + edges // length * sums[-1]
+    within = np.interp(edges % loop.length, loop.edges, loop.sums)
+    within += edges // loop.length * loop.sums[-1]
     powers[first:last] += gain**2 * np.diff(within)
-    peaks[first:last] += gain * reach_peaks[(edges[:-1] % length) // BED_CELL]
+    peaks[first:last] += gain * loop.reach_peaks[(edges[:-1] % loop.length) // BED_CELL]
 
 
 def measure(mixer: Mixer, progress: Progress = lambda _: None) -> MasteringMeter:
@@ -806,7 +804,7 @@ def measure(mixer: Mixer, progress: Progress = lambda _: None) -> MasteringMeter
     done = 0
     for event in timeline.events:
         audio = mixer.event_audio(event)
-        energy, part_peaks = _weighted(audio[: min(event.length, len(audio))])
+        energy, part_peaks = _weighted(audio[: event.length])
         _add_part(powers, peaks, event.start, energy, part_peaks)
         progress(max(0, event.start - done))
         done = max(done, event.start)
@@ -836,8 +834,7 @@ def _true_peaks_near_ceiling(
         start, stop = first * CHUNK, min(last * CHUNK, mixer.total)
         raw = mixer.render(start - LIMIT_EDGE, stop + LIMIT_EDGE)
         found = true_peaks(raw, threshold * PEAK_OVERSHOOT, start - LIMIT_EDGE)
-        within = np.pad(found[LIMIT_EDGE : LIMIT_EDGE + stop - start], (0, -(stop - start) % CHUNK))
-        peaks[first:last] = within.reshape(-1, CHUNK).max(axis=1)
+        peaks[first:last] = block_max(found[LIMIT_EDGE : LIMIT_EDGE + stop - start], CHUNK)
         exact[first:last] = True
     meter.peak = float(peaks.max(initial=0.0))
     return True
