@@ -245,6 +245,27 @@ def test_a_stop_waits_for_a_step_that_must_not_be_cut_in_two(
         signal.signal(signal.SIGTERM, before)
 
 
+def test_a_stop_while_a_temp_file_is_made_removes_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The deferred signal is raised as the deferral ends: the file must be in hand by then.
+    import tempfile
+
+    from guided_audio import files
+
+    made = tempfile.mkstemp
+
+    def make_then_stop(dir: Path, prefix: str, suffix: str) -> tuple[int, str]:
+        fd, name = made(dir=dir, prefix=prefix, suffix=suffix)
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C while the file is being made
+        return fd, name
+
+    monkeypatch.setattr(tempfile, "mkstemp", make_then_stop)
+    with pytest.raises(KeyboardInterrupt), files.temp_beside(tmp_path / "long.mp3", ".stream"):
+        pytest.fail("the block runs after the stop")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_the_leftover_check_sees_a_planted_partial_file(tmp_path: Path) -> None:
     """The check above would fail on a leftover with the names the code really writes."""
     from guided_audio.files import temp_beside

@@ -15,7 +15,7 @@ import pytest
 from scipy.signal import resample_poly
 
 from conftest import cli, decode, write
-from guided_audio import session, sinks
+from guided_audio import id3, session, sinks
 
 SCRIPT = """\
 title: Arriving in the body
@@ -89,13 +89,13 @@ def test_mp3_chapters_are_in_order_at_the_plan_times(exported: tuple[Path, Path,
 
 
 def test_mp3_has_a_table_of_contents_tags_and_the_cover(exported: tuple[Path, Path, str]) -> None:
-    from mutagen.id3 import ID3
+    from mutagen.id3 import ID3, CTOCFlags
 
     _, out, _ = exported
     tags = ID3(out)
     assert tags.version[:2] == (2, 3)
     tocs = tags.getall("CTOC")
-    assert len(tocs) == 1 and tocs[0].flags & 0x1  # top-level: players need it
+    assert len(tocs) == 1 and tocs[0].flags & CTOCFlags.TOP_LEVEL  # players need it
     chaps = {c.element_id: c for c in tags.getall("CHAP")}
     assert list(tocs[0].child_element_ids) == sorted(chaps, key=lambda e: chaps[e].start_time)
     assert str(tags["TIT2"]) == "Arriving in the body"
@@ -107,6 +107,54 @@ def test_mp3_has_a_table_of_contents_tags_and_the_cover(exported: tuple[Path, Pa
     pictures = tags.getall("APIC")
     assert len(pictures) == 1 and pictures[0].type == 3  # the front cover
     assert pictures[0].data == png()
+
+
+def test_players_read_the_mp3s_length_from_its_header(
+    exported: tuple[Path, Path, str],
+) -> None:
+    # A VBR MP3's length and seek table are in its first frame (Xing/LAME): a tag whose size
+    # is off by a byte hides that frame, and players then guess the length from a bitrate.
+    from mutagen.mp3 import MP3, BitrateMode
+
+    script, out, _ = exported
+    seconds = session.timeline(script, session.Options(), session.Silent()).total / 44100
+    info = MP3(out).info
+    assert info is not None
+    assert info.bitrate_mode == BitrateMode.VBR
+    frame_s = 1152 / 44100  # the header counts whole frames, the encoder's delay included
+    assert seconds <= info.length <= seconds + 2 * frame_s
+    fmt = _ffprobe(out)["format"]
+    assert isinstance(fmt, dict)
+    assert seconds <= float(fmt["duration"]) <= seconds + 2 * frame_s
+    assert len(decode(out)) == round(seconds * 44100)  # the delay is trimmed on decoding
+
+
+def test_many_unicode_chapters_stay_in_order(tmp_path: Path) -> None:
+    # A CTOC lists at most 255 entries: past that, it lists tables of 255 each.
+    from mutagen.id3 import ID3, CTOCFlags
+
+    encoded = tmp_path / "bare.mp3"
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "anullsrc=r=44100:cl=stereo",
+         "-t", "310", "-c:a", "libmp3lame", "-q:a", "2", "-id3v2_version", "0", str(encoded)],
+        check=True,
+    )  # fmt: skip
+    titles = [f"Étape {n} · 呼吸" for n in range(300)]
+    chapters = [id3.Chapter(t, n * 1000, (n + 1) * 1000) for n, t in enumerate(titles)]
+    out = tmp_path / "many.mp3"
+    out.write_bytes(id3.tag({"title": "Ünïcode"}, chapters) + encoded.read_bytes())
+    probed = _ffprobe(out)["chapters"]
+    assert isinstance(probed, list)
+    assert [c["tags"]["title"] for c in probed] == titles
+    assert [round(float(c["start_time"]) * 1000) for c in probed] == [c.start_ms for c in chapters]
+    tags = ID3(out)
+    assert str(tags["TIT2"]) == "Ünïcode"
+    tocs = {t.element_id: t for t in tags.getall("CTOC")}
+    top = [t for t in tocs.values() if t.flags & CTOCFlags.TOP_LEVEL]
+    assert len(top) == 1
+    listed = [e for child in top[0].child_element_ids for e in tocs[child].child_element_ids]
+    chaps = {c.element_id: c for c in tags.getall("CHAP")}
+    assert [str(chaps[e].sub_frames["TIT2"]) for e in listed] == titles
 
 
 def test_chapters_json_beside_the_audio(exported: tuple[Path, Path, str]) -> None:

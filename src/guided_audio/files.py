@@ -19,14 +19,18 @@ def temp_beside(target: Path, suffix: str) -> Iterator[Path]:
     The caller publishes it inside the block (rename or link): on the same filesystem that
     is atomic, so readers see the old file or the whole new one, never a part.
     """
-    with signals_deferred():  # a stop between making the file and the block would leave it
-        fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}.", suffix=suffix)
-        os.close(fd)
-    temp = Path(name)
+    temp: Path | None = None
     try:
+        # A stop while the file is made waits until it is named here, so it is removed:
+        # the deferred signal is raised on leaving the deferral, inside this try.
+        with signals_deferred():
+            fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}.", suffix=suffix)
+            os.close(fd)
+            temp = Path(name)
         yield temp
     finally:
-        temp.unlink(missing_ok=True)
+        if temp is not None:
+            temp.unlink(missing_ok=True)
 
 
 @contextmanager

@@ -26,7 +26,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 
-from guided_audio import effects
+from guided_audio import effects, id3
 from guided_audio.effects import CHANNELS, RATE, Audio
 from guided_audio.errors import AudioDeviceError, GuidedAudioError, UsageError
 from guided_audio.files import signals_deferred, temp_beside
@@ -47,8 +47,10 @@ ENCODERS: dict[str, list[str]] = {
 # time encoding the same samples from a pipe.
 MUXERS = {".mp3": "mp3", ".flac": "flac", ".ogg": "ogg", ".opus": "opus", ".m4a": "ipod",
           ".m4b": "ipod"}  # fmt: skip
+# The MP3 stream is written bare and its tag put before it here (id3.py): no second ffmpeg.
+STREAM_OPTIONS: dict[str, list[str]] = {".mp3": ["-id3v2_version", "0"]}
+COPY_BYTES = 1 << 20
 MUXER_OPTIONS: dict[str, list[str]] = {
-    ".mp3": ["-id3v2_version", "3"],
     ".m4a": ["-movflags", "+faststart"],
     ".m4b": ["-movflags", "+faststart"],
 }
@@ -86,8 +88,8 @@ def _chapter_time(samples: int) -> str:
 
 
 def ffmetadata(metadata: Metadata, suffix: str) -> str:
-    """ffmpeg's metadata file: the tags, and a chapter per section. MP3 gets [CHAPTER]
-    entries in exact samples (ffmpeg writes ID3 CHAP frames under a CTOC); FLAC and Ogg get
+    """ffmpeg's metadata file: the tags, and a chapter per section. MP4 gets [CHAPTER]
+    entries in exact samples; FLAC and Ogg get
     the CHAPTERnnn / CHAPTERnnnNAME comments players read (ffmpeg writes no others there)."""
     tags = dict(metadata.tags)
     if suffix in VORBIS_COMMENT_FORMATS:
@@ -195,8 +197,6 @@ def write_file(
             with temp_beside(path, ".stream") as stream:
                 followed = _encode(stream, suffix, source, progress)
                 _package(stream, temp, suffix, metadata)
-            if suffix == ".mp3" and "comment" in metadata.tags:
-                _id3_comment(temp, metadata.tags["comment"])
             if followed is None:
                 followed = loudness_and_peak(_decoded_blocks(temp, suffix))
             # The length is the plan's: a stream decoded as it grows keeps the encoder's delay.
@@ -219,29 +219,6 @@ def _measured(frames_lufs_peak: tuple[int, float, float]) -> Measured:
     frames, lufs, peak = frames_lufs_peak
     true_peak = 20 * np.log10(peak) if peak > 0 else float("-inf")
     return frames / RATE, lufs, float(true_peak)
-
-
-def _synchsafe(value: int) -> bytes:
-    return bytes((value >> shift) & 0x7F for shift in (21, 14, 7, 0))
-
-
-def _id3_comment(path: Path, text: str) -> None:
-    """ffmpeg writes a comment as TXXX:comment, which players do not show, so a COMM frame
-    is inserted first in the tag. Bytes are inserted, not re-saved: a tag library would
-    reorder the CHAP frames, and ffprobe lists chapters in frame order."""
-    utf16 = "\ufeff".encode("utf-16-le")  # every UTF-16 string carries its byte order mark
-    payload = b"\x01eng" + utf16 + b"\0\0" + utf16 + text.encode("utf-16-le")
-    frame = b"COMM" + len(payload).to_bytes(4, "big") + b"\0\0" + payload
-    with path.open("rb") as source:
-        header = source.read(10)
-        if header[:3] != b"ID3" or header[3] != 3 or header[5] & 0x80:
-            raise GuidedAudioError(f"ffmpeg wrote an unexpected ID3 tag to {path}")
-        size = int.from_bytes(bytes(b & 0x7F for b in header[6:10]), "big")  # synchsafe
-        with temp_beside(path, ".tag") as temp:
-            with temp.open("wb") as out:
-                out.write(header[:6] + _synchsafe(size + len(frame)) + frame)
-                shutil.copyfileobj(source, out, 1 << 20)
-            os.replace(temp, path)
 
 
 def write_text(path: Path, text: str, exclusive: bool = False) -> None:
@@ -413,7 +390,8 @@ def _encode(
     command = [
         ffmpeg() or "ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-y",
         "-f", "s16le", "-ar", str(RATE), "-ac", str(CHANNELS), "-i", "pipe:0",
-        "-map_metadata", "-1", *ENCODERS[suffix], "-f", MUXERS[suffix], str(stream),
+        "-map_metadata", "-1", *ENCODERS[suffix], *STREAM_OPTIONS.get(suffix, []),
+        "-f", MUXERS[suffix], str(stream),
     ]  # fmt: skip
     process: subprocess.Popen[bytes] | None = None
     try:
@@ -483,6 +461,9 @@ def _feed_encoder(
 def _package(stream: Path, temp: Path, suffix: str, metadata: Metadata) -> None:
     """The encoded stream, copied as it is into its container with the tags, chapters and
     cover (a fraction of a second: no sample is decoded)."""
+    if suffix == ".mp3":
+        _tag_mp3(stream, temp, metadata)
+        return
     with tempfile.TemporaryDirectory(prefix="guided-audio-") as folder:
         described = Path(folder) / "metadata.txt"  # a private folder (0700)
         described.write_text(ffmetadata(metadata, suffix), encoding="utf-8")
@@ -499,6 +480,19 @@ def _package(stream: Path, temp: Path, suffix: str, metadata: Metadata) -> None:
         done = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, check=False)
     if done.returncode != 0:
         _raise_ffmpeg_error(suffix, done.stderr.decode(errors="replace").strip())
+
+
+def _tag_mp3(stream: Path, temp: Path, metadata: Metadata) -> None:
+    """The ID3 tag, then the bare stream as the encoder wrote it (its LAME header, which
+    holds the encoder's delay for gapless decoding, included)."""
+    chapters = [
+        id3.Chapter(c.title, round(c.start * 1000 / RATE), round(c.end * 1000 / RATE))
+        for c in metadata.chapters
+    ]
+    cover = metadata.cover.read_bytes() if metadata.cover is not None else None
+    with temp.open("wb") as out, stream.open("rb") as source:
+        out.write(id3.tag(metadata.tags, chapters, cover))
+        shutil.copyfileobj(source, out, COPY_BYTES)
 
 
 def _raise_ffmpeg_error(suffix: str, error: str) -> NoReturn:
