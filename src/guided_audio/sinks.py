@@ -26,7 +26,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 
-from guided_audio import effects, id3
+from guided_audio import effects, id3, memory
 from guided_audio.effects import CHANNELS, RATE, Audio
 from guided_audio.errors import AudioDeviceError, GuidedAudioError, UsageError
 from guided_audio.files import signals_deferred, temp_beside
@@ -361,6 +361,7 @@ MEASURE_STDIN = "--measure-stdin"
 
 def measure_stdin() -> None:
     """Frames, loudness and true peak of 32-bit float stereo on stdin, as JSON on stdout."""
+    memory.keep_freed_memory()
     stdin = sys.stdin.buffer
 
     def blocks() -> Iterator[Audio]:
