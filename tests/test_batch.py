@@ -94,6 +94,65 @@ def test_speech_made_in_process_keeps_to_guided_audio_jobs(
     assert asked == [threads] * 3  # front, flow and decoder
 
 
+def _spy_synthesis(monkeypatch: pytest.MonkeyPatch, log: Path) -> None:
+    """Each call that makes speech appends its pid and phrases to `log` (from any process)."""
+    real = voice.Speaker.render_many
+
+    def spy(
+        self: voice.Speaker, phrases: list[voice.Phrase], workers: int, advance: object
+    ) -> None:
+        with log.open("a") as out:
+            out.write(f"{os.getpid()} {sorted(p.text for p in phrases)}\n")
+        real(self, phrases, workers, advance)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(voice.Speaker, "render_many", spy)
+
+
+SPOKEN = "title: {title}\nsections:\n  - title: A\n    steps:\n      - say: {line}\n"
+
+
+def test_a_batch_makes_all_its_speech_at_once_before_any_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One pool for every file's speech (the workers stay busy across files): each file's
+    # export then only mixes and encodes.
+    monkeypatch.setenv("GUIDED_AUDIO_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("GUIDED_AUDIO_JOBS", "2")
+    log = tmp_path / "synthesis.log"
+    _spy_synthesis(monkeypatch, log)
+    library = tmp_path / "library"
+    library.mkdir()
+    write(library, SPOKEN.format(title="One", line="Rest here. Soften."), "one.yaml")
+    write(library, SPOKEN.format(title="Two", line="Breathe in. Let go."), "two.yaml")
+    write(library, "title: Bad\nsections: []\n", "bad.yaml")
+    result = cli("export", str(library), "-o", str(tmp_path / "out"), "--format", "wav")
+    assert result.exit_code == 2, result.output
+    calls = log.read_text().splitlines()
+    assert calls == [f"{os.getpid()} {sorted(['Rest here.', 'Soften.', 'Breathe in.', 'Let go.'])}"]
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.wav")) == ["one.wav", "two.wav"]
+
+
+def test_plan_shows_each_script_of_a_folder_after_making_all_their_speech(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GUIDED_AUDIO_CACHE", str(tmp_path / "cache"))
+    log = tmp_path / "synthesis.log"
+    _spy_synthesis(monkeypatch, log)
+    library = tmp_path / "library"
+    library.mkdir()
+    one = write(library, SPOKEN.format(title="One", line="Rest here."), "one.yaml")
+    two = write(library, SPOKEN.format(title="Two", line="Let go."), "two.yaml")
+    bad = write(library, "title: Bad\nsections:\n  - title: A\n    steps: [{pause: 7 parsecs}]\n",
+                "bad.yaml")  # fmt: skip
+    result = cli("plan", str(library))
+    assert result.exit_code == 2, result.output
+    assert len(log.read_text().splitlines()) == 1  # both scripts' speech in one call
+    singles = [cli("plan", str(path)) for path in (one, two)]
+    assert result.stdout == f"{one}\n{singles[0].stdout}\n{two}\n{singles[1].stdout}"
+    assert result.stderr.startswith(f"{bad}:4:21: expected a duration")
+    assert len(log.read_text().splitlines()) == 1  # cached: nothing made again
+
+
 def _pid_of_export(job: object) -> int:
     return os.getpid()
 

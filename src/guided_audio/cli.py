@@ -26,6 +26,7 @@ from guided_audio import (
 )
 from guided_audio.effects import RATE
 from guided_audio.errors import GuidedAudioError, UsageError
+from guided_audio.plan import Timeline
 from guided_audio.script import PACE_RANGE, parse_vars
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -176,7 +177,7 @@ def validate(files: tuple[Path, ...], variables: tuple[str, ...], quiet: bool) -
 
 
 @main.command("plan")
-@click.argument("file", type=SCRIPT)
+@click.argument("files", nargs=-1, required=True, type=SCRIPT)
 @click.option("--estimate", is_flag=True, help="Instant word-count estimate; renders nothing.")
 @click.option(
     "--words",
@@ -186,29 +187,54 @@ def validate(files: tuple[Path, ...], variables: tuple[str, ...], quiet: bool) -
 @render_options
 @quiet_option
 def plan_command(
-    file: Path, estimate: bool, words: bool, variables: tuple[str, ...], quiet: bool
+    files: tuple[Path, ...], estimate: bool, words: bool, variables: tuple[str, ...], quiet: bool
 ) -> None:
     """Show sections, their start times and the total length.
 
-    Accurate by default (speech is rendered into the cache if needed). With --words, each
-    `say` step's pace in words a minute (from its first sound to its last, its sentence and
-    clause pauses included), marked `!` outside 130-170 (a calm speaker), and the narration
-    rate over consecutive `say` steps (aim for 90-120).
+    Accurate by default (speech is rendered into the cache if needed). Several scripts, or
+    a folder, have all of their speech made at once on every core: `play` then starts at
+    once for each. With --words, each `say` step's pace in words a minute (from its first
+    sound to its last, its sentence and clause pauses included), marked `!` outside 130-170
+    (a calm speaker), and the narration rate over consecutive `say` steps (aim for 90-120).
 
     \b
     Example:
       guided-audio plan scripts/grounding.yaml --estimate
       guided-audio plan scripts/grounding.yaml --words
+      guided-audio plan scripts/
     """
     options = session.Options(variables=parse_vars(variables))
-    timeline = session.timeline(file, options, Reporter(quiet), estimate=estimate)
     marker = "~" if estimate else ""
+    scripts = session.scripts_in(list(files))
+    if len(scripts) == 1 and not files[0].is_dir():
+        timeline = session.timeline(scripts[0], options, Reporter(quiet), estimate=estimate)
+        _show_plan(timeline, marker)
+        if words:
+            _words(session.paces(scripts[0], timeline, options), marker)
+        return
+    if not scripts:
+        raise UsageError(f"no .yaml scripts in {', '.join(map(str, files))}")
+    worst, shown = 0, 0
+    for path, planned in session.plan_many(scripts, options, Reporter(quiet), estimate):
+        if isinstance(planned, GuidedAudioError):
+            click.echo(str(planned), err=True)
+            worst = max(worst, planned.exit_code)
+            continue
+        if shown:
+            click.echo()
+        shown += 1
+        click.echo(str(path))
+        _show_plan(planned, marker)
+        if words:
+            _words(session.paces(path, planned, session.options_for(path, options)), marker)
+    sys.exit(worst)
+
+
+def _show_plan(timeline: Timeline, marker: str) -> None:
     click.echo(timeline.title)
     for index, span in enumerate(timeline.sections, start=1):
         click.echo(f"  {marker}{session.clock(span.start):>8}  {index}. {span.title}")
     click.echo(f"  {marker}{session.clock(timeline.total):>8}  total ({timeline.seconds:.2f} s)")
-    if words:
-        _words(session.paces(file, timeline, options), marker)
 
 
 def _words(paces: session.Paces, marker: str) -> None:
@@ -293,6 +319,7 @@ def export(
     if not scripts:
         raise UsageError(f"no .yaml scripts in {', '.join(map(str, files))}")
     folder = output or session.DEFAULT_FOLDER
+    session.speak_all(scripts, options, Reporter(quiet))  # every file's speech, every core
     outcomes = []
     with Reporter(quiet).progress(f"Exporting {len(scripts)} files", len(scripts)) as advance:
         for outcome in session.export_many(

@@ -324,13 +324,46 @@ class _Job:
     with_transcript: bool
 
 
+def options_for(script: Path, options: Options) -> Options:
+    """A batch's options for one of its scripts: the --var values it uses (the others are
+    for other scripts, and ignored here)."""
+    defined = _load(script).variables
+    used = {k: v for k, v in options.variables.items() if k in defined}
+    return Options(used, options.loudness_lufs, options.cache_dir)
+
+
+def speak_all(scripts: list[Path], options: Options, reporter: Reporter) -> None:
+    """Render the speech of every script at once, on every core: one pool of workers for
+    the whole batch, so they stay busy across files and the voice loads once. Scripts that
+    fail their checks are skipped, and a failure here is left to each script's own render,
+    which reports it where it belongs."""
+    wanted: list[Phrase] = []
+    for path in scripts:
+        try:
+            wanted += plan.phrases(validate(path, options_for(path, options), Silent()))
+        except GuidedAudioError:
+            continue
+    with contextlib.suppress(GuidedAudioError):
+        synthesize(_speaker(options, reporter), wanted, reporter)
+
+
+def plan_many(
+    scripts: list[Path], options: Options, reporter: Reporter, estimate: bool = False
+) -> Iterator[tuple[Path, Timeline | GuidedAudioError]]:
+    """Each script's timeline, or why it has none; their speech is made first, all at once."""
+    if not estimate:
+        speak_all(scripts, options, reporter)
+    for path in scripts:
+        try:
+            yield path, timeline(path, options_for(path, options), reporter, estimate)
+        except GuidedAudioError as exc:
+            yield path, exc
+
+
 def _export_one(job: _Job) -> Outcome:
     script, options = job.script, job.options
     try:
-        # A batch's --var values fill the scripts that use them; the others ignore them.
-        defined = _load(script).variables
-        used = {k: v for k, v in options.variables.items() if k in defined}
-        options = Options(used, options.loudness_lufs, options.cache_dir)
+        options = options_for(script, options)
         _, _, report = export(script, job.out, options, Silent(), job.force, job.with_transcript)
     except GuidedAudioError as exc:
         return Outcome(script, None, str(exc), exc.exit_code)
@@ -353,7 +386,8 @@ def export_many(
 ) -> Iterator[Outcome]:
     """Export each script into `folder`, `jobs` at once (default: GUIDED_AUDIO_JOBS, else
     one per core), yielding each outcome as it finishes; a failing file does not stop the
-    others."""
+    others. Call speak_all first: each file then only mixes and encodes (else each makes its
+    own speech, on one core)."""
     work = [
         _Job(
             script,
