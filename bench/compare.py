@@ -13,7 +13,8 @@ and date): wall seconds and peak RSS of
   naive warm   bed `overlay`, `normalize`, export), empty cache, then warm
 and the ratios that matter (naive/ours cold, speech on one worker/all, ours warm/naive warm,
 ours warm/floor), the real-time factor of each, and `play`'s first-sound latency and peak RSS,
-cold and warm; then a folder of sessions exported at once, cold, on one worker and on all.
+cold and warm; then a folder of sessions, cold, on one worker and on all: its speech alone
+(`plan` on the folder) and its export.
 Cold caches hold the voice model already cut in stages (a one-time step, timed
 and printed on its own). Peak RSS is the largest resident set of the command or of any
 process it waited for (what `time -v` reports), not their sum.
@@ -235,18 +236,25 @@ BATCH_FILES, BATCH_MINUTES = 4, 5
 
 
 def measure_batch(folder: Path, prepared: Path) -> list[str]:
-    """A folder of sessions exported at once, cold, on one worker and on all."""
+    """A folder of sessions, cold, on one worker and on all: its speech alone (`plan` on the
+    folder) and its whole export."""
     library = folder / "batch"
     library.mkdir()
     for n in range(BATCH_FILES):  # distinct speech in each file
         text = session(BATCH_MINUTES).replace("Benchmark session", f"Batch session {n}")
         (library / f"s{n}.yaml").write_text(text.replace(part_name(1), part_name(1 + n * 13)))
+    speech = [sys.executable, "-m", "guided_audio", "plan", str(library), "-q"]
     export = [sys.executable, "-m", "guided_audio", "export", str(library), "-q", "--force",
               "--no-transcript", "-o", str(folder / "batch-out")]  # fmt: skip
     rows: dict[str, tuple[float, float]] = {}
-    for name, extra in (("one worker", ONE_WORKER), ("all workers", {})):
-        rows[name] = run(export, cold_env(folder / f"batch-cache-{len(rows)}", prepared, **extra))
-    ratio = rows["one worker"][0] / rows["all workers"][0]
+    for what, command in (("speech alone", speech), ("export", export)):
+        for workers, extra in (("one worker", ONE_WORKER), ("all workers", {})):
+            cache = cold_env(folder / f"batch-cache-{len(rows)}", prepared, **extra)
+            rows[f"{what}, {workers}"] = run(command, cache)
+
+    def ratio(what: str) -> float:
+        return rows[f"{what}, one worker"][0] / rows[f"{what}, all workers"][0]
+
     return [
         f"### A batch: {BATCH_FILES} sessions of {BATCH_MINUTES} minutes, one folder, cold",
         "",
@@ -254,7 +262,8 @@ def measure_batch(folder: Path, prepared: Path) -> list[str]:
         "| --- | ---: | ---: |",
         *(f"| {name} | {elapsed:.1f} | {rss:.0f} MiB |" for name, (elapsed, rss) in rows.items()),
         "",
-        f"one worker / all workers (target >= 1.6): {ratio:.2f}",
+        f"speech alone: one worker / all workers (target >= 1.6): {ratio('speech alone'):.2f}",
+        f"export: one worker / all workers: {ratio('export'):.2f}",
         "",
     ]
 
