@@ -110,13 +110,17 @@ def test_mp3_has_a_table_of_contents_tags_and_the_cover(exported: tuple[Path, Pa
 
 
 def test_players_read_the_mp3s_length_from_its_header(
-    exported: tuple[Path, Path, str],
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A VBR MP3's length and seek table are in its first frame (Xing/LAME): a tag whose size
     # is off by a byte hides that frame, and players then guess the length from a bitrate.
     from mutagen.mp3 import MP3, BitrateMode
 
-    script, out, _ = exported
+    monkeypatch.setenv("GUIDED_AUDIO_CACHE", str(tmp_path / "cache"))  # its own takes
+    (tmp_path / "cover.png").write_bytes(png())
+    script, out = write(tmp_path, SCRIPT), tmp_path / "arriving.mp3"
+    result = cli("export", str(script), "-o", str(out), "-q")
+    assert result.exit_code == 0, result.output
     seconds = session.timeline(script, session.Options(), session.Silent()).total / 44100
     info = MP3(out).info
     assert info is not None
@@ -126,7 +130,11 @@ def test_players_read_the_mp3s_length_from_its_header(
     fmt = _ffprobe(out)["format"]
     assert isinstance(fmt, dict)
     assert seconds <= float(fmt["duration"]) <= seconds + 2 * frame_s
-    assert len(decode(out)) == round(seconds * 44100)  # the delay is trimmed on decoding
+    # The encoder's delay is trimmed on decoding, and its padding too, but for lengths whose
+    # last frame is padded by less than the decoder's delay (529 samples): ffmpeg keeps that
+    # padding as trailing silence (so does a bare encode of the same samples).
+    extra = len(decode(out)) - round(seconds * 44100)
+    assert 0 <= extra < 529
 
 
 def test_many_unicode_chapters_stay_in_order(tmp_path: Path) -> None:
