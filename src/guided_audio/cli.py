@@ -16,7 +16,6 @@ from guided_audio import (
     __version__,
     authoring,
     home,
-    memory,
     plan,
     session,
     sinks,
@@ -148,7 +147,6 @@ def main() -> None:
       guided-audio export scripts/grounding.yaml
       guided-audio play scripts/grounding.yaml
     """
-    memory.keep_freed_memory()  # this process renders block by block
 
 
 @main.command()

@@ -17,7 +17,6 @@ import shutil
 import wave
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -802,18 +801,13 @@ def measure(mixer: Mixer, progress: Progress = lambda _: None) -> MasteringMeter
     chunks = -(-timeline.total // CHUNK)
     # float32, as the meter keeps them: 8 bytes a chunk, 19 MB for two hours
     powers, peaks = np.zeros(chunks, np.float32), np.zeros(chunks, np.float32)
-    loops = list(dict.fromkeys(bed.music.bed for bed in timeline.beds))
-    # The beds' loops are measured on the other core meanwhile (numpy lets go of the GIL).
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="bed-cells") as other_core:
-        measured_loops = other_core.map(_bed_cells, loops)
-        done = 0
-        for event in timeline.events:
-            audio = mixer.event_audio(event)
-            energy, part_peaks = _weighted(audio[: event.length])
-            _add_part(powers, peaks, event.start, energy, part_peaks)
-            progress(max(0, event.start - done))
-            done = max(done, event.start)
-        list(measured_loops)  # in _bed_cells' cache now (or its error, raised here)
+    done = 0
+    for event in timeline.events:
+        audio = mixer.event_audio(event)
+        energy, part_peaks = _weighted(audio[: event.length])
+        _add_part(powers, peaks, event.start, energy, part_peaks)
+        progress(max(0, event.start - done))
+        done = max(done, event.start)
     beds: dict[tuple[object, int], list[BedSpan]] = {}
     for bed in timeline.beds:
         beds.setdefault((bed.music.bed, bed.origin), []).append(bed)

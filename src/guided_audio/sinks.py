@@ -184,6 +184,7 @@ def write_file(
     """Encode the whole session into `path` (format from its suffix), atomically, and measure
     what was written: decoded back while it is written where the format streams (a WAV is
     measured as its samples are written), else read back afterwards."""
+    memory.keep_freed_memory()  # from here on, blocks of the same sizes come and go
     make_folder(path)
     suffix = path.suffix.lower()
     with atomic_path(path) as temp:
