@@ -27,6 +27,7 @@ Nothing here runs inside the test suite; CI runs `--minutes 10` once to prove it
 from __future__ import annotations
 
 import argparse
+import compileall
 import datetime
 import os
 import platform
@@ -280,6 +281,11 @@ def main() -> None:
         "",
     ]
     body: list[str] = []
+    # Bytecode as an installed package has it (pip compiles at install): an editable install
+    # under PYTHONDONTWRITEBYTECODE would otherwise compile changed modules on every start.
+    import guided_audio
+
+    compileall.compile_dir(Path(guided_audio.__file__).parent, quiet=1)
     with tempfile.TemporaryDirectory() as tmp:
         prepared, cut_s = cut_voice(Path(tmp))
         header += [
