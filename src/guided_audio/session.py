@@ -98,6 +98,14 @@ def worker_count() -> int:
     return int(os.environ.get("GUIDED_AUDIO_JOBS") or os.cpu_count() or 1)
 
 
+_files_at_once = 1  # a batch's worker process shares the cores with the others
+
+
+def _encoders() -> int:
+    """Encoders one file may run at once: its share of the workers."""
+    return max(1, worker_count() // _files_at_once)
+
+
 def timeline(path: Path, options: Options, reporter: Reporter, estimate: bool = False) -> Timeline:
     """The accurate timeline (rendering uncached speech), or an instant estimate."""
     script = _load(path, options.variables)
@@ -280,7 +288,7 @@ def export(
     vtt, chapters = sidecars(out)
     with reporter.progress(f"Writing {out}", rendered.timeline.total) as advance:
         seconds, lufs, dbtp = sinks.write_file(
-            out, rendered.source, metadata(script, rendered.timeline), advance
+            out, rendered.source, metadata(script, rendered.timeline), advance, _encoders()
         )
     try:
         sinks.write_text(chapters, chapters_json(rendered.timeline))
@@ -371,6 +379,8 @@ def _export_one(job: _Job) -> Outcome:
 
 
 def _start_batch_worker(workers: int) -> None:
+    global _files_at_once
+    _files_at_once = workers
     exit_quietly_on_signals()
     voice.share_cores(workers)  # one inference thread each when there is a file per core
 

@@ -19,18 +19,19 @@ import threading
 import time
 import wave
 from collections.abc import Callable, Generator, Iterator, Mapping
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NamedTuple, NoReturn
 
 import numpy as np
+from numpy.typing import NDArray
 
-from guided_audio import effects, id3, memory
+from guided_audio import effects, id3, memory, mpeg
 from guided_audio.effects import CHANNELS, RATE, Audio
 from guided_audio.errors import AudioDeviceError, GuidedAudioError, UsageError
 from guided_audio.files import signals_deferred, temp_beside
-from guided_audio.mix import Windowed, loudness_and_peak
+from guided_audio.mix import BLOCK, PeakMeter, Windowed, gated_loudness, loudness_and_peak
 
 # suffix -> ffmpeg's encoder arguments, and the container's (WAV is written directly)
 ENCODERS: dict[str, list[str]] = {
@@ -180,10 +181,12 @@ def write_file(
     source: Windowed,
     metadata: Metadata = Metadata(),
     progress: Callable[[int], None] = lambda _: None,
+    encoders: int = 1,
 ) -> Measured:
     """Encode the whole session into `path` (format from its suffix), atomically, and measure
     what was written: decoded back while it is written where the format streams (a WAV is
-    measured as its samples are written), else read back afterwards."""
+    measured as its samples are written), else read back afterwards. An MP3 of some length
+    is encoded in up to `encoders` parts at once (one per core), joined as one stream."""
     memory.keep_freed_memory()  # from here on, blocks of the same sizes come and go
     make_folder(path)
     suffix = path.suffix.lower()
@@ -194,15 +197,73 @@ def write_file(
                 wav.setsampwidth(2)
                 wav.setframerate(RATE)
                 measured = _measured(loudness_and_peak(_written_wav(wav, source, progress)))
-        else:
-            with temp_beside(path, ".stream") as stream:
-                followed = _encode(stream, suffix, source, progress)
-                _package(stream, temp, suffix, metadata)
-            if followed is None:
-                followed = loudness_and_peak(_decoded_blocks(temp, suffix))
-            # The length is the plan's: a stream decoded as it grows keeps the encoder's delay.
-            measured = _measured((source.total, *followed[1:]))
+            return measured
+        parts = encoding_parts(source.total, encoders if suffix == ".mp3" else 1)
+        try:
+            followed = _encode_parts(path, temp, suffix, source, metadata, progress, parts)
+        except mpeg.CannotJoin:  # rare (no clean frame near a join): one part, as ever
+            parts = encoding_parts(source.total, 1)
+            followed = _encode_parts(path, temp, suffix, source, metadata, progress, parts)
+        if followed is None:
+            followed = loudness_and_peak(_decoded_blocks(temp, suffix))
+        # The length is the plan's: a stream decoded as it grows keeps the encoder's delay.
+        measured = _measured((source.total, *followed[1:]))
     return measured
+
+
+def _encode_parts(
+    path: Path,
+    temp: Path,
+    suffix: str,
+    source: Windowed,
+    metadata: Metadata,
+    progress: Callable[[int], None],
+    parts: list[EncodingPart],
+) -> tuple[int, float, float] | None:
+    with ExitStack() as stack:
+        streams = [stack.enter_context(temp_beside(path, ".stream")) for _ in parts]
+        followed = _encode(streams, suffix, source, parts, progress)
+        _package(streams, parts, temp, suffix, metadata, source.total)
+    return followed
+
+
+# An MP3 is encoded in parts at once (LAME uses one core), joined by mpeg.join.
+PART_GRID = 282_240  # samples: whole frames (1152) and whole meter steps (4410)
+MIN_PART_S = 60  # a shorter session is encoded in one part
+PART_PREROLL_FRAMES = 40  # ~1 s a part's encoder runs before it may join the last one
+SEAM_WINDOW_FRAMES = 160  # ~4 s of frames in which the join is looked for
+PART_TAIL_FRAMES = 40  # the earlier part runs on past them: its last frames are an ending
+METER_SETTLE = RATE  # a part's meter takes over a second in (its K-weighting settles first)
+
+
+@dataclass(frozen=True)
+class EncodingPart:
+    """Samples [start, stop) go to one encoder; it counts for [own_start, own_stop) (the
+    meters split there, and progress); the join is looked for in frames [seam_window)."""
+
+    start: int
+    stop: int
+    own_start: int
+    own_stop: int
+
+    def seam_window(self) -> tuple[int, int]:
+        """Frames (of the session) where this part may take over from the one before."""
+        first = self.start // mpeg.SAMPLES_PER_FRAME + PART_PREROLL_FRAMES
+        return first, first + SEAM_WINDOW_FRAMES
+
+
+def encoding_parts(total: int, encoders: int) -> list[EncodingPart]:
+    """`encoders` parts of about equal length, starting on PART_GRID (fewer for a short
+    session); each overlaps the next by the next one's preroll, window and tail."""
+    count = max(1, min(encoders, total // (MIN_PART_S * RATE)))
+    starts = sorted({round(i * total / count / PART_GRID) * PART_GRID for i in range(count)})
+    overlap = (PART_PREROLL_FRAMES + SEAM_WINDOW_FRAMES + PART_TAIL_FRAMES) * mpeg.SAMPLES_PER_FRAME
+    owns = [0, *(start + METER_SETTLE for start in starts[1:]), total]
+    ends = [*(start + overlap for start in starts[1:]), total]
+    return [
+        EncodingPart(start, min(end, total), owns[i], owns[i + 1])
+        for i, (start, end) in enumerate(zip(starts, ends, strict=True))
+    ]
 
 
 def _written_wav(
@@ -294,13 +355,21 @@ class Follower:
     renderer keeps the interpreter to itself): the report a therapist reads comes from the
     written bytes, at no pass of its own."""
 
-    def __init__(self, path: Path, suffix: str, writer: subprocess.Popen[bytes]) -> None:
+    def __init__(
+        self,
+        path: Path,
+        suffix: str,
+        writer: subprocess.Popen[bytes],
+        skip: int = 0,
+        take: int | None = None,
+    ) -> None:
+        """Measures frames [skip, skip + take) of the decoded file (to its end: take None)."""
         self.path, self.writer = path, writer
         self.decoder = _decoder("pipe:0", FOLLOWED[suffix])
         assert self.decoder.stdout is not None
         _widen_pipe(self.decoder.stdout.fileno())
         self.meter = subprocess.Popen(
-            [sys.executable, "-m", "guided_audio.sinks", MEASURE_STDIN],
+            [sys.executable, "-m", "guided_audio.sinks", MEASURE_STDIN, str(skip), str(take)],
             stdin=self.decoder.stdout,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -348,28 +417,51 @@ class Follower:
         self.decoder.wait()
         return measured, failed, decoder_failed
 
-    def finish(self) -> tuple[int, float, float]:
+    def finish(self) -> Followed:
         measured, failed, decoder_failed = self.finish_quietly()
         if self.decoder.returncode != 0 or self.meter.returncode != 0:
             detail = (decoder_failed or failed).decode(errors="replace").strip()
             raise GuidedAudioError(f"cannot read back {self.path} to measure it: {detail}")
-        frames, lufs, peak = json.loads(measured)
-        return int(frames), float(lufs), float(peak)
+        frames, energies, peak = json.loads(measured)
+        return Followed(int(frames), np.array(energies, dtype=np.float64), float(peak))
+
+
+class Followed(NamedTuple):
+    frames: int
+    energies: NDArray[np.float64]  # K-weighted mean square per METER_STEP (gated later)
+    peak: float  # linear
 
 
 MEASURE_STDIN = "--measure-stdin"
+FLOAT_FRAME_BYTES = CHANNELS * 4
 
 
-def measure_stdin() -> None:
-    """Frames, loudness and true peak of 32-bit float stereo on stdin, as JSON on stdout."""
+def measure_stdin(skip: int = 0, take: int | None = None) -> None:
+    """Frames, 100 ms loudness energies and true peak of frames [skip, skip + take) of
+    32-bit float stereo on stdin, as JSON on stdout; the rest is read and let go (the
+    decoder writing it must not meet a closed pipe)."""
     memory.keep_freed_memory()
     stdin = sys.stdin.buffer
+    stdin.read(skip * FLOAT_FRAME_BYTES)
+    left = take
 
     def blocks() -> Iterator[Audio]:
-        while chunk := stdin.read(MEASURE_BLOCK * CHANNELS * 4):
+        nonlocal left
+        while left is None or left > 0:
+            wanted = MEASURE_BLOCK if left is None else min(MEASURE_BLOCK, left)
+            chunk = stdin.read(wanted * FLOAT_FRAME_BYTES)
+            if not chunk:
+                return
+            if left is not None:
+                left -= len(chunk) // FLOAT_FRAME_BYTES
             yield np.frombuffer(chunk, dtype=np.float32).reshape(-1, CHANNELS)
 
-    print(json.dumps(loudness_and_peak(blocks())))
+    meter = PeakMeter()
+    for block in blocks():
+        meter.feed(block)
+    while stdin.read(MEASURE_BLOCK * FLOAT_FRAME_BYTES):
+        pass
+    print(json.dumps([meter.frames, meter.energies().tolist(), meter.peak]))
 
 
 PIPE_BYTES = 1 << 20  # a pipe of 64 KiB wakes ffmpeg and the writer every 0.4 ms of audio
@@ -383,89 +475,157 @@ def _widen_pipe(fd: int) -> None:
         fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
 
 
-def _encode(
-    stream: Path, suffix: str, source: Windowed, progress: Callable[[int], None]
-) -> tuple[int, float, float] | None:
-    """Feed the session to ffmpeg, which writes the bare encoded stream; frames, loudness and
-    true peak of what it wrote when the format could be followed as it grew (else None: it
-    is measured afterwards)."""
-    command = [
+def _encoder_command(stream: Path, suffix: str) -> list[str]:
+    return [
         ffmpeg() or "ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-y",
         "-f", "s16le", "-ar", str(RATE), "-ac", str(CHANNELS), "-i", "pipe:0",
         "-map_metadata", "-1", *ENCODERS[suffix], *STREAM_OPTIONS.get(suffix, []),
         "-f", MUXERS[suffix], str(stream),
     ]  # fmt: skip
-    process: subprocess.Popen[bytes] | None = None
+
+
+def _encode(
+    streams: list[Path],
+    suffix: str,
+    source: Windowed,
+    parts: list[EncodingPart],
+    progress: Callable[[int], None],
+) -> tuple[int, float, float] | None:
+    """Feed each part of the session to an ffmpeg of its own, which writes its bare
+    encoded stream; frames, loudness and true peak of what they wrote when the format could
+    be followed as it grew (else None: it is measured afterwards)."""
+    processes: list[subprocess.Popen[bytes]] = []
     try:
-        with signals_deferred():  # started and in hand (killed below if need be), or not at all
-            process = subprocess.Popen(command, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
-        with process:
-            return _feed_encoder(process, stream, suffix, source, progress)
+        for stream in streams:
+            with signals_deferred():  # started and in hand (killed below if need be), or not
+                processes.append(
+                    subprocess.Popen(
+                        _encoder_command(stream, suffix),
+                        stdin=subprocess.PIPE,
+                        stderr=subprocess.PIPE,
+                    )
+                )
+        return _feed_encoders(processes, streams, suffix, source, parts, progress)
     except BaseException:
         # On Ctrl-C, Popen's exit gives the child a quarter second and leaves it running:
         # ffmpeg would then write the stream again after its cleanup.
-        if process is not None:
+        for process in processes:
             process.kill()
             process.wait()
         raise
+    finally:
+        for process in processes:
+            for pipe in (process.stdin, process.stderr):
+                if pipe is not None:
+                    with suppress(OSError):
+                        pipe.close()
 
 
-def _feed_encoder(
-    process: subprocess.Popen[bytes],
-    stream: Path,
-    suffix: str,
-    source: Windowed,
-    progress: Callable[[int], None],
-) -> tuple[int, float, float] | None:
-    """The blocks into a started ffmpeg (see _encode, which ends it however this ends)."""
-    stdin, stderr = process.stdin, process.stderr
-    assert stdin is not None and stderr is not None
-    _widen_pipe(stdin.fileno())
-    # A writer thread feeds ffmpeg while the next block renders: both cores stay busy.
-    feed: queue.Queue[bytes | None] = queue.Queue(maxsize=8)
-    broken: list[OSError] = []
+class _Feed:
+    """A writer thread feeding one encoder while the next block renders: the renderer and
+    the encoders keep every core busy."""
 
-    def pump() -> None:
+    def __init__(self, process: subprocess.Popen[bytes], part: EncodingPart) -> None:
+        assert process.stdin is not None
+        self.stdin, self.part, self.cursor = process.stdin, part, part.start
+        _widen_pipe(self.stdin.fileno())
+        self.queue: queue.Queue[bytes | None] = queue.Queue(maxsize=8)
+        self.broken: list[OSError] = []
+        self.thread = threading.Thread(target=self._pump, name="ffmpeg-feed", daemon=True)
+        self.thread.start()
+
+    def _pump(self) -> None:
         try:
-            while (chunk := feed.get()) is not None:
-                stdin.write(chunk)
-            stdin.close()
+            while (chunk := self.queue.get()) is not None:
+                self.stdin.write(chunk)
+            self.stdin.close()
         except OSError as exc:  # ffmpeg stopped reading
-            broken.append(exc)
-            while feed.get() is not None:  # drain, so the renderer never blocks
+            self.broken.append(exc)
+            while self.queue.get() is not None:  # drain, so the renderer never blocks
                 pass
 
-    writer = threading.Thread(target=pump, name="ffmpeg-feed", daemon=True)
-    writer.start()
-    follower = Follower(stream, suffix, process) if suffix in FOLLOWED else None
+    @property
+    def done(self) -> bool:
+        return self.cursor >= self.part.stop or bool(self.broken)
+
+    def feed(self, source: Windowed, progress: Callable[[int], None]) -> None:
+        start, stop = self.cursor, min(self.cursor + BLOCK, self.part.stop)
+        self.queue.put(effects.to_int16(source.render(start, stop)).tobytes())
+        self.cursor = stop
+        counted = min(stop, self.part.own_stop) - max(start, self.part.own_start)
+        if counted > 0:
+            progress(counted)
+
+    def end(self) -> None:
+        self.queue.put(None)
+        self.thread.join()
+
+
+def _feed_encoders(
+    processes: list[subprocess.Popen[bytes]],
+    streams: list[Path],
+    suffix: str,
+    source: Windowed,
+    parts: list[EncodingPart],
+    progress: Callable[[int], None],
+) -> tuple[int, float, float] | None:
+    """The blocks into started ffmpegs (see _encode, which ends them however this ends)."""
+    feeds = [_Feed(process, part) for process, part in zip(processes, parts, strict=True)]
+    followers: list[Follower] = []
     try:
-        for block in source.blocks():
-            if broken:
-                break
-            feed.put(effects.to_int16(block).tobytes())
-            progress(len(block))
+        if suffix in FOLLOWED:
+            for stream, process, part in zip(streams, processes, parts, strict=True):
+                # A part's meter takes its own samples (the last one's, to its end: decoded
+                # as it grows, a stream keeps its encoder's delay).
+                skip = part.own_start - part.start
+                take = None if part is parts[-1] else part.own_stop - part.own_start
+                followers.append(Follower(stream, suffix, process, skip, take))
+        while waiting := [feed for feed in feeds if not feed.done]:
+            # the emptiest queue first: no encoder waits while another's queue is full
+            min(waiting, key=lambda feed: feed.queue.qsize()).feed(source, progress)
     except BaseException:
-        process.kill()  # unblocks the writer, which then drains
-        if follower is not None:
+        for process in processes:
+            process.kill()  # unblocks the writers, which then drain
+        for follower in followers:
             follower.stop()
         raise
     finally:
-        feed.put(None)
-        writer.join()
-    error = stderr.read().decode(errors="replace").strip()
-    if process.wait() != 0 or broken:
-        if follower is not None:
+        for feed in feeds:
+            feed.end()
+    errors = []
+    for process in processes:
+        assert process.stderr is not None
+        errors.append(process.stderr.read().decode(errors="replace").strip())
+    broken = [exc for feed in feeds for exc in feed.broken]
+    if any(process.wait() != 0 for process in processes) or broken:
+        for follower in followers:
             follower.stop()
-        _raise_ffmpeg_error(suffix, error or str(broken[0]))
-    return follower.finish() if follower is not None else None
+        _raise_ffmpeg_error(suffix, "; ".join(e for e in errors if e) or str(broken[0]))
+    if not followers:
+        return None
+    measured = [follower.finish() for follower in followers]
+    energies = np.concatenate([m.energies for m in measured])
+    return (
+        sum(m.frames for m in measured),
+        gated_loudness(energies),
+        max(m.peak for m in measured),
+    )
 
 
-def _package(stream: Path, temp: Path, suffix: str, metadata: Metadata) -> None:
+def _package(
+    streams: list[Path],
+    parts: list[EncodingPart],
+    temp: Path,
+    suffix: str,
+    metadata: Metadata,
+    total: int,
+) -> None:
     """The encoded stream, copied as it is into its container with the tags, chapters and
     cover (a fraction of a second: no sample is decoded)."""
     if suffix == ".mp3":
-        _tag_mp3(stream, temp, metadata)
+        _tag_mp3(streams, parts, temp, metadata, total)
         return
+    (stream,) = streams
     with tempfile.TemporaryDirectory(prefix="guided-audio-") as folder:
         described = Path(folder) / "metadata.txt"  # a private folder (0700)
         described.write_text(ffmetadata(metadata, suffix), encoding="utf-8")
@@ -484,17 +644,29 @@ def _package(stream: Path, temp: Path, suffix: str, metadata: Metadata) -> None:
         _raise_ffmpeg_error(suffix, done.stderr.decode(errors="replace").strip())
 
 
-def _tag_mp3(stream: Path, temp: Path, metadata: Metadata) -> None:
+def _tag_mp3(
+    streams: list[Path], parts: list[EncodingPart], temp: Path, metadata: Metadata, total: int
+) -> None:
     """The ID3 tag, then the bare stream as the encoder wrote it (its LAME header, which
-    holds the encoder's delay for gapless decoding, included)."""
+    holds the encoder's delay for gapless decoding, included), or its parts joined."""
     chapters = [
         id3.Chapter(c.title, round(c.start * 1000 / RATE), round(c.end * 1000 / RATE))
         for c in metadata.chapters
     ]
     cover = metadata.cover.read_bytes() if metadata.cover is not None else None
-    with temp.open("wb") as out, stream.open("rb") as source:
+    if len(streams) > 1:
+        encoded = [mpeg.read_part(s, p.start) for s, p in zip(streams, parts, strict=True)]
+        seams = [
+            mpeg.seam(a, b, *p.seam_window())
+            for a, b, p in zip(encoded[:-1], encoded[1:], parts[1:], strict=True)
+        ]
+    with temp.open("wb") as out:
         out.write(id3.tag(metadata.tags, chapters, cover))
-        shutil.copyfileobj(source, out, COPY_BYTES)
+        if len(streams) > 1:
+            mpeg.join(encoded, seams, total, out)
+        else:
+            with streams[0].open("rb") as source:
+                shutil.copyfileobj(source, out, COPY_BYTES)
 
 
 def _raise_ffmpeg_error(suffix: str, error: str) -> NoReturn:
@@ -684,5 +856,6 @@ class Clip(Windowed):
         return self.samples[start:stop]
 
 
-if __name__ == "__main__" and sys.argv[1:] == [MEASURE_STDIN]:
-    measure_stdin()
+if __name__ == "__main__" and sys.argv[1:2] == [MEASURE_STDIN]:
+    _skip, _take = sys.argv[2:4]
+    measure_stdin(int(_skip), None if _take == "None" else int(_take))

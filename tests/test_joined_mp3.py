@@ -1,0 +1,163 @@
+"""An MP3 encoded in parts at once (one per core) and joined must be one valid stream that
+decodes as one encoding of the session would: same length, no seam heard, headers right."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from numpy.typing import NDArray
+
+from guided_audio import mpeg, sinks
+from guided_audio.effects import RATE
+from guided_audio.errors import GuidedAudioError
+
+SECONDS = 45
+PART_S = 12  # three parts of 45 s
+
+
+def _session() -> NDArray[np.float32]:
+    """Speech-like tones and noise, a stretch of digital silence and clicks (the encoder
+    switches to short blocks on them): what a join must survive."""
+    rng = np.random.default_rng(7)
+    t = np.arange(SECONDS * RATE) / RATE
+    syllables = 0.5 + 0.5 * np.sin(2 * np.pi * 3.1 * t) ** 2
+    voice = sum(np.sin(2 * np.pi * f * t) / k for k, f in enumerate((180, 360, 540, 1500), 1))
+    audio = 0.2 * syllables * voice + 0.02 * rng.standard_normal(len(t))
+    audio[int(20 * RATE) : int(24 * RATE)] = 0.0
+    for at in np.arange(1.0, SECONDS, 1.7):  # clicks everywhere, near the joins too
+        audio[int(at * RATE) : int(at * RATE) + 40] += 0.6
+    stereo = np.stack([audio, 0.8 * audio], axis=1)
+    return np.clip(stereo, -0.99, 0.99).astype(np.float32)
+
+
+def _pcm(path: Path) -> NDArray[np.float32]:
+    done = subprocess.run(
+        ["ffmpeg", "-v", "error", "-xerror", "-err_detect", "explode", "-i", str(path),
+         "-f", "f32le", "-ac", "2", "pipe:1"],
+        capture_output=True, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0 and not done.stderr, done.stderr.decode()
+    return np.frombuffer(done.stdout, dtype=np.float32).reshape(-1, 2)
+
+
+def _snr_db(decoded: NDArray[np.float32], source: NDArray[np.float32]) -> float:
+    error = decoded.astype(np.float64) - source
+    return float(10 * np.log10(np.sum(source.astype(np.float64) ** 2) / np.sum(error**2)))
+
+
+@pytest.fixture(scope="module")
+def encoded(tmp_path_factory: pytest.TempPathFactory) -> dict[int, tuple[Path, sinks.Measured]]:
+    folder = tmp_path_factory.mktemp("joined")
+    source = _session()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sinks, "MIN_PART_S", PART_S)
+        return {
+            n: (out, sinks.write_file(out, sinks.Clip(source), encoders=n))
+            for n in (1, 2, 3)
+            for out in [folder / f"{n}.mp3"]
+        }
+
+
+def test_parts_start_on_both_grids_and_share_the_session_out() -> None:
+    total = 30 * 60 * RATE + 12345
+    parts = sinks.encoding_parts(total, 4)
+    assert len(parts) == 4
+    assert parts[0].start == 0 and parts[-1].stop == total
+    for part in parts:
+        assert part.start % mpeg.SAMPLES_PER_FRAME == 0 and part.start % (RATE // 10) == 0
+    for before, after in itertools.pairwise(parts):
+        assert before.own_stop == after.own_start  # the meters split the session, no more
+        first, stop = after.seam_window()
+        # the earlier part is encoded past the window, the later one from before it
+        assert before.stop >= (stop + sinks.PART_TAIL_FRAMES) * mpeg.SAMPLES_PER_FRAME
+        assert after.start <= (first - sinks.PART_PREROLL_FRAMES) * mpeg.SAMPLES_PER_FRAME
+    assert sinks.encoding_parts(90 * RATE, 4) == sinks.encoding_parts(90 * RATE, 1)[:1] * 1
+
+
+@pytest.mark.parametrize("parts", [pytest.param(2, id="two-parts"), pytest.param(3, id="three")])
+def test_joined_parts_decode_as_one_encoding(
+    encoded: dict[int, tuple[Path, sinks.Measured]], parts: int
+) -> None:
+    source = _session()
+    whole, joined = _pcm(encoded[1][0]), _pcm(encoded[parts][0])
+    assert len(joined) == len(whole) == len(source)  # gapless: delay and padding right
+    assert _snr_db(joined, source) >= _snr_db(whole, source) - 0.5
+    # around each join, no worse than one encoding there
+    for part in sinks.encoding_parts(len(source), parts)[1:]:
+        first, stop = part.seam_window()
+        lo, hi = (first - 2) * mpeg.SAMPLES_PER_FRAME, (stop + 2) * mpeg.SAMPLES_PER_FRAME
+        assert _snr_db(joined[lo:hi], source[lo:hi]) >= _snr_db(whole[lo:hi], source[lo:hi]) - 1
+
+
+@pytest.mark.parametrize("parts", [pytest.param(2, id="two-parts"), pytest.param(3, id="three")])
+def test_joined_headers_count_frames_bytes_and_crcs(
+    encoded: dict[int, tuple[Path, sinks.Measured]], parts: int
+) -> None:
+    from mutagen.mp3 import MP3
+
+    path = encoded[parts][0]
+    stream = path.read_bytes()
+    tag_size = sum(byte << 7 * (3 - i) for i, byte in enumerate(stream[6:10]))  # synchsafe
+    stream = stream[10 + tag_size :]
+    bare = path.with_suffix(".bare")
+    bare.write_bytes(stream)
+    walked = mpeg.read_part(bare, 0)
+    xing = walked.xing
+    at = xing.find(b"Xing")
+    assert int.from_bytes(xing[at + 8 : at + 12], "big") == walked.frames
+    assert int.from_bytes(xing[at + 12 : at + 16], "big") == len(stream)
+    toc = list(xing[at + 16 : at + 116])
+    assert toc == sorted(toc) and toc[0] == 0
+    assert walked.music_crc == mpeg.crc16(stream[walked.offsets[1] :])
+    assert int.from_bytes(xing[at + 154 : at + 156], "big") == mpeg.crc16(xing[: at + 154])
+    info = MP3(path).info
+    assert info is not None
+    assert abs(info.length - SECONDS) <= 2 * mpeg.SAMPLES_PER_FRAME / RATE
+
+
+def test_joined_report_is_that_of_one_encoding(
+    encoded: dict[int, tuple[Path, sinks.Measured]],
+) -> None:
+    seconds, lufs, peak = encoded[1][1]
+    for n in (2, 3):
+        joined_seconds, joined_lufs, joined_peak = encoded[n][1]
+        assert joined_seconds == seconds
+        assert abs(joined_lufs - lufs) <= 0.02
+        assert abs(joined_peak - peak) <= 0.1
+        measured_lufs = sinks.measure_file(encoded[n][0])[1]
+        assert abs(joined_lufs - measured_lufs) <= 0.02
+
+
+def test_with_no_clean_frame_to_join_at_it_is_encoded_in_one_part(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_seam(*_: object) -> int:
+        raise mpeg.CannotJoin("none")
+
+    monkeypatch.setattr(sinks, "MIN_PART_S", PART_S)
+    monkeypatch.setattr(mpeg, "seam", no_seam)
+    out = tmp_path / "fallback.mp3"
+    sinks.write_file(out, sinks.Clip(_session()), encoders=3)
+    assert len(_pcm(out)) == SECONDS * RATE
+    assert sorted(os.listdir(tmp_path)) == ["fallback.mp3"]  # no part left behind
+
+
+def test_a_file_that_is_not_mp3_frames_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "noise.mp3"
+    path.write_bytes(b"\xff\xfb" + bytes(range(256)) * 8)
+    with pytest.raises(GuidedAudioError, match="other than MP3 frames"):
+        mpeg.read_part(path, 0)
+
+
+@pytest.mark.parametrize(("head", "tail"), [(0, 5), (1000, 1), (3, 70000), (65536, 333)])
+def test_crcs_of_pieces_make_the_crc_of_the_whole(head: int, tail: int) -> None:
+    data = np.random.default_rng(head + tail).integers(0, 256, head + tail, dtype=np.uint8)
+    first, second = data[:head].tobytes(), data[head:].tobytes()
+    whole = mpeg.crc16(first + second)
+    assert mpeg.crc16_joined(mpeg.crc16(first), mpeg.crc16(second), tail) == whole
+    assert mpeg.crc16_before(whole, mpeg.crc16(second), tail) == mpeg.crc16(first)
