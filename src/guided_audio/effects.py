@@ -191,12 +191,17 @@ class SectionFilter:
         self._pending = np.zeros((0, channels), dtype=np.float32)
 
     def __call__(self, samples: Audio) -> Audio:
+        return np.ascontiguousarray(self.planar(samples).T)
+
+    def planar(self, samples: Audio) -> Audio:
+        """The filtered samples channel by channel, shape (channels, n): for a meter, which
+        needs no interleaving back."""
         x = np.concatenate([self._pending, samples.astype(np.float32, copy=False)])
         m, channels = self.BLOCK, x.shape[1]
         runs = len(x) // m
         self._pending = x[runs * m :]
         if runs == 0:
-            return np.zeros((0, channels), dtype=np.float32)
+            return np.zeros((channels, 0), dtype=np.float32)
         blocks = np.ascontiguousarray(x[: runs * m].T).reshape(channels, runs, m)
         ends = (blocks @ self._to_state).astype(np.float64)  # each run's end, from zero
         ends[:, 0] += self._state @ self._across
@@ -208,4 +213,5 @@ class SectionFilter:
         starts = np.concatenate([self._state[:, None], ends[:, :-1]], axis=1)
         self._state = ends[:, -1]
         out = blocks @ self._from_input + (starts @ self._from_state).astype(np.float32)
-        return np.ascontiguousarray(out.reshape(channels, runs * m).T)
+        planar: Audio = out.reshape(channels, runs * m)
+        return planar

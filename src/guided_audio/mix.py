@@ -14,6 +14,7 @@ import functools
 import hashlib
 import json
 import shutil
+import threading
 import wave
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
@@ -36,6 +37,7 @@ DUCK_ATTACK_S = 0.15  # the bed starts going down this long before speech
 DUCK_RELEASE_S = 0.5  # and comes back up over this long after it
 DUCK_BRIDGE_S = 1.5  # gaps in speech shorter than this (a sentence pause) stay ducked
 BED_LOOP_CROSSFADE_S = 2.0
+GAIN_GRID = 32  # samples between the points a bed's gain is computed at (0.7 ms)
 
 
 # --- decoding files (pydub is the I/O layer) -------------------------------------------------
@@ -200,8 +202,9 @@ def bed_envelope_at(positions: NDArray[np.float64], bed: BedSpan) -> NDArray[np.
     for lo, hi, rising, edge in edges:
         if hi <= lo:
             continue
-        where = _within(positions, lo, hi)
-        progress = (positions[where] - lo) / (hi - lo)
+        # and silence beyond a fade's far end (a gain interpolated there starts from it)
+        where = _within(positions, -(2**62), hi) if rising else _within(positions, lo, 2**62)
+        progress = np.clip((positions[where] - lo) / (hi - lo), 0.0, 1.0)
         progress = progress if rising else 1.0 - progress
         # A crossfade keeps the power (cos² + sin² = 1); a blend's two weights add up to 1.
         gain[where] *= np.sin(0.5 * np.pi * progress) if edge == CROSS else _smooth(progress)
@@ -270,13 +273,17 @@ class Mixer(Windowed):
     def _bed(self, bed: BedSpan, lo: int, hi: int) -> Audio:
         music: Music = bed.music
         level = effects.db_to_gain(effects.VOICE_RMS_DB + music.level_db)
-        positions = np.arange(lo, hi, dtype=np.float64)
-        depth = duck_depth_at(self.duck, self.duck_starts, positions)
-        # level x duck_gain ** depth, as exp (a third of pow's time), then in float32
-        gain = np.exp(depth * np.log(effects.db_to_gain(-music.duck_db)))
-        gain *= bed_envelope_at(positions, bed) * level
+        # The gain moves over a tenth of a second at the fastest: computed on a grid fixed
+        # in the session (so every window gets the same samples) and interpolated.
+        first = lo // GAIN_GRID * GAIN_GRID
+        grid = np.arange(first, hi + GAIN_GRID, GAIN_GRID, dtype=np.float64)
+        depth = duck_depth_at(self.duck, self.duck_starts, grid)
+        # level x duck_gain ** depth, as exp (a third of pow's time)
+        coarse = np.exp(depth * np.log(effects.db_to_gain(-music.duck_db)))
+        coarse *= bed_envelope_at(grid, bed) * level
+        gain = np.interp(np.arange(lo, hi, dtype=np.float64), grid, coarse).astype(np.float32)
         samples = bed_audio(music.bed, lo - bed.origin, hi - bed.origin)  # may be read-only
-        out: Audio = samples * gain.astype(np.float32)[:, None]
+        out: Audio = samples * gain[:, None]
         return out
 
 
@@ -347,16 +354,16 @@ class LoudnessMeter:
 
     def __init__(self) -> None:
         self._k_weighting = effects.SectionFilter(_K_SOS, CHANNELS)
-        self._pending = np.zeros((0, CHANNELS), dtype=np.float32)
+        self._pending = np.zeros((CHANNELS, 0), dtype=np.float32)  # channel by channel
         self._energies: list[NDArray[np.float64]] = []  # mean square per 100 ms, both channels
 
     def feed(self, block: Audio) -> None:
-        x = np.concatenate([self._pending, self._k_weighting(block)])
-        whole = len(x) // METER_STEP * METER_STEP
-        self._pending = x[whole:]
+        x = np.concatenate([self._pending, self._k_weighting.planar(block)], axis=1)
+        whole = x.shape[1] // METER_STEP * METER_STEP
+        self._pending = x[:, whole:]
         if whole:
-            chunks = x[:whole].reshape(-1, CHUNK, CHANNELS)
-            powers = np.einsum("ijk,ijk->i", chunks, chunks).astype(np.float64)
+            chunks = x[:, :whole].reshape(CHANNELS, -1, CHUNK)
+            powers = np.einsum("kij,kij->i", chunks, chunks).astype(np.float64)
             self._chunk_powers(powers)
             self._energies.append(powers.reshape(-1, METER_STEP // CHUNK).sum(axis=1) / METER_STEP)
 
@@ -371,7 +378,7 @@ class LoudnessMeter:
         return gated_loudness(self.energies())
 
 
-MIX_FORMAT = 6  # bump when anything here or in sounds.py changes the mix for the same timeline
+MIX_FORMAT = 7  # bump when anything here or in sounds.py changes the mix for the same timeline
 
 
 def fingerprint(timeline: Timeline, speech_key: Callable[[Phrase], str]) -> str:
@@ -678,6 +685,7 @@ BED_SLICE = 65536  # chunks (3.6 minutes) of a bed measured at once
 # A chunk's peak bound (the sum of its parts' sample peaks) is replaced by the mix's true
 # peak where it comes within this of the ceiling: inter-sample peaks stay within a few dB.
 PEAK_OVERSHOOT = 1 / _TRUE_PEAK_MARGIN
+MEASURE_THREADS = 2
 PEAK_WINDOW_GAP = 14  # chunks (a true-peak tile): nearer runs of them are rendered as one
 
 
@@ -688,8 +696,9 @@ def _weighted(audio: Audio) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     samples = audio.reshape(len(audio), channels)
     k_weighting = effects.SectionFilter(_K_SOS, channels)
     tail = np.zeros((K_RING + k_weighting.BLOCK, channels), dtype=np.float32)
-    weighted = np.concatenate([k_weighting(samples), k_weighting(tail)])[: len(audio) + K_RING]
-    energy = np.einsum("ij,ij->i", weighted, weighted, dtype=np.float64) * (CHANNELS // channels)
+    weighted = np.concatenate([k_weighting.planar(samples), k_weighting.planar(tail)], axis=1)
+    weighted = weighted[:, : len(audio) + K_RING]
+    energy = np.einsum("ij,ij->j", weighted, weighted, dtype=np.float64) * (CHANNELS // channels)
     stereo = np.broadcast_to(samples, (len(audio), CHANNELS))
     return energy, sample_peaks(stereo).astype(np.float64)
 
@@ -734,10 +743,10 @@ def _bed_cells(bed: str | Path) -> _BedCells:
     done = 0
     for at in range(0, length + k_weighting.BLOCK, BLOCK):  # past the end: the lag
         block = bed_audio(bed, at, min(length + k_weighting.BLOCK, at + BLOCK))
-        weighted = k_weighting(block)[: length - done]
-        done += len(weighted)
+        weighted = k_weighting.planar(block)[:, : length - done]
+        done += weighted.shape[1]
         energy = np.concatenate(
-            [pending, np.einsum("ij,ij->i", weighted, weighted, dtype=np.float64)]
+            [pending, np.einsum("ij,ij->j", weighted, weighted, dtype=np.float64)]
         )
         whole = len(energy) // BED_CELL * BED_CELL if done < length else len(energy)
         cell_energies.append(np.add.reduceat(energy[:whole], np.arange(0, whole, BED_CELL)))
@@ -794,26 +803,59 @@ def _add_bed_slice(
     peaks[first:last] += gain * loop.reach_peaks[(edges[:-1] % loop.length) // BED_CELL]
 
 
+_Sums = tuple[NDArray[np.float32], NDArray[np.float32]]  # energy and peak bound per chunk
+
+
 def measure(mixer: Mixer, progress: Progress = lambda _: None) -> MasteringMeter:
     """The mastering meter of the mix, from its parts (see above): each chunk's energy and
     peak, without rendering the mix."""
     timeline = mixer.timeline
     chunks = -(-timeline.total // CHUNK)
-    # float32, as the meter keeps them: 8 bytes a chunk, 19 MB for two hours
-    powers, peaks = np.zeros(chunks, np.float32), np.zeros(chunks, np.float32)
-    done = 0
-    for event in timeline.events:
-        audio = mixer.event_audio(event)
-        energy, part_peaks = _weighted(audio[: event.length])
-        _add_part(powers, peaks, event.start, energy, part_peaks)
-        progress(max(0, event.start - done))
-        done = max(done, event.start)
-    beds: dict[tuple[object, int], list[BedSpan]] = {}
-    for bed in timeline.beds:
-        beds.setdefault((bed.music.bed, bed.origin), []).append(bed)
-    for spans in beds.values():
-        _add_bed(powers, peaks, mixer, spans)
-    progress(timeline.total - done)
+
+    def measured() -> _Sums:
+        # float32, as the meter keeps them: 8 bytes a chunk, 19 MB for two hours
+        return np.zeros(chunks, np.float32), np.zeros(chunks, np.float32)
+
+    def add_events(into: _Sums, every: int, report: bool) -> None:
+        done = 0
+        for event in timeline.events[every::MEASURE_THREADS]:
+            audio = mixer.event_audio(event)
+            energy, part_peaks = _weighted(audio[: event.length])
+            _add_part(*into, event.start, energy, part_peaks)
+            if report:
+                progress(max(0, event.start - done))
+                done = max(done, event.start)
+
+    def add_beds(into: _Sums) -> None:
+        beds: dict[tuple[object, int], list[BedSpan]] = {}
+        for bed in timeline.beds:
+            beds.setdefault((bed.music.bed, bed.origin), []).append(bed)
+        for spans in beds.values():
+            _add_bed(*into, mixer, spans)
+
+    # Parts add up: every other event (and the beds) is measured on a second thread into
+    # arrays of its own (numpy lets go of the interpreter's lock for the filtering).
+    helped = measured()
+    failed: list[BaseException] = []
+
+    def helper() -> None:
+        try:
+            add_beds(helped)
+            add_events(helped, 1, report=False)
+        except BaseException as exc:  # raised on the main thread below
+            failed.append(exc)
+
+    thread = threading.Thread(target=helper, name="measure", daemon=True)
+    thread.start()
+    try:
+        mine = measured()
+        add_events(mine, 0, report=True)
+    finally:
+        thread.join()
+    if failed:
+        raise failed[0]
+    powers, peaks = mine[0] + helped[0], mine[1] + helped[1]
+    progress(timeline.total)
     return MasteringMeter.of_chunks(powers, peaks, timeline.total)
 
 

@@ -135,6 +135,7 @@ DRONE_VOICES = (  # (frequency Hz, level, swell period s, left/right detune Hz)
 DRONE_LOOP = RATE * DRONE_LOOP_S
 DRONE_TILE = RATE * 10  # built on first use: `play` waits for one tile, not the loop
 SWELL_STEP = 64  # swells move over tens of seconds: computed every 64 samples, interpolated
+DRONE_RUN = 1050  # samples turned on from one exact phase (a tile holds 420 of them)
 
 
 def _whole_cycles(hz: float) -> float:
@@ -149,16 +150,23 @@ def _drone_tile(index: int) -> Audio:
     n = np.arange(start, start + DRONE_TILE, dtype=np.float64)
     coarse = np.arange(start, start + DRONE_TILE + SWELL_STEP, SWELL_STEP, dtype=np.float64)
     out = np.zeros((DRONE_TILE, 2), dtype=np.float32)
+    runs = np.arange(start, start + DRONE_TILE, DRONE_RUN, dtype=np.float64)
+    within = np.arange(DRONE_RUN, dtype=np.float64)
     for index_voice, (freq, level, period, detune) in enumerate(DRONE_VOICES):
         swell_coarse = level * (
             0.55 + 0.45 * np.sin(2 * np.pi * coarse / RATE / period + index_voice * 1.3)
         )
         swell = np.interp(n, coarse, swell_coarse).astype(np.float32)
         for channel, hz in enumerate((freq - detune, freq + detune)):
-            cycles = n * (_whole_cycles(hz) / RATE)
-            cycles -= np.floor(cycles)  # whole cycles dropped in float64: exact at any hour
-            phase = (2 * np.pi * cycles + index_voice * (channel + 1)).astype(np.float32)
-            out[:, channel] += swell * np.sin(phase)
+            per_sample = _whole_cycles(hz) / RATE
+            # Each run's first phase exactly (whole cycles dropped in float64: exact at any
+            # hour), then turned on by each sample's step: a product, not a sine, per sample.
+            cycles = runs * per_sample
+            cycles -= np.floor(cycles)
+            first = np.exp(1j * (2 * np.pi * cycles + index_voice * (channel + 1)))
+            steps = np.exp(2j * np.pi * per_sample * within)
+            phases = first[:, None].astype(np.complex64) * steps.astype(np.complex64)[None, :]
+            out[:, channel] += swell * phases.imag.reshape(-1)
     out *= np.float32(1 / 0.6181)  # calibrated to unit RMS
     out.setflags(write=False)
     return out
