@@ -550,6 +550,15 @@ def test_the_limiters_model_is_the_same_a_slice_at_a_time(
     assert sliced == pytest.approx(whole, abs=1e-9)
 
 
+def test_measuring_reports_progress_up_to_the_sessions_length(tmp_path: Path) -> None:
+    # The events are shared between two threads; the bar still ends at the session's end.
+    mixer = _raw_mix(tmp_path, "      - pause: 20s\n      - bell: chime\n" * 5, "noise")
+    reported: list[int] = []
+    mix.measure(mixer, reported.append)
+    assert sum(reported) == mixer.total
+    assert all(step >= 0 for step in reported)
+
+
 _PARTS = """title: Parts
 music: {bed: drone, level: -14dB}
 sections:

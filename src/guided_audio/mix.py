@@ -816,7 +816,8 @@ def measure(mixer: Mixer, progress: Progress = lambda _: None) -> MasteringMeter
         # float32, as the meter keeps them: 8 bytes a chunk, 19 MB for two hours
         return np.zeros(chunks, np.float32), np.zeros(chunks, np.float32)
 
-    def add_events(into: _Sums, every: int, report: bool) -> None:
+    def add_events(into: _Sums, every: int, report: bool) -> int:
+        """The events from `every` on, a thread's share; the samples reported done."""
         done = 0
         for event in timeline.events[every::MEASURE_THREADS]:
             audio = mixer.event_audio(event)
@@ -825,6 +826,7 @@ def measure(mixer: Mixer, progress: Progress = lambda _: None) -> MasteringMeter
             if report:
                 progress(max(0, event.start - done))
                 done = max(done, event.start)
+        return done
 
     def add_beds(into: _Sums) -> None:
         beds: dict[tuple[object, int], list[BedSpan]] = {}
@@ -849,13 +851,13 @@ def measure(mixer: Mixer, progress: Progress = lambda _: None) -> MasteringMeter
     thread.start()
     try:
         mine = measured()
-        add_events(mine, 0, report=True)
+        reported = add_events(mine, 0, report=True)
     finally:
         thread.join()
     if failed:
         raise failed[0]
     powers, peaks = mine[0] + helped[0], mine[1] + helped[1]
-    progress(timeline.total)
+    progress(timeline.total - reported)
     return MasteringMeter.of_chunks(powers, peaks, timeline.total)
 
 
