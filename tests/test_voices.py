@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 from urllib.parse import unquote
@@ -151,6 +152,20 @@ def test_a_model_that_cannot_be_cut_is_read_whole_and_cut_once(
     assert tries.read_text() == "x"
     (why,) = (tmp_path / "models").glob("*.uncuttable")
     assert "not a VITS graph" in why.read_text()
+
+
+def test_speech_from_a_cut_voice_does_not_import_onnx(tmp_path: Path) -> None:
+    # onnx takes 0.6 s and 12 MiB to import (ml_dtypes), on one core while the other waits
+    # for the voice: only the cutter, a process of its own, needs it.
+    code = (
+        "import sys\n"
+        "from guided_audio.voice import Phrase, Speaker, SpeechCache, VoiceSpec\n"
+        "take = Speaker(SpeechCache.default()).render(Phrase('Rest here.', VoiceSpec()))\n"
+        "print(len(take) > 0, 'onnx' in sys.modules, 'onnxruntime' in sys.modules)\n"
+    )
+    speak = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert speak.returncode == 0, speak.stderr
+    assert speak.stdout.split() == ["True", "False", "True"]
 
 
 def test_piper_accepts_any_model_file(tmp_path: Path) -> None:
