@@ -409,6 +409,24 @@ def test_an_hour_streams_in_flat_memory(tmp_path: Path) -> None:
     assert peak < 64 * 2**20  # an hour of float stereo would be 1.3 GB
 
 
+def test_a_player_keeps_two_drone_tiles_and_plays_the_same_samples() -> None:
+    # A player moves on in real time: it keeps the tile playing and the next built, not the
+    # whole loop (42 MB); the samples are the loop's own, across tiles and the loop's end.
+    length = sounds.DRONE_LOOP + 2 * sounds.DRONE_TILE + 1234
+    whole = sounds.drone(0, length)
+    assert len(sounds._drone_tiles) == sounds.DRONE_LOOP // sounds.DRONE_TILE
+    step = effects.seconds_to_samples(0.25)
+    sounds.keep_drone_tiles(sounds.DRONE_TILES_LIVE)
+    try:
+        live = []
+        for at in range(0, length, step):
+            live.append(sounds.drone(at, min(at + step, length)))
+            assert len(sounds._drone_tiles) <= sounds.DRONE_TILES_LIVE
+    finally:
+        sounds.keep_drone_tiles(None)
+    np.testing.assert_array_equal(np.concatenate(live), whole)
+
+
 def test_events_between_returns_only_overlapping_events(tmp_path: Path) -> None:
     steps = "".join(f"      - say: Line {i}.\n      - pause: 5s\n" for i in range(40))
     script = write(tmp_path, f"title: Many\nsections:\n  - title: A\n    steps:\n{steps}")

@@ -483,6 +483,7 @@ def play(
             start = At(saved)
     output = sinks.open_output(play_options.backend)  # no device: say so before any work
     speaker = _speaker(options, reporter)
+    sounds.keep_drone_tiles(sounds.DRONE_TILES_LIVE)  # it plays in real time: keep memory low
     player = Player(_live_feed(script, speaker, options.loudness_lufs), start)
     outcome = "interrupted"
     try:
@@ -499,6 +500,7 @@ def play(
     finally:
         output.close()
         player.close()
+        sounds.keep_drone_tiles(None)
         try:
             if outcome == "finished":
                 positions.clear(path)
@@ -596,6 +598,7 @@ def _play_static(timeline: Timeline, source: mix.Windowed, backend: str) -> None
     finally:
         output.close()
         player.close()
+        sounds.keep_drone_tiles(None)
 
 
 def preview_bell(name: str, backend: str = sinks.DEFAULT_BACKEND) -> None:

@@ -1111,8 +1111,11 @@ class Speaker:
         if isinstance(piper, PiperEngine):
             piper.decode_frames = AHEAD_DECODE_CHUNK_FRAMES
         try:
+            # Longest first: the last lines handed out are short, so no core waits long
+            # at the end for another to finish.
+            ordered = sorted(phrases, key=lambda phrase: len(phrase.text), reverse=True)
             with forked_pool(workers, _start_worker, (self.cache.root,)) as pool:
-                for phrase, _ in zip(phrases, pool.map(_render_in_worker, phrases), strict=True):
+                for phrase, _ in zip(ordered, pool.map(_render_in_worker, ordered), strict=True):
                     done.add(phrase)
                     advance(1)
         except BrokenProcessPool:
