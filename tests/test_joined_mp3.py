@@ -4,15 +4,17 @@ decodes as one encoding of the session would: same length, no seam heard, header
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from numpy.typing import NDArray
 
-from guided_audio import mpeg, sinks
+from guided_audio import effects, mpeg, sinks
 from guided_audio.effects import RATE
 from guided_audio.errors import GuidedAudioError
 
@@ -131,6 +133,31 @@ def test_joined_report_is_that_of_one_encoding(
         assert abs(joined_peak - peak) <= 0.1
         measured_lufs = sinks.measure_file(encoded[n][0])[1]
         assert abs(joined_lufs - measured_lufs) <= 0.02
+
+
+def test_the_meter_decodes_an_mp3_on_the_grid_ffmpeg_decodes_it_on(tmp_path: Path) -> None:
+    # The report's meter decodes an MP3 itself, with a decoder that leaves LAME's delays in;
+    # its 100 ms steps must fall where ffmpeg's (which takes them out) fall: a burst from
+    # exactly 1.0 to 2.0 s fills steps 10-19 and no other (a step late: 9 and 20 fill too).
+    audio = np.zeros((3 * RATE, 2), dtype=np.float32)
+    t = np.arange(RATE) / RATE
+    audio[RATE : 2 * RATE] = 0.3 * np.sin(2 * np.pi * 1000 * t)[:, None]
+    stream = tmp_path / "burst.mp3"
+    subprocess.run(
+        sinks._encoder_command(stream, ".mp3"), input=effects.to_int16(audio).tobytes(),
+        check=True,
+    )  # fmt: skip
+
+    def measured(mode: str, data: bytes) -> NDArray[np.float64]:
+        meter = [sys.executable, "-m", "guided_audio.sinks", mode, "0", "None"]
+        done = subprocess.run(meter, input=data, capture_output=True, check=True)
+        return np.array(json.loads(done.stdout)[1])
+
+    ours = measured(sinks.MEASURE_MP3_STDIN, stream.read_bytes())
+    theirs = measured(sinks.MEASURE_STDIN, _pcm(stream).tobytes())
+    assert len(ours) >= len(theirs) >= 29  # the last step waits for the filter's next block
+    np.testing.assert_allclose(ours[: len(theirs)], theirs, rtol=1e-3, atol=1e-9)
+    assert ours[10:20].min() > 1e3 * max(ours[9], ours[20])
 
 
 def test_with_no_clean_frame_to_join_at_it_is_encoded_in_one_part(

@@ -38,6 +38,7 @@ LAME_MUSIC_LENGTH = 148
 LAME_MUSIC_CRC = 152
 LAME_TAG_CRC = 154  # CRC-16 of the frame up to here
 MAX_PADDING = (1 << 12) - 1
+DECODER_DELAY = 528 + 1  # samples a decoder's filter bank adds before LAME's own delay
 
 
 class CannotJoin(GuidedAudioError):
@@ -200,7 +201,7 @@ class Part:
 
     @property
     def delay(self) -> int:
-        return self._field(LAME_DELAY_PADDING, 3) >> 12
+        return lame_delay(self.xing)
 
     @property
     def music_crc(self) -> int:
@@ -213,6 +214,19 @@ def _xing_at(frame: bytes) -> int:
         if at >= 0:
             return at
     raise GuidedAudioError("the encoder wrote no Xing/LAME header")
+
+
+def lame_delay(xing: bytes) -> int:
+    """The encoder delay (samples before the first input sample) a Xing/LAME frame records."""
+    start = _xing_at(xing) + LAME_DELAY_PADDING
+    return int.from_bytes(xing[start : start + 3], "big") >> 12
+
+
+def frame_length(header: bytes) -> int:
+    """A frame's bytes, from its 4-byte header (0: not an MPEG-1 Layer III header)."""
+    if len(header) < HEADER_BYTES or header[0] != 0xFF or header[1] | 1 != _LAYER3_MPEG1 | 1:
+        return 0
+    return _LENGTHS[header[2]]
 
 
 def read_part(path: Path, start_sample: int) -> Part:

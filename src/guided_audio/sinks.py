@@ -353,7 +353,7 @@ def _yield_to_encoder(pid: int) -> None:
 class Follower:
     """Decodes a file while ffmpeg writes it, and measures it in a process of its own (the
     renderer keeps the interpreter to itself): the report a therapist reads comes from the
-    written bytes, at no pass of its own."""
+    written bytes, at no pass of its own. An MP3 is decoded by the meter itself."""
 
     def __init__(
         self,
@@ -365,23 +365,31 @@ class Follower:
     ) -> None:
         """Measures frames [skip, skip + take) of the decoded file (to its end: take None)."""
         self.path, self.writer = path, writer
-        self.decoder = _decoder("pipe:0", FOLLOWED[suffix])
-        assert self.decoder.stdout is not None
-        _widen_pipe(self.decoder.stdout.fileno())
+        self.decoder = None if suffix == ".mp3" else _decoder("pipe:0", FOLLOWED[suffix])
+        mode = MEASURE_MP3_STDIN if self.decoder is None else MEASURE_STDIN
         self.meter = subprocess.Popen(
-            [sys.executable, "-m", "guided_audio.sinks", MEASURE_STDIN, str(skip), str(take)],
-            stdin=self.decoder.stdout,
+            [sys.executable, "-m", "guided_audio.sinks", mode, str(skip), str(take)],
+            stdin=subprocess.PIPE if self.decoder is None else self.decoder.stdout,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
         )
-        self.decoder.stdout.close()  # the meter reads it now
-        for helper in (self.decoder, self.meter):
+        helpers = [self.meter]
+        # What the tail writes (and closes): the decoder's stdin, or the meter's own, taken
+        # from its Popen so that communicate() leaves it to the tail.
+        self._sink = (self.meter if self.decoder is None else self.decoder).stdin
+        self.meter.stdin = None
+        if self.decoder is not None:
+            assert self.decoder.stdout is not None
+            _widen_pipe(self.decoder.stdout.fileno())
+            self.decoder.stdout.close()  # the meter reads it now
+            helpers.append(self.decoder)
+        for helper in helpers:
             _yield_to_encoder(helper.pid)
         self._tail_thread = threading.Thread(target=self._tail, name="follow-file", daemon=True)
         self._tail_thread.start()
 
     def _tail(self) -> None:
-        stdin = self.decoder.stdin
+        stdin = self._sink
         assert stdin is not None
         try:
             while not self.path.exists() and self.writer.poll() is None:
@@ -403,13 +411,16 @@ class Follower:
                 stdin.close()
 
     def stop(self) -> None:
-        self.decoder.kill()
+        if self.decoder is not None:
+            self.decoder.kill()
         self.meter.kill()
         self.finish_quietly()
 
     def finish_quietly(self) -> tuple[bytes, bytes, bytes]:
         self._tail_thread.join()
         measured, failed = self.meter.communicate()
+        if self.decoder is None:
+            return measured, failed, b""
         stderr = self.decoder.stderr
         assert stderr is not None
         with stderr:
@@ -419,7 +430,8 @@ class Follower:
 
     def finish(self) -> Followed:
         measured, failed, decoder_failed = self.finish_quietly()
-        if self.decoder.returncode != 0 or self.meter.returncode != 0:
+        decoder_ok = self.decoder is None or self.decoder.returncode == 0
+        if not decoder_ok or self.meter.returncode != 0:
             detail = (decoder_failed or failed).decode(errors="replace").strip()
             raise GuidedAudioError(f"cannot read back {self.path} to measure it: {detail}")
         frames, energies, peak = json.loads(measured)
@@ -433,6 +445,7 @@ class Followed(NamedTuple):
 
 
 MEASURE_STDIN = "--measure-stdin"
+MEASURE_MP3_STDIN = "--measure-mp3-stdin"
 FLOAT_FRAME_BYTES = CHANNELS * 4
 
 
@@ -440,26 +453,67 @@ def measure_stdin(skip: int = 0, take: int | None = None) -> None:
     """Frames, 100 ms loudness energies and true peak of frames [skip, skip + take) of
     32-bit float stereo on stdin, as JSON on stdout; the rest is read and let go (the
     decoder writing it must not meet a closed pipe)."""
-    memory.keep_freed_memory()
     stdin = sys.stdin.buffer
-    stdin.read(skip * FLOAT_FRAME_BYTES)
-    left = take
 
     def blocks() -> Iterator[Audio]:
-        nonlocal left
-        while left is None or left > 0:
-            wanted = MEASURE_BLOCK if left is None else min(MEASURE_BLOCK, left)
-            chunk = stdin.read(wanted * FLOAT_FRAME_BYTES)
-            if not chunk:
-                return
-            if left is not None:
-                left -= len(chunk) // FLOAT_FRAME_BYTES
+        while chunk := stdin.read(MEASURE_BLOCK * FLOAT_FRAME_BYTES):
             yield np.frombuffer(chunk, dtype=np.float32).reshape(-1, CHANNELS)
 
-    meter = PeakMeter()
-    for block in blocks():
-        meter.feed(block)
-    while stdin.read(MEASURE_BLOCK * FLOAT_FRAME_BYTES):
+    _measure_frames(blocks(), skip, take)
+
+
+def measure_mp3_stdin(skip: int = 0, take: int | None = None) -> None:
+    """As measure_stdin, of LAME's MP3 stream on stdin (its Xing/LAME frame first), decoded
+    here: no decoder process, and an eighth of the bytes through a pipe. Frame 0 is the
+    first sample encoded, as ffmpeg gives it (the delays LAME records are skipped here)."""
+    import miniaudio
+
+    stdin = sys.stdin.buffer
+    header = stdin.read(mpeg.HEADER_BYTES)
+    length = mpeg.frame_length(header)
+    if not length:
+        _measure_frames(iter(()), 0, 0)
+        return
+    first = header + stdin.read(length - mpeg.HEADER_BYTES)
+    delay = mpeg.lame_delay(first) + mpeg.DECODER_DELAY
+
+    class Stream(miniaudio.StreamableSource):  # type: ignore[misc]
+        """The stream as the decoder asks for it, from its first frame (the decoder knows
+        the Xing frame for what it is: no audio)."""
+
+        def __init__(self) -> None:
+            self.head = first
+
+        def read(self, num_bytes: int) -> bytes:
+            out, self.head = self.head[:num_bytes], self.head[num_bytes:]
+            return out + stdin.read(num_bytes - len(out))
+
+    decoded = miniaudio.stream_any(
+        Stream(),
+        source_format=miniaudio.FileFormat.MP3,
+        output_format=miniaudio.SampleFormat.FLOAT32,
+        nchannels=CHANNELS,
+        sample_rate=RATE,
+        frames_to_read=MEASURE_BLOCK,
+    )
+    blocks = (np.frombuffer(chunk, dtype=np.float32).reshape(-1, CHANNELS) for chunk in decoded)
+    _measure_frames(blocks, skip + delay, take)
+
+
+def _measure_frames(blocks: Iterator[Audio], skip: int, take: int | None) -> None:
+    """Print what measure_stdin prints, of frames [skip, skip + take) of `blocks`; the rest
+    of stdin is read and let go (whatever writes it must not meet a closed pipe)."""
+    memory.keep_freed_memory()
+    meter, at = PeakMeter(), 0
+    stop = None if take is None else skip + take
+    for block in blocks:
+        lo, hi = max(skip - at, 0), len(block) if stop is None else min(stop - at, len(block))
+        if lo < hi:
+            meter.feed(block[lo:hi])
+        at += len(block)
+        if stop is not None and at >= stop:
+            break
+    while sys.stdin.buffer.read(MEASURE_BLOCK * FLOAT_FRAME_BYTES):
         pass
     print(json.dumps([meter.frames, meter.energies().tolist(), meter.peak]))
 
@@ -856,6 +910,8 @@ class Clip(Windowed):
         return self.samples[start:stop]
 
 
-if __name__ == "__main__" and sys.argv[1:2] == [MEASURE_STDIN]:
+MEASURES = {MEASURE_STDIN: measure_stdin, MEASURE_MP3_STDIN: measure_mp3_stdin}
+
+if __name__ == "__main__" and sys.argv[1] in MEASURES:
     _skip, _take = sys.argv[2:4]
-    measure_stdin(int(_skip), None if _take == "None" else int(_take))
+    MEASURES[sys.argv[1]](int(_skip), None if _take == "None" else int(_take))
