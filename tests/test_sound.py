@@ -643,6 +643,20 @@ def test_the_mix_is_measured_from_its_parts_as_a_pass_over_it_would_be(
     assert sum(rendered) < mixer.total / 4
 
 
+def test_work_on_threads_takes_every_item_once_and_raises_the_first_error() -> None:
+    done: list[tuple[int, int]] = []
+    mix._on_threads(range(1, 200), lambda item, thread: done.append((item, thread)))
+    assert sorted(item for item, _ in done) == list(range(1, 200))
+    assert {thread for _, thread in done} <= set(range(mix.MEASURE_THREADS))
+
+    def fail(item: int, _thread: int) -> None:
+        if item == 7:
+            raise ValueError("seven")
+
+    with pytest.raises(ValueError, match="seven"):
+        mix._on_threads(range(1, 200), fail)
+
+
 def test_numpy_dsp_helpers_match_scipy() -> None:
     """`play` starts without importing scipy.signal; its replacements must agree with it."""
     from scipy.ndimage import minimum_filter1d

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import multiprocessing
 import os
 import subprocess
 import sys
@@ -131,6 +132,21 @@ def test_only_worker_processes_decode_in_larger_chunks(
     assert decoded() == [(False, voice.DECODE_CHUNK_FRAMES)] * 2
     speaker.render(Phrase("And one more, beside a player.", VoiceSpec()))
     assert decoded() == [(False, voice.DECODE_CHUNK_FRAMES)]
+
+
+def test_this_process_works_meanwhile_while_its_workers_speak(tmp_path: Path) -> None:
+    # A cold export measures its beds while the workers make its speech: here, after they
+    # fork (a thread at work while a process forks would leave its locks in the child).
+    seen: list[tuple[int, int]] = []
+    speaker = Speaker(SpeechCache(tmp_path / "cache"))
+    lines = [Phrase(f"Line {n}, resting here.", VoiceSpec()) for n in range(1, 5)]
+
+    def meanwhile() -> None:
+        seen.append((os.getpid(), len(multiprocessing.active_children())))
+
+    speaker.render_many(lines, 2, lambda _: None, meanwhile)
+    assert seen == [(os.getpid(), 2)]
+    assert not speaker.missing(lines)
 
 
 def test_a_model_that_cannot_be_cut_is_read_whole_and_cut_once(

@@ -18,15 +18,16 @@ import threading
 import wave
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import suppress
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
 
 from guided_audio import effects, sounds
 from guided_audio.effects import CHANNELS, RATE, Audio
-from guided_audio.errors import DecodeError, MissingProgramError
+from guided_audio.errors import DecodeError, GuidedAudioError, MissingProgramError
 from guided_audio.model import Music, Phrase
 from guided_audio.plan import CROSS, BedSpan, BellStrike, Event, Timeline, Tone
 from guided_audio.voice import Speaker
@@ -686,6 +687,7 @@ BED_SLICE = 65536  # chunks (3.6 minutes) of a bed measured at once
 # peak where it comes within this of the ceiling: inter-sample peaks stay within a few dB.
 PEAK_OVERSHOOT = 1 / _TRUE_PEAK_MARGIN
 MEASURE_THREADS = 2
+T = TypeVar("T")
 PEAK_WINDOW_GAP = 14  # chunks (a true-peak tile): nearer runs of them are rendered as one
 
 
@@ -762,6 +764,14 @@ def _bed_cells(bed: str | Path) -> _BedCells:
     return _BedCells(length, edges, sums, reach)
 
 
+def prepare_beds(beds: Iterable[str | Path]) -> None:
+    """Measure the beds' loops ahead, for `measure` (a cold export does it while its
+    speech is made, on a thread that would only wait)."""
+    for bed in dict.fromkeys(beds):
+        with suppress(GuidedAudioError):  # raised again where the mix needs the bed
+            _bed_cells(bed)
+
+
 def _add_bed(
     powers: NDArray[np.float32],
     peaks: NDArray[np.float32],
@@ -803,7 +813,35 @@ def _add_bed_slice(
     peaks[first:last] += gain * loop.reach_peaks[(edges[:-1] % loop.length) // BED_CELL]
 
 
-_Sums = tuple[NDArray[np.float32], NDArray[np.float32]]  # energy and peak bound per chunk
+def _on_threads(items: Iterable[T], work: Callable[[T, int], None]) -> None:
+    """work(item, thread) for every item, MEASURE_THREADS threads taking the next item as
+    they come free (numpy lets go of the interpreter's lock while it filters), this one
+    thread 0; the first error, or Ctrl-C, stops them all and is raised here."""
+    pending, lock = iter(items), threading.Lock()
+    failed: list[BaseException] = []
+
+    def run(thread: int) -> None:
+        try:
+            while not failed:
+                with lock:
+                    item = next(pending, None)
+                if item is None:
+                    return
+                work(item, thread)
+        except BaseException as exc:  # raised on this thread below
+            failed.append(exc)
+
+    helpers = [
+        threading.Thread(target=run, args=(thread,), name="measure", daemon=True)
+        for thread in range(1, MEASURE_THREADS)
+    ]
+    for helper in helpers:
+        helper.start()
+    run(0)
+    for helper in helpers:
+        helper.join()
+    if failed:
+        raise failed[0]
 
 
 def measure(mixer: Mixer, progress: Progress = lambda _: None) -> MasteringMeter:
@@ -811,53 +849,32 @@ def measure(mixer: Mixer, progress: Progress = lambda _: None) -> MasteringMeter
     peak, without rendering the mix."""
     timeline = mixer.timeline
     chunks = -(-timeline.total // CHUNK)
+    beds: dict[tuple[object, int], list[BedSpan]] = {}
+    for bed in timeline.beds:
+        beds.setdefault((bed.music.bed, bed.origin), []).append(bed)
+    # Parts add up: each thread adds its parts into arrays of its own (float32, as the meter
+    # keeps them: 8 bytes a chunk, 19 MB for two hours). Beds first: the longest work.
+    sums = [
+        (np.zeros(chunks, np.float32), np.zeros(chunks, np.float32)) for _ in range(MEASURE_THREADS)
+    ]
+    reached = reported = 0
 
-    def measured() -> _Sums:
-        # float32, as the meter keeps them: 8 bytes a chunk, 19 MB for two hours
-        return np.zeros(chunks, np.float32), np.zeros(chunks, np.float32)
+    def add(part: list[BedSpan] | Event, thread: int) -> None:
+        nonlocal reached, reported
+        if isinstance(part, list):
+            _add_bed(*sums[thread], mixer, part)
+            return
+        energy, part_peaks = _weighted(mixer.event_audio(part)[: part.length])
+        _add_part(*sums[thread], part.start, energy, part_peaks)
+        reached = max(reached, part.start)
+        if thread == 0:  # the progress bar is this thread's
+            progress(max(0, reached - reported))
+            reported = max(reported, reached)
 
-    def add_events(into: _Sums, every: int, report: bool) -> int:
-        """The events from `every` on, a thread's share; the samples reported done."""
-        done = 0
-        for event in timeline.events[every::MEASURE_THREADS]:
-            audio = mixer.event_audio(event)
-            energy, part_peaks = _weighted(audio[: event.length])
-            _add_part(*into, event.start, energy, part_peaks)
-            if report:
-                progress(max(0, event.start - done))
-                done = max(done, event.start)
-        return done
-
-    def add_beds(into: _Sums) -> None:
-        beds: dict[tuple[object, int], list[BedSpan]] = {}
-        for bed in timeline.beds:
-            beds.setdefault((bed.music.bed, bed.origin), []).append(bed)
-        for spans in beds.values():
-            _add_bed(*into, mixer, spans)
-
-    # Parts add up: every other event (and the beds) is measured on a second thread into
-    # arrays of its own (numpy lets go of the interpreter's lock for the filtering).
-    helped = measured()
-    failed: list[BaseException] = []
-
-    def helper() -> None:
-        try:
-            add_beds(helped)
-            add_events(helped, 1, report=False)
-        except BaseException as exc:  # raised on the main thread below
-            failed.append(exc)
-
-    thread = threading.Thread(target=helper, name="measure", daemon=True)
-    thread.start()
-    try:
-        mine = measured()
-        reported = add_events(mine, 0, report=True)
-    finally:
-        thread.join()
-    if failed:
-        raise failed[0]
-    powers, peaks = mine[0] + helped[0], mine[1] + helped[1]
+    parts: list[list[BedSpan] | Event] = [*beds.values(), *timeline.events]
+    _on_threads(parts, add)
     progress(timeline.total - reported)
+    powers, peaks = (functools.reduce(np.add, parts) for parts in zip(*sums, strict=True))
     return MasteringMeter.of_chunks(powers, peaks, timeline.total)
 
 
@@ -872,14 +889,16 @@ def _true_peaks_near_ceiling(
     hot = np.flatnonzero((peaks >= threshold) & ~exact[: len(peaks)])
     if not len(hot):
         return False
-    breaks = np.flatnonzero(np.diff(hot) > PEAK_WINDOW_GAP) + 1
-    for run in np.split(hot, breaks):
+
+    def render(run: NDArray[np.intp], _thread: int) -> None:
         first, last = int(run[0]), int(run[-1]) + 1
         start, stop = first * CHUNK, min(last * CHUNK, mixer.total)
         raw = mixer.render(start - LIMIT_EDGE, stop + LIMIT_EDGE)
         found = true_peaks(raw, threshold * PEAK_OVERSHOOT, start - LIMIT_EDGE)
         peaks[first:last] = block_max(found[LIMIT_EDGE : LIMIT_EDGE + stop - start], CHUNK)
         exact[first:last] = True
+
+    _on_threads(np.split(hot, np.flatnonzero(np.diff(hot) > PEAK_WINDOW_GAP) + 1), render)
     meter.peak = float(peaks.max(initial=0.0))
     return True
 

@@ -85,12 +85,18 @@ def _speaker(options: Options, reporter: Reporter) -> Speaker:
     return Speaker(cache, notify=reporter.info)
 
 
-def synthesize(speaker: Speaker, phrases: list[Phrase], reporter: Reporter) -> None:
-    """Render what the cache lacks, on every core (one engine session per worker)."""
+def synthesize(
+    speaker: Speaker,
+    phrases: list[Phrase],
+    reporter: Reporter,
+    meanwhile: Callable[[], None] = lambda: None,
+) -> None:
+    """Render what the cache lacks, on every core (one engine session per worker); this
+    process runs `meanwhile` while they speak."""
     missing = speaker.missing(phrases)
     if missing:
         with reporter.progress("Synthesising speech", len(missing)) as advance:
-            speaker.render_many(missing, worker_count(), advance)
+            speaker.render_many(missing, worker_count(), advance, meanwhile)
 
 
 def worker_count() -> int:
@@ -164,7 +170,8 @@ def render(path: Path, options: Options, reporter: Reporter) -> Rendered:
 
 def _render(script: Script, options: Options, reporter: Reporter) -> Rendered:
     speaker = _speaker(options, reporter)
-    synthesize(speaker, plan.phrases(script), reporter)
+    beds = [section.music.bed for section in script.sections if section.music is not None]
+    synthesize(speaker, plan.phrases(script), reporter, lambda: mix.prepare_beds(beds))
     tl = plan.build(script, speaker.length, mix.file_length)
     mixer = mix.Mixer(tl, speaker)
     target = options.loudness_lufs

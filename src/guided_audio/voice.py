@@ -1091,12 +1091,18 @@ class Speaker:
         return samples
 
     def render_many(
-        self, phrases: list[Phrase], workers: int, advance: Callable[[int], None]
+        self,
+        phrases: list[Phrase],
+        workers: int,
+        advance: Callable[[int], None],
+        meanwhile: Callable[[], None] = lambda: None,
     ) -> None:
         """Render phrases into the cache, `workers` processes at once (each with its own
-        engine session); each result reaches the cache as it would from one process."""
+        engine session); each result reaches the cache as it would from one process.
+        `meanwhile` runs here while the workers speak (after they fork)."""
         workers = min(workers, len(phrases) // MIN_PHRASES_PER_WORKER)
         if workers <= 1 or not self._ready_to_fork(phrases):
+            meanwhile()
             for phrase in phrases:
                 self.render(phrase)
                 advance(1)
@@ -1115,7 +1121,9 @@ class Speaker:
             # at the end for another to finish.
             ordered = sorted(phrases, key=lambda phrase: len(phrase.text), reverse=True)
             with forked_pool(workers, _start_worker, (self.cache.root,)) as pool:
-                for phrase, _ in zip(ordered, pool.map(_render_in_worker, ordered), strict=True):
+                spoken = pool.map(_render_in_worker, ordered)  # every worker forks here
+                meanwhile()
+                for phrase, _ in zip(ordered, spoken, strict=True):
                     done.add(phrase)
                     advance(1)
         except BrokenProcessPool:
