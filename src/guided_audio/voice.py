@@ -63,7 +63,7 @@ FIRST_READ_WPM = 158.0
 # the pace that brings it to FIRST_READ_WPM.
 PIPER_HOP_SAMPLES = 256
 PIPER_QUIET_ENDS_S = 0.125
-CUT_FORMAT = 2  # bump when _CUT_STAGES cuts differently (older cuts are then left unused)
+CUT_FORMAT = 3  # bump when _CUT_STAGES cuts differently (older cuts are then left unused)
 # The decoder's memory grows with the length it decodes at once (~10 MiB a second of speech):
 # it decodes this many frames at a time, with its receptive field (16 frames, measured: the
 # samples are then those of one decoding) of context either side. Lean chunks where speech
@@ -518,7 +518,7 @@ def _inference_threads(threads: int | None) -> Iterator[None]:
 # what later stages take. The flow makes the decoder's input (the latent) and the rounded
 # lengths (for word times); the decoder, from its first convolution on, the audio.
 _CUT_STAGES = """
-import sys, onnx, onnx.utils
+import os, sys, onnx, onnx.utils
 model = onnx.load(sys.argv[1])
 graph = model.graph
 (ceil,) = [node for node in graph.node if node.op_type == "Ceil"]
@@ -552,6 +552,18 @@ for n, (nodes, path) in enumerate(zip(stages, sys.argv[2:])):
     crossing = sorted((made_in[n] & later) - set(ends[n]))
     stage_inputs = sorted(needs[n] & earlier)
     onnx.save(extractor.extract_model(stage_inputs, [*ends[n], *crossing]), path)
+
+# Each stage saved with onnxruntime's portable graph optimisations done (fusions, constant
+# folding): loading the front then takes 0.07 s, not 0.19, every time a voice loads. The
+# layout ones (for this CPU's vector width) are still done at load.
+import onnxruntime
+for path in sys.argv[2:]:
+    options = onnxruntime.SessionOptions()
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    options.optimized_model_filepath = path + ".optimised"
+    onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    os.chmod(path + ".optimised", os.stat(path).st_mode)  # owner-only, as the cut was
+    os.replace(path + ".optimised", path)
 """
 
 
