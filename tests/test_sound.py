@@ -643,6 +643,23 @@ def test_the_mix_is_measured_from_its_parts_as_a_pass_over_it_would_be(
     assert sum(rendered) < mixer.total / 4
 
 
+@pytest.mark.parametrize("offset", [0, 777, mix._TILE - 1])
+def test_a_meters_true_peak_is_the_highest_of_every_samples(offset: int) -> None:
+    # The report's meter oversamples only tiles that could beat the peak found so far; it
+    # must find what oversampling everything finds. Quarter-rate tones between samples
+    # peak 3 dB over them; clicks and quiet noise around them.
+    rng = np.random.default_rng(offset)
+    t = np.arange(5 * mix._TILE)
+    quiet = 0.05 * rng.standard_normal((len(t), 2))
+    for at in rng.integers(0, len(t) - 64, 4):
+        quiet[at : at + 64] += 0.5 * np.sin(np.pi / 2 * t[:64] + np.pi / 4)[:, None]
+    audio = quiet.astype(np.float32)
+    everywhere = float(mix.true_peaks(audio, ceiling=0.0, offset=offset).max())
+    assert everywhere > 1.1 * float(np.abs(audio).max())  # inter-sample peaks are there
+    assert mix.true_peak(audio, 0.0, offset) == everywhere
+    assert mix.true_peak(audio, 2 * everywhere, offset) == 2 * everywhere
+
+
 def test_work_on_threads_takes_every_item_once_and_raises_the_first_error() -> None:
     done: list[tuple[int, int]] = []
     mix._on_threads(range(1, 200), lambda item, thread: done.append((item, thread)))

@@ -421,15 +421,8 @@ class PeakMeter(LoudnessMeter):
 
     def feed(self, block: Audio) -> None:
         super().feed(block)
-        # Inter-sample peaks sit within a few dB of the sample peaks: oversample near the top.
-        loud = max(self.peak, float(np.abs(block).max(initial=0.0)))
-        peaks = true_peaks(block, loud, self.frames)
-        self.peak = max(self.peak, float(peaks.max(initial=0.0)))
-        self._sample_peaks(peaks)
+        self.peak = true_peak(block, self.peak, self.frames)
         self.frames += len(block)
-
-    def _sample_peaks(self, peaks: NDArray[np.float64]) -> None:
-        """Each sample's peak, in order (kept, by chunk, by the mastering meter)."""
 
 
 def loudness_and_peak(
@@ -513,21 +506,63 @@ def true_peaks(x: Audio, ceiling: float, offset: int = 0) -> NDArray[np.float64]
     sample's peak is the same whichever window it is rendered in.
     """
     peaks = sample_peaks(x).astype(np.float64)
-    lead = offset % _TILE
-    padded = np.concatenate([np.zeros(lead), peaks, np.zeros(-(lead + len(peaks)) % _TILE)])
-    hot = np.flatnonzero(padded.reshape(-1, _TILE).max(axis=1) >= ceiling * _TRUE_PEAK_MARGIN)
-    for tile_index in hot:
-        start = max(0, int(tile_index) * _TILE - lead)
-        stop = min(int(tile_index + 1) * _TILE - lead, len(x))
-        lo, hi = max(0, start - LIMIT_EDGE), min(len(x), stop + LIMIT_EDGE)
-        up = sample_peaks(upsample(x[lo:hi].astype(np.float64), OVERSAMPLE, _OVERSAMPLE_FIR))
-        delay = len(_OVERSAMPLE_FIR) // 2  # the filter's group delay, in oversampled samples
-        up = up[delay : delay + (hi - lo) * OVERSAMPLE]
-        phases = np.maximum(
-            np.maximum(up[0::4], up[1::4]), np.maximum(up[2::4], up[3::4])
-        )  # along the long axis: a reduce over the short one is slow
-        peaks[start:stop] = np.maximum(peaks[start:stop], phases[start - lo : stop - lo])
+    lead, tiles = _tile_maxima(peaks, offset)
+    for tile_index in np.flatnonzero(tiles >= ceiling * _TRUE_PEAK_MARGIN):
+        start, stop = _tile_span(int(tile_index), lead, len(x))
+        peaks[start:stop] = np.maximum(peaks[start:stop], _oversampled(x, start, stop))
     return peaks
+
+
+# An oversampled sample is a sum of at most this many times the largest sample the filter
+# reaches (each phase's taps, in absolute value): a tile whose neighbourhood is quieter than
+# the peak found over this cannot hold a higher one.
+_OVERSAMPLED_GAIN = float(
+    max(np.abs(_OVERSAMPLE_FIR[phase::OVERSAMPLE]).sum() for phase in range(OVERSAMPLE))
+)
+
+
+def true_peak(x: Audio, at_least: float = 0.0, offset: int = 0) -> float:
+    """The largest true peak of x, as true_peaks finds it, or `at_least` if none is larger:
+    a meter's whole need. Only tiles that could beat the highest so far are oversampled,
+    loudest first (exact: see _OVERSAMPLED_GAIN)."""
+    lead, tiles = _tile_maxima(sample_peaks(x), offset)
+    best = max(at_least, float(tiles.max(initial=0.0)))  # a true peak is at least the sample's
+    reach = tiles.copy()  # a tile's filter reaches LIMIT_EDGE samples into its neighbours
+    reach[1:] = np.maximum(reach[1:], tiles[:-1])
+    reach[:-1] = np.maximum(reach[:-1], tiles[1:])
+    for tile_index in np.argsort(-reach):
+        if reach[tile_index] * _OVERSAMPLED_GAIN <= best:
+            break
+        start, stop = _tile_span(int(tile_index), lead, len(x))
+        best = max(best, float(_oversampled(x, start, stop).max(initial=0.0)))
+    return best
+
+
+def _tile_maxima(peaks: NDArray[np.floating[Any]], offset: int) -> tuple[int, NDArray[Any]]:
+    """The samples before x's first tile starts (tiles lie on the session's _TILE grid),
+    and each tile's largest sample peak."""
+    lead = offset % _TILE
+    padded = np.concatenate(
+        [np.zeros(lead, peaks.dtype), peaks, np.zeros(-(lead + len(peaks)) % _TILE, peaks.dtype)]
+    )
+    return lead, padded.reshape(-1, _TILE).max(axis=1)
+
+
+def _tile_span(tile_index: int, lead: int, length: int) -> tuple[int, int]:
+    return max(0, tile_index * _TILE - lead), min((tile_index + 1) * _TILE - lead, length)
+
+
+def _oversampled(x: Audio, start: int, stop: int) -> NDArray[np.float64]:
+    """Each of samples [start, stop)'s largest 4x-oversampled value over channels."""
+    lo, hi = max(0, start - LIMIT_EDGE), min(len(x), stop + LIMIT_EDGE)
+    up = sample_peaks(upsample(x[lo:hi].astype(np.float64), OVERSAMPLE, _OVERSAMPLE_FIR))
+    delay = len(_OVERSAMPLE_FIR) // 2  # the filter's group delay, in oversampled samples
+    up = up[delay : delay + (hi - lo) * OVERSAMPLE]
+    phases = np.maximum(
+        np.maximum(up[0::4], up[1::4]), np.maximum(up[2::4], up[3::4])
+    )  # along the long axis: a reduce over the short one is slow
+    out: NDArray[np.float64] = phases[start - lo : stop - lo]
+    return out
 
 
 class Master(Windowed):
@@ -590,8 +625,14 @@ class MasteringMeter(PeakMeter):
         self._powers: list[NDArray[np.float32]] = []
         self._peaks: list[NDArray[np.float32]] = []
 
-    def _sample_peaks(self, peaks: NDArray[np.float64]) -> None:
+    def feed(self, block: Audio) -> None:
+        LoudnessMeter.feed(self, block)
+        # Inter-sample peaks sit within a few dB of the sample peaks: oversample near the top.
+        loud = max(self.peak, float(np.abs(block).max(initial=0.0)))
+        peaks = true_peaks(block, loud, self.frames)
+        self.peak = max(self.peak, float(peaks.max(initial=0.0)))
         self._peaks.append(block_max(peaks, CHUNK).astype(np.float32))
+        self.frames += len(block)
 
     def _chunk_powers(self, powers: NDArray[np.float64]) -> None:
         self._powers.append(powers.astype(np.float32))
