@@ -282,10 +282,21 @@ class Mixer(Windowed):
         # level x duck_gain ** depth, as exp (a third of pow's time)
         coarse = np.exp(depth * np.log(effects.db_to_gain(-music.duck_db)))
         coarse *= bed_envelope_at(grid, bed) * level
-        gain = np.interp(np.arange(lo, hi, dtype=np.float64), grid, coarse).astype(np.float32)
+        gain = _between_grid_points(coarse.astype(np.float32))[lo - first : hi - first]
         samples = bed_audio(music.bed, lo - bed.origin, hi - bed.origin)  # may be read-only
         out: Audio = samples * gain[:, None]
         return out
+
+
+_GRID_STEPS = np.arange(GAIN_GRID, dtype=np.float32) / np.float32(GAIN_GRID)
+
+
+def _between_grid_points(coarse: NDArray[np.float32]) -> NDArray[np.float32]:
+    """Values on the GAIN_GRID points, joined by straight lines: every sample from the
+    first point up to the last (np.interp, without searching for each sample's points)."""
+    fine = coarse[:-1, None] + (coarse[1:] - coarse[:-1])[:, None] * _GRID_STEPS
+    out: NDArray[np.float32] = fine.ravel()
+    return out
 
 
 # --- loudness (ITU-R BS.1770 / EBU R128) -----------------------------------------------------
@@ -379,7 +390,7 @@ class LoudnessMeter:
         return gated_loudness(self.energies())
 
 
-MIX_FORMAT = 7  # bump when anything here or in sounds.py changes the mix for the same timeline
+MIX_FORMAT = 8  # bump when anything here or in sounds.py changes the mix for the same timeline
 
 
 def fingerprint(timeline: Timeline, speech_key: Callable[[Phrase], str]) -> str:
