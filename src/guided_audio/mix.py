@@ -591,7 +591,8 @@ class Master(Windowed):
     def render(self, start: int, stop: int) -> Audio:
         before = LIMIT_LOOKAHEAD + LIMIT_HOLD + LIMIT_LOOKAHEAD + LIMIT_EDGE
         after = LIMIT_LOOKAHEAD + LIMIT_EDGE
-        raw = self.mixer.render(start - before, stop + after) * np.float32(self.gain)
+        raw = self.mixer.render(start - before, stop + after)
+        raw *= np.float32(self.gain)  # a new array: scaled in place
         peak = max(float(raw.max(initial=0.0)), -float(raw.min(initial=0.0)))
         if peak * 2 <= self.ceiling:  # far from the ceiling: no limiting
             return raw[before : before + stop - start]
