@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import cast
 
@@ -99,11 +100,15 @@ def _spy_synthesis(monkeypatch: pytest.MonkeyPatch, log: Path) -> None:
     real = voice.Speaker.render_many
 
     def spy(
-        self: voice.Speaker, phrases: list[voice.Phrase], workers: int, advance: object
+        self: voice.Speaker,
+        phrases: list[voice.Phrase],
+        workers: int,
+        advance: Callable[[int], None],
+        meanwhile: Callable[[], None] = lambda: None,
     ) -> None:
         with log.open("a") as out:
             out.write(f"{os.getpid()} {sorted(p.text for p in phrases)}\n")
-        real(self, phrases, workers, advance)  # type: ignore[arg-type]
+        real(self, phrases, workers, advance, meanwhile)
 
     monkeypatch.setattr(voice.Speaker, "render_many", spy)
 
