@@ -68,6 +68,22 @@ def fade_out(samples: Audio, fade_ms: float, rate: int = RATE) -> Audio:
     return out
 
 
+@functools.cache
+def _line_steps(step: int) -> NDArray[np.float32]:
+    steps = np.arange(step, dtype=np.float32) / np.float32(step)
+    steps.setflags(write=False)
+    return steps
+
+
+def straight_lines(points: NDArray[np.float32], step: int) -> NDArray[np.float32]:
+    """Values given every `step` samples, joined by straight lines: every sample from the
+    first point up to the last (np.interp on a regular grid, without searching for each
+    sample's points: a fifth of the time)."""
+    fine = points[:-1, None] + (points[1:] - points[:-1])[:, None] * _line_steps(step)
+    out: NDArray[np.float32] = fine.ravel()
+    return out
+
+
 def lowpass_fir(taps: int, cutoff: float, kaiser_beta: float) -> NDArray[np.float64]:
     """A windowed-sinc low-pass (cutoff relative to Nyquist), unity gain at DC: what
     scipy's firwin designs, without importing scipy.signal (it costs a second)."""
@@ -152,7 +168,7 @@ def _state_space(sos: NDArray[np.float64]) -> tuple[NDArray[np.float64], ...]:
 @functools.lru_cache(maxsize=8)  # a filter per part of a mix: designed once
 def _block_design(
     sos_bytes: bytes, sections: int, m: int
-) -> tuple[Audio, NDArray[np.float64], Audio, NDArray[np.float64]]:
+) -> tuple[Audio, Audio, Audio, NDArray[np.float64]]:
     """SectionFilter's matrices for runs of `m` samples: a run's outputs from its inputs and
     from its starting state, its end state from its inputs, and the state carried across."""
     a, b, c, d = _state_space(np.frombuffer(sos_bytes).reshape(sections, 6))
@@ -163,7 +179,7 @@ def _block_design(
     rows, cols = np.indices((m, m))
     toeplitz = np.where(rows >= cols, response[np.abs(rows - cols)], 0.0)
     from_input = toeplitz.T.astype(np.float32)  # a run's own outputs
-    from_state = np.stack([c @ powers[i] for i in range(m)], axis=1)  # (n, m)
+    from_state = np.stack([c @ powers[i] for i in range(m)], axis=1).astype(np.float32)  # (n, m)
     to_state = np.stack([powers[m - 1 - j] @ b for j in range(m)]).astype(np.float32)
     across = powers[m].T  # a state carried over one run (transposed: row vectors)
     for shared in (from_input, from_state, to_state, across):
@@ -212,6 +228,8 @@ class SectionFilter:
             step, across = 2 * step, across @ across
         starts = np.concatenate([self._state[:, None], ends[:, :-1]], axis=1)
         self._state = ends[:, -1]
-        out = blocks @ self._from_input + (starts @ self._from_state).astype(np.float32)
+        # Added in place, in float32: a second (runs, m) array in float64 took half the time.
+        out = blocks @ self._from_input
+        out += starts.astype(np.float32) @ self._from_state
         planar: Audio = out.reshape(channels, runs * m)
         return planar

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 from numpy.typing import NDArray
 
 from guided_audio import effects, sounds
@@ -282,21 +283,10 @@ class Mixer(Windowed):
         # level x duck_gain ** depth, as exp (a third of pow's time)
         coarse = np.exp(depth * np.log(effects.db_to_gain(-music.duck_db)))
         coarse *= bed_envelope_at(grid, bed) * level
-        gain = _between_grid_points(coarse.astype(np.float32))[lo - first : hi - first]
+        gain = effects.straight_lines(coarse.astype(np.float32), GAIN_GRID)[lo - first : hi - first]
         samples = bed_audio(music.bed, lo - bed.origin, hi - bed.origin)  # may be read-only
         out: Audio = samples * gain[:, None]
         return out
-
-
-_GRID_STEPS = np.arange(GAIN_GRID, dtype=np.float32) / np.float32(GAIN_GRID)
-
-
-def _between_grid_points(coarse: NDArray[np.float32]) -> NDArray[np.float32]:
-    """Values on the GAIN_GRID points, joined by straight lines: every sample from the
-    first point up to the last (np.interp, without searching for each sample's points)."""
-    fine = coarse[:-1, None] + (coarse[1:] - coarse[:-1])[:, None] * _GRID_STEPS
-    out: NDArray[np.float32] = fine.ravel()
-    return out
 
 
 # --- loudness (ITU-R BS.1770 / EBU R128) -----------------------------------------------------
@@ -390,7 +380,7 @@ class LoudnessMeter:
         return gated_loudness(self.energies())
 
 
-MIX_FORMAT = 8  # bump when anything here or in sounds.py changes the mix for the same timeline
+MIX_FORMAT = 9  # bump when anything here or in sounds.py changes the mix for the same timeline
 
 
 def fingerprint(timeline: Timeline, speech_key: Callable[[Phrase], str]) -> str:
@@ -466,17 +456,24 @@ _TRUE_PEAK_MARGIN = 0.5  # -6 dB
 lowpass_fir = effects.lowpass_fir
 
 
-def upsample(x: NDArray[np.float64], factor: int, fir: NDArray[np.float64]) -> NDArray[np.float64]:
-    """Zero-stuff by `factor` and filter along axis 0 (scipy's upfirdn, up only), as `factor`
-    polyphase filters: each output phase is x convolved with every factor-th tap (a quarter
-    of the work of filtering the zeros too)."""
-    out = np.zeros(((len(x) - 1) * factor + len(fir), x.shape[1]))
+def upsample(x: NDArray[Any], factor: int, fir: NDArray[np.float64]) -> NDArray[Any]:
+    """Zero-stuff by `factor` and filter along axis 0 (scipy's upfirdn, up only), in x's
+    float type, as `factor` polyphase filters (each output phase is x convolved with every
+    factor-th tap: a quarter of the work of filtering the zeros too), all phases in one
+    matrix product over x's sliding windows (in float32, 2x faster than a convolution per
+    phase and channel)."""
+    taps = -(-len(fir) // factor)
+    bank = np.zeros((taps, factor), x.dtype)  # column p: phase p's taps, latest sample first
     for phase in range(factor):
-        taps = fir[phase::factor]
-        rows = len(out[phase::factor])
-        for channel in range(x.shape[1]):
-            out[phase::factor, channel] = np.convolve(x[:, channel], taps)[:rows]
-    return out
+        phase_taps = fir[phase::factor]
+        bank[taps - len(phase_taps) :, phase] = phase_taps[::-1]
+    edge = np.zeros((taps - 1, x.shape[1]), x.dtype)
+    planar = np.concatenate([edge, x, edge]).T
+    out = np.empty((len(x) + taps - 1, factor, x.shape[1]), x.dtype)
+    for channel, samples in enumerate(planar):
+        out[:, :, channel] = sliding_window_view(samples, taps) @ bank
+    upsampled: NDArray[Any] = out.reshape(-1, x.shape[1])[: (len(x) - 1) * factor + len(fir)]
+    return upsampled
 
 
 def running_min(x: NDArray[np.float64], before: int, after: int) -> NDArray[np.float64]:
@@ -566,7 +563,7 @@ def _tile_span(tile_index: int, lead: int, length: int) -> tuple[int, int]:
 def _oversampled(x: Audio, start: int, stop: int) -> NDArray[np.float64]:
     """Each of samples [start, stop)'s largest 4x-oversampled value over channels."""
     lo, hi = max(0, start - LIMIT_EDGE), min(len(x), stop + LIMIT_EDGE)
-    up = sample_peaks(upsample(x[lo:hi].astype(np.float64), OVERSAMPLE, _OVERSAMPLE_FIR))
+    up = sample_peaks(upsample(x[lo:hi], OVERSAMPLE, _OVERSAMPLE_FIR))
     delay = len(_OVERSAMPLE_FIR) // 2  # the filter's group delay, in oversampled samples
     up = up[delay : delay + (hi - lo) * OVERSAMPLE]
     phases = np.maximum(

@@ -179,29 +179,31 @@ def _drone_tile(index: int) -> Audio:
 
 def _build_drone_tile(index: int) -> Audio:
     start = index * DRONE_TILE
-    n = np.arange(start, start + DRONE_TILE, dtype=np.float64)
     coarse = np.arange(start, start + DRONE_TILE + SWELL_STEP, SWELL_STEP, dtype=np.float64)
-    out = np.zeros((DRONE_TILE, 2), dtype=np.float32)
+    out = np.zeros((2, DRONE_TILE), dtype=np.float32)  # channel by channel: contiguous adds
     runs = np.arange(start, start + DRONE_TILE, DRONE_RUN, dtype=np.float64)
-    within = np.arange(DRONE_RUN, dtype=np.float64)
+    within = 2 * np.pi * np.arange(DRONE_RUN, dtype=np.float64)
     for index_voice, (freq, level, period, detune) in enumerate(DRONE_VOICES):
         swell_coarse = level * (
             0.55 + 0.45 * np.sin(2 * np.pi * coarse / RATE / period + index_voice * 1.3)
         )
-        swell = np.interp(n, coarse, swell_coarse).astype(np.float32)
+        swell = effects.straight_lines(swell_coarse.astype(np.float32), SWELL_STEP)
         for channel, hz in enumerate((freq - detune, freq + detune)):
             per_sample = _whole_cycles(hz) / RATE
             # Each run's first phase exactly (whole cycles dropped in float64: exact at any
-            # hour), then turned on by each sample's step: a product, not a sine, per sample.
+            # hour), then turned on by each sample's step: sin(a + b) = sin a cos b +
+            # cos a sin b, one product of (runs, 2) by (2, DRONE_RUN), not a sine per sample.
             cycles = runs * per_sample
             cycles -= np.floor(cycles)
-            first = np.exp(1j * (2 * np.pi * cycles + index_voice * (channel + 1)))
-            steps = np.exp(2j * np.pi * per_sample * within)
-            phases = first[:, None].astype(np.complex64) * steps.astype(np.complex64)[None, :]
-            out[:, channel] += swell * phases.imag.reshape(-1)
+            first = 2 * np.pi * cycles + index_voice * (channel + 1)
+            steps = within * per_sample
+            at_first = np.stack([np.sin(first), np.cos(first)], axis=1).astype(np.float32)
+            turned = np.stack([np.cos(steps), np.sin(steps)]).astype(np.float32)
+            out[channel] += swell[:DRONE_TILE] * (at_first @ turned).reshape(-1)
     out *= np.float32(1 / 0.6181)  # calibrated to unit RMS
-    out.setflags(write=False)
-    return out
+    tile = np.ascontiguousarray(out.T)
+    tile.setflags(write=False)
+    return tile
 
 
 def drone(start: int, stop: int) -> Audio:
