@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
-from guided_audio import effects, mpeg, sinks
+from conftest import cli, write
+from guided_audio import effects, mpeg, session, sinks
 from guided_audio.effects import RATE
 from guided_audio.errors import GuidedAudioError
 
@@ -79,6 +80,68 @@ def test_parts_start_on_both_grids_and_share_the_session_out() -> None:
         assert before.stop >= (stop + sinks.PART_TAIL_FRAMES) * mpeg.SAMPLES_PER_FRAME
         assert after.start <= (first - sinks.PART_PREROLL_FRAMES) * mpeg.SAMPLES_PER_FRAME
     assert sinks.encoding_parts(90 * RATE, 4) == sinks.encoding_parts(90 * RATE, 1)[:1] * 1
+
+
+PREROLL_AND_WINDOW = (sinks.PART_PREROLL_FRAMES + sinks.SEAM_WINDOW_FRAMES) * mpeg.SAMPLES_PER_FRAME
+
+
+def test_a_part_starts_where_only_the_bed_sounds_when_that_is_near() -> None:
+    total = 20 * 60 * RATE
+    plain = sinks.encoding_parts(total, 2)
+    middle = plain[1].start
+    quiet = [(middle - 90 * RATE, middle - 80 * RATE), (middle + 30 * RATE, middle + 50 * RATE)]
+    moved = sinks.encoding_parts(total, 2, quiet)
+    start = moved[1].start
+    assert start % sinks.PART_GRID == 0
+    assert quiet[1][0] <= start and start + PREROLL_AND_WINDOW <= quiet[1][1]  # nearer, whole
+    assert moved[0].stop - start == plain[0].stop - middle  # the same overlap, moved
+    far = [(middle + 4 * 60 * RATE, middle + 5 * 60 * RATE)]  # beyond a quarter of a share
+    assert sinks.encoding_parts(total, 2, far) == plain
+
+
+JOIN_IN_SPEECH = """\
+title: Joined in speech
+music: {bed: drone, level: -22dB}
+sections:
+  - title: One
+    steps:
+      - say: Notice the places where your body meets the ground, and let them hold you.
+      - say: Let your shoulders soften, and let your jaw release a little more.
+      - say: There is nothing you need to do right now, nothing to fix or change.
+      - say: Feel the breath moving in, and moving out, at its own pace.
+      - say: If your attention wanders, gently bring it back to the breath.
+      - say: You can rest here for as long as you need, and come back when ready.
+      - pause: 40s
+      - say: Notice the weight of your hands, resting where they are.
+"""
+
+
+def test_a_session_is_joined_where_only_the_bed_sounds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An even split falls in speech here, where the encoders may find no frame to join at
+    # (and the session is encoded again in one part): the join moves into the pause.
+    monkeypatch.setattr(sinks, "MIN_PART_S", 20)
+    monkeypatch.setenv("GUIDED_AUDIO_JOBS", "2")
+    joins: list[int] = []
+    seam = mpeg.seam
+
+    def spied(before: mpeg.Part, after: mpeg.Part, first: int, stop: int) -> int:
+        joins.append(seam(before, after, first, stop))
+        return joins[-1]
+
+    monkeypatch.setattr(mpeg, "seam", spied)
+    script = write(tmp_path, JOIN_IN_SPEECH)
+    timeline = session.render(script, session.Options(), session.Silent()).timeline
+    quiet = timeline.quiet_spans()
+    middle = round(timeline.total / 2 / sinks.PART_GRID) * sinks.PART_GRID
+    assert not any(begin <= middle < end for begin, end in quiet), "the split is in speech"
+    result = cli("export", str(script), "-o", str(tmp_path / "out.mp3"), "-q")
+    assert result.exit_code == 0, result.output
+    assert len(joins) == 1
+    joined = joins[0] * mpeg.SAMPLES_PER_FRAME
+    (pause,) = [(begin, end) for begin, end in quiet if end - begin >= PREROLL_AND_WINDOW]
+    assert pause[0] <= joined and joined + mpeg.SAMPLES_PER_FRAME <= pause[1]
 
 
 @pytest.mark.parametrize("parts", [pytest.param(2, id="two-parts"), pytest.param(3, id="three")])

@@ -224,6 +224,11 @@ class Windowed(ABC):
     @abstractmethod
     def render(self, start: int, stop: int) -> Audio: ...
 
+    def quiet_spans(self) -> list[tuple[int, int]]:
+        """Where nothing but a steady bed sounds, if known: where an encoder that starts
+        late most surely takes over cleanly from the one before (sinks.encoding_parts)."""
+        return []
+
     def blocks(self, block: int = BLOCK) -> Iterator[Audio]:
         for start in range(0, self.total, block):
             yield self.render(start, min(start + block, self.total))
@@ -241,6 +246,9 @@ class Mixer(Windowed):
     @property
     def total(self) -> int:
         return self.timeline.total
+
+    def quiet_spans(self) -> list[tuple[int, int]]:
+        return self.timeline.quiet_spans()
 
     def event_audio(self, event: Event) -> Audio:
         source = event.source
@@ -584,6 +592,9 @@ class Master(Windowed):
     @property
     def total(self) -> int:
         return self.mixer.total
+
+    def quiet_spans(self) -> list[tuple[int, int]]:
+        return self.mixer.quiet_spans()
 
     def render(self, start: int, stop: int) -> Audio:
         before = LIMIT_LOOKAHEAD + LIMIT_HOLD + LIMIT_LOOKAHEAD + LIMIT_EDGE

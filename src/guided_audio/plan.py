@@ -180,6 +180,17 @@ class Timeline:
                 return event
         return None
 
+    def quiet_spans(self) -> list[tuple[int, int]]:
+        """Where nothing but a bed sounds (no speech, cue, tone, bell or sound), sorted."""
+        quiet, end = [], 0
+        for event in self.events:  # sorted by start
+            if event.start > end:
+                quiet.append((end, event.start))
+            end = max(end, event.end)
+        if end < self.total:
+            quiet.append((end, self.total))
+        return quiet
+
     def voice_spans(self) -> list[tuple[int, int]]:
         """Where a voice speaks (speech and spoken cues), merged and sorted."""
         spans = sorted((e.start, e.end) for e in self.events if e.kind in ("speech", "cue"))

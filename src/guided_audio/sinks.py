@@ -18,7 +18,7 @@ import tempfile
 import threading
 import time
 import wave
-from collections.abc import Callable, Generator, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -198,7 +198,9 @@ def write_file(
                 wav.setframerate(RATE)
                 measured = _measured(loudness_and_peak(_written_wav(wav, source, progress)))
             return measured
-        parts = encoding_parts(source.total, encoders if suffix == ".mp3" else 1)
+        parts = encoding_parts(
+            source.total, encoders if suffix == ".mp3" else 1, source.quiet_spans()
+        )
         try:
             followed = _encode_parts(path, temp, suffix, source, metadata, progress, parts)
         except mpeg.CannotJoin:  # rare (no clean frame near a join): one part, as ever
@@ -252,11 +254,18 @@ class EncodingPart:
         return first, first + SEAM_WINDOW_FRAMES
 
 
-def encoding_parts(total: int, encoders: int) -> list[EncodingPart]:
+def encoding_parts(
+    total: int, encoders: int, quiet: Sequence[tuple[int, int]] = ()
+) -> list[EncodingPart]:
     """`encoders` parts of about equal length, starting on PART_GRID (fewer for a short
-    session); each overlaps the next by the next one's preroll, window and tail."""
+    session); each overlaps the next by the next one's preroll, window and tail.
+
+    A part starts, where it can, in a stretch of `quiet` (nothing but a bed sounds) near its
+    equal share: there both encoders keep long blocks and settle on the same bits, so a
+    frame to join at is found at once. Speech at a join can leave none in the window, and
+    the session is then encoded again in one part (twice the time)."""
     count = max(1, min(encoders, total // (MIN_PART_S * RATE)))
-    starts = sorted({round(i * total / count / PART_GRID) * PART_GRID for i in range(count)})
+    starts = sorted({_part_start(i * total / count, total / count, quiet) for i in range(count)})
     overlap = (PART_PREROLL_FRAMES + SEAM_WINDOW_FRAMES + PART_TAIL_FRAMES) * mpeg.SAMPLES_PER_FRAME
     owns = [0, *(start + METER_SETTLE for start in starts[1:]), total]
     ends = [*(start + overlap for start in starts[1:]), total]
@@ -264,6 +273,30 @@ def encoding_parts(total: int, encoders: int) -> list[EncodingPart]:
         EncodingPart(start, min(end, total), owns[i], owns[i + 1])
         for i, (start, end) in enumerate(zip(starts, ends, strict=True))
     ]
+
+
+PART_SHIFT_MAX = 0.25  # of a part's share: how far a start may move to find quiet
+
+
+def _part_start(share_start: float, share: float, quiet: Sequence[tuple[int, int]]) -> int:
+    """The PART_GRID point near `share_start` (0 stays 0) whose preroll and seam window
+    hold the longest stretch of `quiet` (a pause, not the gaps between lines); of equals,
+    the nearest."""
+    nearest = round(share_start / PART_GRID)
+    if nearest == 0:
+        return 0
+    reach = int(share * PART_SHIFT_MAX // PART_GRID)
+    span = (PART_PREROLL_FRAMES + SEAM_WINDOW_FRAMES) * mpeg.SAMPLES_PER_FRAME
+
+    def quiet_in(start: int) -> int:
+        overlaps = (min(end, start + span) - max(begin, start) for begin, end in quiet)
+        return max(0, max(overlaps, default=0))
+
+    candidates = range(max(1, nearest - reach), nearest + reach + 1)
+    best = max(
+        candidates, key=lambda k: (quiet_in(k * PART_GRID), -abs(k * PART_GRID - share_start))
+    )
+    return best * PART_GRID
 
 
 def _written_wav(
