@@ -63,7 +63,7 @@ FIRST_READ_WPM = 158.0
 # the pace that brings it to FIRST_READ_WPM.
 PIPER_HOP_SAMPLES = 256
 PIPER_QUIET_ENDS_S = 0.125
-CUT_FORMAT = 3  # bump when _CUT_STAGES cuts differently (older cuts are then left unused)
+CUT_FORMAT = 4  # bump when _CUT_STAGES cuts differently (older cuts are then left unused)
 # The decoder's memory grows with the length it decodes at once (~10 MiB a second of speech):
 # it decodes this many frames at a time, with its receptive field (16 frames, measured: the
 # samples are then those of one decoding) of context either side. Lean chunks where speech
@@ -161,7 +161,8 @@ class PiperEngine(Engine):
     LENGTH_SCALE = 1.25
     # Piper samples each phoneme's length from noise by default: the same line then lasts a
     # little longer or shorter on every render. Timing is the product, so lengths are the
-    # model's own (the voice's colour, noise_scale, keeps its default).
+    # model's own (the voice's colour, noise_scale, keeps its default; in a cut voice its
+    # noise is seeded by the line, so a line sounds the same on every render).
     DURATION_NOISE = 0.0
 
     def __init__(self) -> None:
@@ -352,12 +353,13 @@ class PiperEngine(Engine):
                 chunks.append(chunk.audio_float_array)
         else:
             stages = self._stages[path]
-            for front in fronts:
+            for sentence, front in enumerate(fronts):
                 values = _inputs(voice, front.ids, length_scale, self.DURATION_NOISE)
                 values.update(front.values)
                 values[front.width_name] = (values[front.width_name] * length_scale).astype(
                     np.float32
                 )
+                _add_flow_noise(stages.flow, values, front.width_name, (text, sentence))
                 _, frames, *_ = _run(stages.flow, values)
                 latent = stages.flow.get_outputs()[0].name
                 chunk = self.decode_frames or DECODE_CHUNK_FRAMES
@@ -400,6 +402,23 @@ class _Stages(NamedTuple):
     front: Any
     flow: Any
     decoder: Any
+
+
+FLOW_NOISE = "NOISE"  # the flow stage's noise input, as _CUT_STAGES names it
+
+
+def _add_flow_noise(flow: Any, values: dict[str, Any], width_name: str, seed: object) -> None:
+    """The flow's noise for a sentence, drawn from a generator seeded by `seed` (its line
+    and place): the same line sounds, and lasts, the same on every render. The noise has
+    the latent's shape: (1, channels, frames), the frames the flow makes of the widths."""
+    (noise,) = [i for i in flow.get_inputs() if i.name == FLOW_NOISE] or [None]
+    if noise is None:  # cut before the noise was an input: onnxruntime samples it
+        return
+    frames = max(1, int(np.ceil(values[width_name]).sum()))
+    digest = hashlib.sha256(repr(seed).encode()).digest()
+    generator = np.random.default_rng(int.from_bytes(digest[:8], "little"))
+    shape = (1, int(noise.shape[1]), frames)
+    values[FLOW_NOISE] = generator.standard_normal(shape, dtype=np.float32)
 
 
 def _run(session: Any, values: dict[str, Any]) -> list[Any]:
@@ -546,12 +565,27 @@ inputs = {i.name for i in graph.input}
 made_in = [{name for node in nodes.values() for name in node.output} for nodes in stages]
 needs = [{name for node in nodes.values() for name in node.input} for nodes in stages]
 extractor = onnx.utils.Extractor(model)
+typed = {v.name: v for v in onnx.shape_inference.infer_shapes(model).graph.value_info}
 for n, (nodes, path) in enumerate(zip(stages, sys.argv[2:])):
     earlier = set().union(inputs, *made_in[:n])
     later = set().union(*needs[n + 1 :])
     crossing = sorted((made_in[n] & later) - set(ends[n]))
     stage_inputs = sorted(needs[n] & earlier)
-    onnx.save(extractor.extract_model(stage_inputs, [*ends[n], *crossing]), path)
+    stage = extractor.extract_model(stage_inputs, [*ends[n], *crossing])
+    # The flow's noise (the voice's sampled colour) becomes an input, NOISE, so a line is
+    # read with the same noise every time. (The front's, for phoneme lengths, is scaled by
+    # noise_w_scale 0.)
+    for node in [node for node in stage.graph.node if node.op_type == "RandomNormalLike"]:
+        if n == 0:
+            continue
+        for user in stage.graph.node:
+            user.input[:] = ["NOISE" if name == node.output[0] else name for name in user.input]
+        stage.graph.node.remove(node)
+        noise = onnx.ValueInfoProto()
+        noise.CopyFrom(typed[node.output[0]])
+        noise.name = "NOISE"  # FLOW_NOISE
+        stage.graph.input.append(noise)
+    onnx.save(stage, path)
 
 # Each stage saved with onnxruntime's portable graph optimisations done (fusions, constant
 # folding): loading the front then takes 0.07 s, not 0.19, every time a voice loads. The
@@ -861,8 +895,9 @@ class SpeechCache:
     def write(self, key: str, entry: Entry) -> Entry:
         """Store a phrase; returns what the cache holds for `key` afterwards.
 
-        Engines are not deterministic (Piper samples noise), so when two renders race the
-        first complete entry wins and both use it: every process hears the same take.
+        Not every engine is deterministic (gTTS, espeak versions; a Piper voice read whole
+        samples its noise), so when two renders race the first complete entry wins and both
+        use it: every process hears the same take.
         """
         target = self.path(key)
         try:
