@@ -13,7 +13,7 @@ and date): wall seconds and peak RSS of
   naive warm   bed `overlay`, `normalize`, export), empty cache, then warm
 and the ratios that matter (naive/ours cold, speech on one worker/all, ours warm/naive warm,
 ours warm/floor), the real-time factor of each, and `play`'s first-sound latency and peak RSS,
-cold and warm; then a folder of sessions, cold, on one worker and on all: its speech alone
+cold and warm; and (first) a folder of sessions, cold, on one worker and on all: its speech alone
 (`plan` on the folder) and its export.
 Cold caches hold the voice model already cut in stages (a one-time step, timed
 and printed on its own). Peak RSS is the largest resident set of the command or of any
@@ -294,13 +294,16 @@ def main() -> None:
             "",
         ]
         print("\n".join(header), flush=True)
-        for minutes in args.minutes:
-            lines = measure(minutes, Path(tmp), prepared, args.runs)
+
+        def show(lines: list[str]) -> None:
             print("\n".join(lines), flush=True)
-            body += lines
-        lines = measure_batch(Path(tmp), prepared)
-        print("\n".join(lines), flush=True)
-        body += lines
+            body.extend(lines)
+
+        # The batch first: right after a long session's naive runs (GBs just freed, the
+        # kernel still reclaiming them) its rows ran slow and unevenly (2.0x became 1.46x).
+        show(measure_batch(Path(tmp), prepared))
+        for minutes in args.minutes:
+            show(measure(minutes, Path(tmp), prepared, args.runs))
     if args.write:
         results = Path(__file__).parent / "results.md"
         previous = results.read_text() if results.exists() else "# Benchmark results\n\n"
