@@ -111,13 +111,19 @@ def run(command: list[str], env: dict[str, str] | None = None) -> tuple[float, f
 
 
 def cpu_name() -> str:
+    """The CPU's model name, with its family and model numbers where they are known: a
+    virtual machine may name two generations alike ("AMD EPYC")."""
+    fields: dict[str, str] = {}
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())
     except OSError:
         pass
-    return platform.processor() or "unknown CPU"
+    name = fields.get("model name") or platform.processor() or "unknown CPU"
+    if "cpu family" in fields and "model" in fields:
+        return f"{name} (family {fields['cpu family']}, model {fields['model']})"
+    return name
 
 
 def cut_voice(folder: Path) -> tuple[Path, float]:
