@@ -132,9 +132,9 @@ def test_a_session_is_joined_where_only_the_bed_sounds(
 
     monkeypatch.setattr(mpeg, "seam", spied)
     script = write(tmp_path, JOIN_IN_SPEECH)
-    timeline = session.render(script, session.Options(), session.Silent()).timeline
+    timeline = session.timeline(script, session.Options(), session.Silent())
     quiet = timeline.quiet_spans()
-    middle = round(timeline.total / 2 / sinks.PART_GRID) * sinks.PART_GRID
+    middle = sinks.encoding_parts(timeline.total, 2)[1].start  # the even split
     assert not any(begin <= middle < end for begin, end in quiet), "the split is in speech"
     result = cli("export", str(script), "-o", str(tmp_path / "out.mp3"), "-q")
     assert result.exit_code == 0, result.output

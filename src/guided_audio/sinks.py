@@ -4,6 +4,7 @@ speakers get the same 16-bit samples a WAV export holds, chunk by chunk.
 
 from __future__ import annotations
 
+import bisect
 import ctypes
 import ctypes.util
 import errno
@@ -288,9 +289,17 @@ def _part_start(share_start: float, share: float, quiet: Sequence[tuple[int, int
     reach = int(share * PART_SHIFT_MAX // PART_GRID)
     span = (PART_PREROLL_FRAMES + SEAM_WINDOW_FRAMES) * mpeg.SAMPLES_PER_FRAME
 
+    ends = [end for _, end in quiet]
+
     def quiet_in(start: int) -> int:
-        overlaps = (min(end, start + span) - max(begin, start) for begin, end in quiet)
-        return max(0, max(overlaps, default=0))
+        """The longest quiet stretch in [start, start + span): only the spans that reach
+        into it are looked at (a long session has hundreds, and many candidates)."""
+        longest, index = 0, bisect.bisect_right(ends, start)
+        while index < len(quiet) and quiet[index][0] < start + span:
+            begin, end = quiet[index]
+            longest = max(longest, min(end, start + span) - max(begin, start))
+            index += 1
+        return longest
 
     candidates = range(max(1, nearest - reach), nearest + reach + 1)
     best = max(
