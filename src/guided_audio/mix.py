@@ -40,6 +40,7 @@ DUCK_RELEASE_S = 0.5  # and comes back up over this long after it
 DUCK_BRIDGE_S = 1.5  # gaps in speech shorter than this (a sentence pause) stay ducked
 BED_LOOP_CROSSFADE_S = 2.0
 GAIN_GRID = 32  # samples between the points a bed's gain is computed at (0.7 ms)
+MIN_FILE_RATE, MAX_FILE_RATE = 1000, 768_000  # sample rates a readable audio file may have
 
 
 # --- decoding files (pydub is the I/O layer) -------------------------------------------------
@@ -77,10 +78,14 @@ def _read_pcm_wav(path: Path) -> Audio | None:
             data = wav.readframes(wav.getnframes())
     except (wave.Error, EOFError):
         return None
+    except RuntimeError:  # the wave module's word for a chunk that runs past the file's end
+        raise DecodeError(f"{path}: cannot read audio (a damaged WAV file)") from None
     except OSError as exc:
         raise DecodeError(f"{path}: cannot read audio ({exc.strerror})") from None
     if width not in (1, 2, 4) or channels < 1:
         return None
+    if not MIN_FILE_RATE <= rate <= MAX_FILE_RATE:  # a damaged header: resampling it has no end
+        raise DecodeError(f"{path}: cannot read audio (a sample rate of {rate} Hz)")
     dtype = {1: np.uint8, 2: np.int16, 4: np.int32}[width]
     samples = np.frombuffer(data[: len(data) // (width * channels) * width * channels], dtype)
     floats = samples.astype(np.float64)
