@@ -16,7 +16,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from guided_audio import mix, session
+from guided_audio.mix.gain import loudness_gain
+from guided_audio.mix.master import Master
+from guided_audio.mix.mixer import Mixer
+from guided_audio.session import Options, Silent, render
 
 
 def main() -> None:
@@ -40,16 +43,16 @@ def main() -> None:
             check=True,
             stdout=subprocess.DEVNULL,
         )
-        options = session.Options(cache_dir=cache, loudness_lufs=None)
-        rendered = session.render(script, options, session.Silent())
+        options = Options(cache_dir=cache, loudness_lufs=None)
+        rendered = render(script, options, Silent())
         seconds = rendered.timeline.seconds
         began = time.perf_counter()
         mixer = rendered.source
-        assert isinstance(mixer, mix.Mixer)  # loudness off: the raw mixer
-        gain = mix.loudness_gain(mixer, -16.0)
+        assert isinstance(mixer, Mixer)  # loudness off: the raw mixer
+        gain = loudness_gain(mixer, -16.0)
         measuring = time.perf_counter() - began
         began = time.perf_counter()
-        for _ in mix.Master(mixer, gain).blocks():
+        for _ in Master(mixer, gain).blocks():
             pass
         rendering = time.perf_counter() - began
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -10,7 +10,9 @@ import pytest
 import yaml
 
 from conftest import cli, write
-from guided_audio import authoring, grammar
+from guided_audio import session
+from guided_audio.script import authoring, grammar
+from guided_audio.session import Options, Silent, load_with_voices
 
 ROOT = Path(__file__).parent.parent
 BUNDLED = sorted((ROOT / "scripts").glob("*.yaml"))
@@ -143,10 +145,9 @@ LONG_SILENCE_S = 20.0
 def test_bundled_sessions_are_written_with_care(path: Path) -> None:
     # Who wrote it and what it is; an opening that says the listener may stop; every long
     # silence carried by a bed (so no one wonders whether the audio stopped).
-    from guided_audio import session
-    from guided_audio.model import Say
+    from guided_audio.script.model import Say
 
-    script = session._load(path)
+    script = load_with_voices(path)
     assert script.title and script.description and script.author
     first_said = next(
         step.kind.text
@@ -155,7 +156,7 @@ def test_bundled_sessions_are_written_with_care(path: Path) -> None:
         if isinstance(step.kind, Say)
     )
     assert "stop at any time" in first_said, first_said
-    timeline = session.timeline(path, session.Options(), session.Silent())
+    timeline = session.timeline(path, Options(), Silent())
     sounds = sorted(
         [(e.start, e.end) for e in timeline.events] + [(b.start, b.end) for b in timeline.breaths]
     )

@@ -13,7 +13,13 @@ from typing import cast
 import pytest
 
 from conftest import cli, interrupt_when_ready, write
-from guided_audio import session, voice
+from guided_audio.export.naming import MAX_NAME, safe_name
+from guided_audio.script.model import Phrase
+from guided_audio.session import Options, Silent, timeline
+from guided_audio.speech.piper import PiperEngine
+from guided_audio.speech.piper_graph import stage_session
+from guided_audio.speech.registry import engine
+from guided_audio.speech.speaker import Speaker
 
 SESSION = """\
 title: {title}
@@ -61,7 +67,7 @@ def test_a_batch_takes_its_workers_from_guided_audio_jobs(
     monkeypatch.setattr(session, "_export_one", _pid_of_export)
     scripts = [write(tmp_path, SESSION.format(title=n), f"{n}.yaml") for n in ("a", "b")]
     folder = tmp_path / "out"
-    outcomes = session.export_many(scripts, folder, "wav", session.Options())
+    outcomes = export_many(scripts, folder, "wav", Options())
     pids = {cast(int, pid) for pid in outcomes}  # what _pid_of_export returned
     assert (pids != {os.getpid()}) is forked, pids
 
@@ -80,10 +86,10 @@ def test_speech_made_in_process_keeps_to_guided_audio_jobs(
         monkeypatch.delenv("GUIDED_AUDIO_JOBS", raising=False)
     else:
         monkeypatch.setenv("GUIDED_AUDIO_JOBS", jobs)
-    piper, engines = voice.PiperEngine(), voice.engine  # a fresh one: nothing loaded yet
+    piper, engines = PiperEngine(), engine  # a fresh one: nothing loaded yet
     monkeypatch.setattr(voice, "engine", lambda name: piper if name == "piper" else engines(name))
     asked: list[int | None] = []
-    real = voice._session
+    real = stage_session
 
     def spy(model: Path, threads: int | None = None) -> object:
         asked.append(threads)
@@ -91,17 +97,17 @@ def test_speech_made_in_process_keeps_to_guided_audio_jobs(
 
     monkeypatch.setattr(voice, "_session", spy)
     script = write(tmp_path, SESSION.format(title="One"), "one.yaml")
-    session.timeline(script, session.Options(cache_dir=tmp_path / "cache"), session.Silent())
+    timeline(script, Options(cache_dir=tmp_path / "cache"), Silent())
     assert asked == [threads] * 3  # front, flow and decoder
 
 
 def _spy_synthesis(monkeypatch: pytest.MonkeyPatch, log: Path) -> None:
     """Each call that makes speech appends its pid and phrases to `log` (from any process)."""
-    real = voice.Speaker.render_many
+    real = Speaker.render_many
 
     def spy(
-        self: voice.Speaker,
-        phrases: list[voice.Phrase],
+        self: Speaker,
+        phrases: list[Phrase],
         workers: int,
         advance: Callable[[int], None],
         meanwhile: Callable[[], None] = lambda: None,
@@ -110,7 +116,7 @@ def _spy_synthesis(monkeypatch: pytest.MonkeyPatch, log: Path) -> None:
             out.write(f"{os.getpid()} {sorted(p.text for p in phrases)}\n")
         real(self, phrases, workers, advance, meanwhile)
 
-    monkeypatch.setattr(voice.Speaker, "render_many", spy)
+    monkeypatch.setattr(Speaker, "render_many", spy)
 
 
 SPOKEN = "title: {title}\nsections:\n  - title: A\n    steps:\n      - say: {line}\n"
@@ -179,11 +185,11 @@ def test_several_scripts_need_a_folder(tmp_path: Path) -> None:
         pytest.param(("grounding", "Ana María / Ö"), "grounding-ana-mar-a", id="path-chars"),
         pytest.param(("con",), "con-", id="reserved"),
         pytest.param(("..",), "session", id="nothing-left"),
-        pytest.param(("x" * 300,), "x" * session.MAX_NAME, id="long"),
+        pytest.param(("x" * 300,), "x" * MAX_NAME, id="long"),
     ],
 )
 def test_file_names_are_safe_on_every_os(parts: tuple[str, ...], name: str) -> None:
-    assert session.safe_name(*parts) == name
+    assert safe_name(*parts) == name
 
 
 def test_sigterm_stops_a_batch_and_leaves_nothing(tmp_path: Path) -> None:

@@ -10,8 +10,11 @@ from pathlib import Path
 import pytest
 
 from conftest import write
-from guided_audio import session, voice
-from guided_audio.voice import Phrase, Speaker, SpeechCache, VoiceSpec
+from guided_audio.script.model import Phrase, VoiceSpec
+from guided_audio.session import Options, Silent, render
+from guided_audio.speech.cache import SpeechCache
+from guided_audio.speech.piper import PiperEngine
+from guided_audio.speech.speaker import Speaker
 
 SCRIPT = """\
 title: Cache
@@ -28,18 +31,18 @@ sections:
 def counted(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Texts the real piper engine was asked to synthesise."""
     calls: list[str] = []
-    real = voice.PiperEngine.synthesize
+    real = PiperEngine.synthesize
 
-    def spy(self: voice.PiperEngine, text: str, spec: VoiceSpec):  # type: ignore[no-untyped-def]
+    def spy(self: PiperEngine, text: str, spec: VoiceSpec):  # type: ignore[no-untyped-def]
         calls.append(text)
         return real(self, text, spec)
 
-    monkeypatch.setattr(voice.PiperEngine, "synthesize", spy)
+    monkeypatch.setattr(PiperEngine, "synthesize", spy)
     return calls
 
 
 def _render(path: Path, cache: Path) -> None:
-    session.render(path, session.Options(cache_dir=cache, loudness_lufs=None), session.Silent())
+    render(path, Options(cache_dir=cache, loudness_lufs=None), Silent())
 
 
 def test_second_render_synthesises_nothing(tmp_path: Path, counted: list[str]) -> None:

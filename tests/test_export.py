@@ -14,7 +14,9 @@ import numpy as np
 import pytest
 
 from conftest import RATE, cli, decode, interrupt_when_ready, read_wav, silences, write
-from guided_audio import session, sinks
+from guided_audio import session
+from guided_audio.export.encode import FORMATS
+from guided_audio.session import Options, Silent
 
 TIMING = """\
 title: Timing
@@ -69,7 +71,7 @@ def test_pauses_survive_mp3_encoding(tmp_path: Path, timing_wav: tuple[Path, Pat
 
 def test_sections_start_where_the_plan_says(timing_wav: tuple[Path, Path]) -> None:
     script, out = timing_wav
-    timeline = session.timeline(script, session.Options(), session.Silent())
+    timeline = session.timeline(script, Options(), Silent())
     audio = read_wav(out)
     assert len(audio) == timeline.total
     first_sound = [start for start, _ in silences(audio, min_s=0.2)]
@@ -90,13 +92,13 @@ def test_estimate_is_instant_and_close(timing_wav: tuple[Path, Path]) -> None:
     assert "~" in result.stdout and "2. Two" in result.stdout
 
 
-@pytest.mark.parametrize("suffix", [pytest.param(s, id=s[1:]) for s in sinks.FORMATS])
+@pytest.mark.parametrize("suffix", [pytest.param(s, id=s[1:]) for s in FORMATS])
 def test_formats_decode_to_the_same_length(tmp_path: Path, suffix: str) -> None:
     script = write(tmp_path, "title: F\nsections:\n  - title: A\n    steps:\n      - say: Hello.\n")
     out = tmp_path / f"f{suffix}"
     result = cli("export", str(script), "-o", str(out), "-q")
     assert result.exit_code == 0, result.output
-    timeline = session.timeline(script, session.Options(), session.Silent())
+    timeline = session.timeline(script, Options(), Silent())
     assert len(decode(out)) == pytest.approx(timeline.total, abs=RATE * 0.06)
     probe = subprocess.run(
         ["ffprobe", "-v", "error", "-show_entries", "stream=channels,sample_rate",
@@ -159,7 +161,7 @@ def test_unknown_output_format_is_refused(tmp_path: Path) -> None:
 
 
 def test_failed_export_leaves_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from guided_audio import effects
+    from guided_audio.dsp import effects
 
     script = write(
         tmp_path,

@@ -17,9 +17,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from guided_audio import mix, plan, voice
+from guided_audio.dsp.decode import file_length
 from guided_audio.errors import GuidedAudioError
-from guided_audio.script import duration_from_text, load_script
+from guided_audio.plan.builder import build, estimate_speech
+from guided_audio.script.loader import load_script
+from guided_audio.script.values import duration_from_text
+from guided_audio.speech.registry import CATALOG
 
 ROOT = Path(__file__).parent.parent
 BASES = [p.read_bytes() for p in sorted((ROOT / "scripts").glob("*.yaml"))]
@@ -39,8 +42,8 @@ def _load_and_plan(path: Path) -> str:
     """'' when the script loads and plans; else the project error's message (any other
     exception fails the test by propagating)."""
     try:
-        script = load_script(path, catalog=voice.CATALOG)
-        plan.build(script, plan.estimate_speech, mix.file_length)
+        script = load_script(path, catalog=CATALOG)
+        build(script, estimate_speech, file_length)
     except GuidedAudioError as exc:
         return str(exc)
     return ""

@@ -7,7 +7,6 @@ import itertools
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,9 +14,23 @@ import pytest
 from numpy.typing import NDArray
 
 from conftest import cli, write
-from guided_audio import effects, mpeg, session, sinks
-from guided_audio.effects import RATE
+from guided_audio import session
+from guided_audio.dsp import effects
+from guided_audio.dsp.effects import RATE
 from guided_audio.errors import GuidedAudioError
+from guided_audio.export import meter_process, mpeg
+from guided_audio.export.encode import _encoder_command
+from guided_audio.export.follow import Measured, measure_file
+from guided_audio.export.parts import (
+    PART_GRID,
+    PART_PREROLL_FRAMES,
+    PART_TAIL_FRAMES,
+    SEAM_WINDOW_FRAMES,
+    encoding_parts,
+)
+from guided_audio.export.write import write_file
+from guided_audio.play.devices import Clip
+from guided_audio.session import Options, Silent
 
 SECONDS = 45
 PART_S = 12  # three parts of 45 s
@@ -54,13 +67,13 @@ def _snr_db(decoded: NDArray[np.float32], source: NDArray[np.float32]) -> float:
 
 
 @pytest.fixture(scope="module")
-def encoded(tmp_path_factory: pytest.TempPathFactory) -> dict[int, tuple[Path, sinks.Measured]]:
+def encoded(tmp_path_factory: pytest.TempPathFactory) -> dict[int, tuple[Path, Measured]]:
     folder = tmp_path_factory.mktemp("joined")
     source = _session()
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(sinks, "MIN_PART_S", PART_S)
         return {
-            n: (out, sinks.write_file(out, sinks.Clip(source), encoders=n))
+            n: (out, write_file(out, Clip(source), encoders=n))
             for n in (1, 2, 3)
             for out in [folder / f"{n}.mp3"]
         }
@@ -68,7 +81,7 @@ def encoded(tmp_path_factory: pytest.TempPathFactory) -> dict[int, tuple[Path, s
 
 def test_parts_start_on_both_grids_and_share_the_session_out() -> None:
     total = 30 * 60 * RATE + 12345
-    parts = sinks.encoding_parts(total, 4)
+    parts = encoding_parts(total, 4)
     assert len(parts) == 4
     assert parts[0].start == 0 and parts[-1].stop == total
     for part in parts:
@@ -77,26 +90,26 @@ def test_parts_start_on_both_grids_and_share_the_session_out() -> None:
         assert before.own_stop == after.own_start  # the meters split the session, no more
         first, stop = after.seam_window()
         # the earlier part is encoded past the window, the later one from before it
-        assert before.stop >= (stop + sinks.PART_TAIL_FRAMES) * mpeg.SAMPLES_PER_FRAME
-        assert after.start <= (first - sinks.PART_PREROLL_FRAMES) * mpeg.SAMPLES_PER_FRAME
-    assert sinks.encoding_parts(90 * RATE, 4) == sinks.encoding_parts(90 * RATE, 1)[:1] * 1
+        assert before.stop >= (stop + PART_TAIL_FRAMES) * mpeg.SAMPLES_PER_FRAME
+        assert after.start <= (first - PART_PREROLL_FRAMES) * mpeg.SAMPLES_PER_FRAME
+    assert encoding_parts(90 * RATE, 4) == encoding_parts(90 * RATE, 1)[:1] * 1
 
 
-PREROLL_AND_WINDOW = (sinks.PART_PREROLL_FRAMES + sinks.SEAM_WINDOW_FRAMES) * mpeg.SAMPLES_PER_FRAME
+PREROLL_AND_WINDOW = (PART_PREROLL_FRAMES + SEAM_WINDOW_FRAMES) * mpeg.SAMPLES_PER_FRAME
 
 
 def test_a_part_starts_where_only_the_bed_sounds_when_that_is_near() -> None:
     total = 20 * 60 * RATE
-    plain = sinks.encoding_parts(total, 2)
+    plain = encoding_parts(total, 2)
     middle = plain[1].start
     quiet = [(middle - 90 * RATE, middle - 80 * RATE), (middle + 30 * RATE, middle + 50 * RATE)]
-    moved = sinks.encoding_parts(total, 2, quiet)
+    moved = encoding_parts(total, 2, quiet)
     start = moved[1].start
-    assert start % sinks.PART_GRID == 0
+    assert start % PART_GRID == 0
     assert quiet[1][0] <= start and start + PREROLL_AND_WINDOW <= quiet[1][1]  # nearer, whole
     assert moved[0].stop - start == plain[0].stop - middle  # the same overlap, moved
     far = [(middle + 4 * 60 * RATE, middle + 5 * 60 * RATE)]  # beyond a quarter of a share
-    assert sinks.encoding_parts(total, 2, far) == plain
+    assert encoding_parts(total, 2, far) == plain
 
 
 JOIN_IN_SPEECH = """\
@@ -132,9 +145,9 @@ def test_a_session_is_joined_where_only_the_bed_sounds(
 
     monkeypatch.setattr(mpeg, "seam", spied)
     script = write(tmp_path, JOIN_IN_SPEECH)
-    timeline = session.timeline(script, session.Options(), session.Silent())
+    timeline = session.timeline(script, Options(), Silent())
     quiet = timeline.quiet_spans()
-    middle = sinks.encoding_parts(timeline.total, 2)[1].start  # the even split
+    middle = encoding_parts(timeline.total, 2)[1].start  # the even split
     assert not any(begin <= middle < end for begin, end in quiet), "the split is in speech"
     result = cli("export", str(script), "-o", str(tmp_path / "out.mp3"), "-q")
     assert result.exit_code == 0, result.output
@@ -146,14 +159,14 @@ def test_a_session_is_joined_where_only_the_bed_sounds(
 
 @pytest.mark.parametrize("parts", [pytest.param(2, id="two-parts"), pytest.param(3, id="three")])
 def test_joined_parts_decode_as_one_encoding(
-    encoded: dict[int, tuple[Path, sinks.Measured]], parts: int
+    encoded: dict[int, tuple[Path, Measured]], parts: int
 ) -> None:
     source = _session()
     whole, joined = _pcm(encoded[1][0]), _pcm(encoded[parts][0])
     assert len(joined) == len(whole) == len(source)  # gapless: delay and padding right
     assert _snr_db(joined, source) >= _snr_db(whole, source) - 0.5
     # around each join, no worse than one encoding there
-    for part in sinks.encoding_parts(len(source), parts)[1:]:
+    for part in encoding_parts(len(source), parts)[1:]:
         first, stop = part.seam_window()
         lo, hi = (first - 2) * mpeg.SAMPLES_PER_FRAME, (stop + 2) * mpeg.SAMPLES_PER_FRAME
         assert _snr_db(joined[lo:hi], source[lo:hi]) >= _snr_db(whole[lo:hi], source[lo:hi]) - 1
@@ -161,7 +174,7 @@ def test_joined_parts_decode_as_one_encoding(
 
 @pytest.mark.parametrize("parts", [pytest.param(2, id="two-parts"), pytest.param(3, id="three")])
 def test_joined_headers_count_frames_bytes_and_crcs(
-    encoded: dict[int, tuple[Path, sinks.Measured]], parts: int
+    encoded: dict[int, tuple[Path, Measured]], parts: int
 ) -> None:
     from mutagen.mp3 import MP3
 
@@ -186,7 +199,7 @@ def test_joined_headers_count_frames_bytes_and_crcs(
 
 
 def test_joined_report_is_that_of_one_encoding(
-    encoded: dict[int, tuple[Path, sinks.Measured]],
+    encoded: dict[int, tuple[Path, Measured]],
 ) -> None:
     seconds, lufs, peak = encoded[1][1]
     for n in (2, 3):
@@ -194,7 +207,7 @@ def test_joined_report_is_that_of_one_encoding(
         assert joined_seconds == seconds
         assert abs(joined_lufs - lufs) <= 0.02
         assert abs(joined_peak - peak) <= 0.1
-        measured_lufs = sinks.measure_file(encoded[n][0])[1]
+        measured_lufs = measure_file(encoded[n][0])[1]
         assert abs(joined_lufs - measured_lufs) <= 0.02
 
 
@@ -207,17 +220,17 @@ def test_the_meter_decodes_an_mp3_on_the_grid_ffmpeg_decodes_it_on(tmp_path: Pat
     audio[RATE : 2 * RATE] = 0.3 * np.sin(2 * np.pi * 1000 * t)[:, None]
     stream = tmp_path / "burst.mp3"
     subprocess.run(
-        sinks._encoder_command(stream, ".mp3"), input=effects.to_int16(audio).tobytes(),
+        _encoder_command(stream, ".mp3"), input=effects.to_int16(audio).tobytes(),
         check=True,
     )  # fmt: skip
 
     def measured(mode: str, data: bytes) -> NDArray[np.float64]:
-        meter = [sys.executable, "-m", "guided_audio.sinks", mode, "0", "None"]
+        meter = meter_process.command(mode)
         done = subprocess.run(meter, input=data, capture_output=True, check=True)
         return np.array(json.loads(done.stdout)[1])
 
-    ours = measured(sinks.MEASURE_MP3_STDIN, stream.read_bytes())
-    theirs = measured(sinks.MEASURE_STDIN, _pcm(stream).tobytes())
+    ours = measured(meter_process.MP3_STDIN, stream.read_bytes())
+    theirs = measured(meter_process.FLOAT_STDIN, _pcm(stream).tobytes())
     assert len(ours) >= len(theirs) >= 29  # the last step waits for the filter's next block
     np.testing.assert_allclose(ours[: len(theirs)], theirs, rtol=1e-3, atol=1e-9)
     assert ours[10:20].min() > 1e3 * max(ours[9], ours[20])
@@ -232,7 +245,7 @@ def test_with_no_clean_frame_to_join_at_it_is_encoded_in_one_part(
     monkeypatch.setattr(sinks, "MIN_PART_S", PART_S)
     monkeypatch.setattr(mpeg, "seam", no_seam)
     out = tmp_path / "fallback.mp3"
-    sinks.write_file(out, sinks.Clip(_session()), encoders=3)
+    write_file(out, Clip(_session()), encoders=3)
     assert len(_pcm(out)) == SECONDS * RATE
     assert sorted(os.listdir(tmp_path)) == ["fallback.mp3"]  # no part left behind
 

@@ -15,7 +15,11 @@ import pytest
 from scipy.signal import resample_poly
 
 from conftest import cli, decode, write
-from guided_audio import id3, session, sinks
+from guided_audio import session
+from guided_audio.export import id3
+from guided_audio.export.encode import COVER_FORMATS
+from guided_audio.export.library_tags import GENRE
+from guided_audio.session import Options, Silent
 
 SCRIPT = """\
 title: Arriving in the body
@@ -79,7 +83,7 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]
 
 def test_mp3_chapters_are_in_order_at_the_plan_times(exported: tuple[Path, Path, str]) -> None:
     script, out, _ = exported
-    timeline = session.timeline(script, session.Options(), session.Silent())
+    timeline = session.timeline(script, Options(), Silent())
     chapters = _ffprobe(out)["chapters"]
     assert isinstance(chapters, list)
     assert [c["tags"]["title"] for c in chapters] == [s.title for s in timeline.sections]
@@ -103,7 +107,7 @@ def test_mp3_has_a_table_of_contents_tags_and_the_cover(exported: tuple[Path, Pa
     assert str(tags["TALB"]) == "Integration support"
     assert str(tags.getall("COMM")[0]) == "Ten minutes to settle; stop at any time."
     assert re.fullmatch(r"\d{4}", str(tags["TDRC"]))  # TYER in the file; mutagen reads v2.4
-    assert str(tags["TCON"]) == session.GENRE
+    assert str(tags["TCON"]) == GENRE
     pictures = tags.getall("APIC")
     assert len(pictures) == 1 and pictures[0].type == 3  # the front cover
     assert pictures[0].data == png()
@@ -121,7 +125,7 @@ def test_players_read_the_mp3s_length_from_its_header(
     script, out = write(tmp_path, SCRIPT), tmp_path / "arriving.mp3"
     result = cli("export", str(script), "-o", str(out), "-q")
     assert result.exit_code == 0, result.output
-    seconds = session.timeline(script, session.Options(), session.Silent()).total / 44100
+    seconds = session.timeline(script, Options(), Silent()).total / 44100
     info = MP3(out).info
     assert info is not None
     assert info.bitrate_mode == BitrateMode.VBR
@@ -167,7 +171,7 @@ def test_many_unicode_chapters_stay_in_order(tmp_path: Path) -> None:
 
 def test_chapters_json_beside_the_audio(exported: tuple[Path, Path, str]) -> None:
     script, out, _ = exported
-    timeline = session.timeline(script, session.Options(), session.Silent())
+    timeline = session.timeline(script, Options(), Silent())
     data = json.loads(out.with_name("arriving.chapters.json").read_text())
     assert data["version"] == "1.2.0"
     assert [c["title"] for c in data["chapters"]] == [s.title for s in timeline.sections]
@@ -217,8 +221,8 @@ def test_other_formats_carry_chapters_and_tags(tmp_path: Path, suffix: str) -> N
     assert tags["title"] == "Arriving in the body"
     assert tags["album"] == "Integration support"
     has_picture = any(s.get("disposition", {}).get("attached_pic") for s in streams)
-    assert has_picture == (suffix in sinks.COVER_FORMATS)
-    script_timeline = session.timeline(script, session.Options(), session.Silent())
+    assert has_picture == (suffix in COVER_FORMATS)
+    script_timeline = session.timeline(script, Options(), Silent())
     for chapter, span in zip(chapters, script_timeline.sections, strict=True):
         assert chapter["tags"]["title"] == span.title
         assert abs(float(chapter["start_time"]) - span.start / 44100) <= 0.020
@@ -233,7 +237,7 @@ def test_m4b_chapters_read_by_mutagen(tmp_path: Path) -> None:
     assert cli("export", str(script), "-o", str(out), "-q").exit_code == 0
     book = MP4(out)
     assert book.chapters is not None and book.tags is not None
-    timeline = session.timeline(script, session.Options(), session.Silent())
+    timeline = session.timeline(script, Options(), Silent())
     assert [c.title for c in book.chapters] == [s.title for s in timeline.sections]
     for chapter, span in zip(book.chapters, timeline.sections, strict=True):
         assert abs(chapter.start - span.start / 44100) <= 0.020
@@ -288,7 +292,7 @@ def test_chapters_stay_on_the_sound_over_an_hour(tmp_path: Path, suffix: str) ->
     level = np.abs(np.frombuffer(pcm, dtype=np.int16).astype(np.float64)) / 32768
     chapters = _ffprobe(out)["chapters"]
     assert isinstance(chapters, list) and len(chapters) == 6
-    timeline = session.timeline(script, session.Options(), session.Silent())
+    timeline = session.timeline(script, Options(), Silent())
     for chapter, span in zip(chapters, timeline.sections, strict=True):
         start = float(chapter["start_time"])
         if span is timeline.sections[0] and start == 0.0:

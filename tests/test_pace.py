@@ -13,9 +13,23 @@ import numpy as np
 import pytest
 
 from conftest import RATE, cli, read_wav, silences, write
-from guided_audio import plan, session, voice
-from guided_audio.script import load_script
-from guided_audio.voice import Phrase
+from guided_audio import session
+from guided_audio.plan.builder import phrases
+from guided_audio.plan.pace import (
+    NARRATION_WPM,
+    SENTENCE_WPM,
+    SENTENCE_WPM_MAX,
+    narration_wpm,
+    step_paces,
+)
+from guided_audio.script.loader import load_script
+from guided_audio.script.model import Phrase, VoiceSpec
+from guided_audio.session import Options, Silent
+from guided_audio.speech import registry
+from guided_audio.speech.cache import SpeechCache
+from guided_audio.speech.engine import Take
+from guided_audio.speech.piper import PiperEngine
+from guided_audio.speech.speaker import Speaker
 
 SCRIPTS = sorted((Path(__file__).parent.parent / "scripts").glob("*.yaml"))
 ENGINES = [
@@ -43,16 +57,16 @@ def test_bundled_scripts_speak_at_a_guides_pace(tmp_path: Path, engine: str) -> 
     for original in SCRIPTS:
         path = _in_engine(original, engine, tmp_path)
         script = load_script(path)
-        timeline = session.timeline(path, session.Options(), session.Silent())
-        paces = plan.step_paces(script, timeline)
+        timeline = session.timeline(path, Options(), Silent())
+        paces = step_paces(script, timeline)
         mean = statistics.mean(p.wpm for p in paces)
         fastest = max(paces, key=lambda p: p.wpm)
-        narration = plan.narration_wpm(script, paces)
+        narration = narration_wpm(script, paces)
         report.append((original.stem, round(mean), round(fastest.wpm), narration))
-        assert plan.SENTENCE_WPM[0] <= mean <= plan.SENTENCE_WPM[1], report
-        assert fastest.wpm <= plan.SENTENCE_WPM_MAX, (fastest.text, report)
+        assert SENTENCE_WPM[0] <= mean <= SENTENCE_WPM[1], report
+        assert fastest.wpm <= SENTENCE_WPM_MAX, (fastest.text, report)
         if narration is not None:
-            assert plan.NARRATION_WPM[0] <= narration <= plan.NARRATION_WPM[1], report
+            assert NARRATION_WPM[0] <= narration <= NARRATION_WPM[1], report
     # Most bundled scripts have consecutive `say` steps, so the narration rate is measured.
     assert sum(1 for *_, narration in report if narration is not None) >= 5, report
 
@@ -81,37 +95,37 @@ def test_most_lines_are_read_once(
     # Piper rushes four lines in five at its own pace; the first reading is slowed as far
     # as its phoneme lengths say (else as its letters predict), so a line is rarely
     # synthesised twice (cold exports).
-    piper, engines = voice.PiperEngine(), voice.engine  # a fresh one: nothing loaded yet
+    piper, engines = PiperEngine(), registry.engine  # a fresh one: nothing loaded yet
     monkeypatch.setattr(voice, "engine", lambda name: piper if name == "piper" else engines(name))
     if not cut:
         monkeypatch.setattr(voice, "_CUT_STAGES", "raise ValueError('not a VITS graph')")
     readings: list[str] = []
-    synthesize = voice.PiperEngine.synthesize
+    synthesize = PiperEngine.synthesize
 
-    def counted(engine: voice.PiperEngine, line: str, spec: voice.VoiceSpec) -> voice.Take:
+    def counted(engine: PiperEngine, line: str, spec: VoiceSpec) -> Take:
         readings.append(line)
         return synthesize(engine, line, spec)
 
-    monkeypatch.setattr(voice.PiperEngine, "synthesize", counted)
+    monkeypatch.setattr(PiperEngine, "synthesize", counted)
     monkeypatch.setenv("GUIDED_AUDIO_JOBS", "1")  # counted here, not in worker processes
     path = SCRIPTS[0]
-    options = session.Options(cache_dir=tmp_path / "cache")
-    timeline = session.timeline(path, options, session.Silent())
-    lines = {phrase.text for phrase in plan.phrases(load_script(path))}
+    options = Options(cache_dir=tmp_path / "cache")
+    timeline = session.timeline(path, options, Silent())
+    lines = {phrase.text for phrase in phrases(load_script(path))}
     assert len(lines) >= 10
     assert any((tmp_path / "cache" / "models").glob("*.front.onnx")) is cut
     # 1.9x unpredicted; 1.0x from the phoneme lengths, 1.4-1.5x from the letters
     assert len(readings) <= most_readings_per_line * len(lines), (len(readings), len(lines))
-    paces = plan.step_paces(load_script(path), timeline)
-    assert plan.SENTENCE_WPM[0] <= statistics.mean(p.wpm for p in paces) <= plan.SENTENCE_WPM[1]
+    paces = step_paces(load_script(path), timeline)
+    assert SENTENCE_WPM[0] <= statistics.mean(p.wpm for p in paces) <= SENTENCE_WPM[1]
 
 
 @pytest.mark.parametrize("pace", [pytest.param(1.0, id="pace-1"), pytest.param(0.8, id="pace-0.8")])
 def test_piper_knows_a_lines_length_before_reading_it(tmp_path: Path, pace: float) -> None:
-    speaker = voice.Speaker(voice.SpeechCache(tmp_path))
+    speaker = Speaker(SpeechCache(tmp_path))
     speaker.cache.ensure_writable()
-    piper = voice.engine("piper")
-    spec = voice.VoiceSpec(pace=pace)
+    piper = registry.engine("piper")
+    spec = VoiceSpec(pace=pace)
     errors = []
     for line in (
         "Let your shoulders soften, and your jaw release.",
@@ -121,7 +135,7 @@ def test_piper_knows_a_lines_length_before_reading_it(tmp_path: Path, pace: floa
         assert piper.voiced_seconds(line, spec) is not None  # the voice is cut in stages
         heard = len(speaker.render(Phrase(line, spec))) / RATE
         # as read: the first reading's pace, which the prediction chose
-        first = voice.Speaker._first_read(Phrase(line, spec))
+        first = Speaker._first_read(Phrase(line, spec))
         predicted_first = piper.voiced_seconds(line, first)
         assert predicted_first is not None
         errors.append((predicted_first - heard) / heard)
@@ -146,7 +160,7 @@ def test_sentence_and_clause_pauses_are_exact(tmp_path: Path) -> None:
 
 def test_zero_pauses_leave_fragments_touching(tmp_path: Path) -> None:
     script = write(tmp_path, PAUSES.format(sentence="0s", clause="0s"))
-    timeline = session.timeline(script, session.Options(), session.Silent())
+    timeline = session.timeline(script, Options(), Silent())
     first_step = [e for e in timeline.events if e.step == 0]
     assert len(first_step) == 3
     for before, after in itertools.pairwise(first_step):
@@ -159,7 +173,7 @@ def test_pronounce_changes_what_is_said_not_what_is_written(tmp_path: Path) -> N
         "title: Names\npronounce: {Reyes: RAY-ess}\nsections:\n  - title: A\n"
         "    pronounce: {Dana: DAH-na}\n    steps:\n      - say: Hello, Dana Reyes.\n",
     )
-    timeline = session.timeline(script, session.Options(), session.Silent())
+    timeline = session.timeline(script, Options(), Silent())
     (event,) = [e for e in timeline.events if e.kind == "speech"]
     assert isinstance(event.source, Phrase)
     assert event.source.text == "Hello, DAH-na RAY-ess."

@@ -26,7 +26,10 @@ from conftest import (
     segments,
     write,
 )
-from guided_audio import plan, player
+from guided_audio import session
+from guided_audio.plan.timeline import Timeline
+from guided_audio.play.player import END_FADE
+from guided_audio.session import Options, Silent
 
 RATE = 44100
 TEN_MS = RATE // 100
@@ -85,10 +88,9 @@ def _export(script: Path, env: dict[str, str], *extra: str) -> np.ndarray:
     return read_wav_int16(out)
 
 
-def _timeline(script: Path) -> plan.Timeline:
-    from guided_audio import session
+def _timeline(script: Path) -> Timeline:
 
-    return session.timeline(script, session.Options(), session.Silent())
+    return session.timeline(script, Options(), Silent())
 
 
 def _rms_steps(audio: np.ndarray, count: int = 6) -> np.ndarray:
@@ -183,7 +185,7 @@ def test_real_time_playback_has_no_dropout(tmp_path: Path, pulse: Pulse, home: P
 # --- keys in a real terminal -----------------------------------------------------------------
 def _play_keys_session(
     tmp_path: Path, pulse: Pulse
-) -> tuple[Path, Path, np.ndarray, plan.Timeline, pexpect.spawn[str]]:
+) -> tuple[Path, Path, np.ndarray, Timeline, pexpect.spawn[str]]:
     """KEYS exported (so its loudness is known), then playing in a terminal."""
     script = write(tmp_path, KEYS)
     capture = tmp_path / "capture.raw"
@@ -258,7 +260,7 @@ def test_end_gently_fades_out_and_goes_to_the_closing_section(
     before, closing = runs[0], runs[-1]
     # A slow fade: seconds long, its gain (heard against exported) falling all the way.
     lo, hi = before.end, closing.start
-    assert hi - lo >= (player.END_FADE / RATE - 0.5) * RATE
+    assert hi - lo >= (END_FADE / RATE - 0.5) * RATE
     heard_rms = _rms_steps(heard[lo : lo + 3 * RATE])
     gains = heard_rms / _rms_steps(exported[lo + before.shift : lo + before.shift + 3 * RATE])
     assert np.all(np.diff(gains) < 0) and gains[0] > 0.8 and gains[-1] < 0.3, gains
@@ -452,7 +454,7 @@ def test_simpleaudio_backend_where_it_works(tmp_path: Path, pulse: Pulse, home: 
 
 
 def test_bell_preview_plays_one_strike(tmp_path: Path, pulse: Pulse) -> None:
-    from guided_audio import sounds
+    from guided_audio.dsp import sounds
 
     capture = tmp_path / "bell.raw"
     played = _run(["bells", "--preview", "chime"], pulse.alsa_capture_env(tmp_path, capture))

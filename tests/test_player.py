@@ -10,12 +10,26 @@ import pytest
 from numpy.typing import NDArray
 
 from conftest import write
-from guided_audio import mix, plan, player, session, terminal
-from guided_audio.effects import CHANNELS, RATE, Audio
-from guided_audio.mix import Windowed
-from guided_audio.plan import SectionSpan, Timeline
-from guided_audio.player import At, AtSection, Player, StaticFeed
-from guided_audio.script import load_script
+from guided_audio import session
+from guided_audio.dsp.decode import file_length
+from guided_audio.dsp.effects import CHANNELS, RATE, Audio
+from guided_audio.mix.mixer import Windowed
+from guided_audio.plan.builder import build
+from guided_audio.plan.timeline import SectionSpan, Timeline
+from guided_audio.play import terminal
+from guided_audio.play.feed import StaticFeed
+from guided_audio.play.player import (
+    END_FADE,
+    PAUSE_FADE,
+    PREFILL,
+    VOLUME_MIN_DB,
+    VOLUME_RAMP,
+    At,
+    AtSection,
+    Player,
+)
+from guided_audio.script.loader import load_script
+from guided_audio.session import Options, Silent, _live_feed, open_speaker
 
 PERIOD = 1764  # 40 ms, as the device asks
 
@@ -41,7 +55,7 @@ def _player(seconds: float = 20.0, start: At | AtSection | None = None) -> Playe
     sections = (SectionSpan("One", 0, half), SectionSpan("Two", half, source.total))
     timeline = Timeline("T", (), sections, (), source.total)
     made = Player(StaticFeed(timeline, source), start or At(0))
-    assert made.wait_ready(player.PREFILL, 5.0)
+    assert made.wait_ready(PREFILL, 5.0)
     return made
 
 
@@ -79,7 +93,7 @@ def test_pause_loses_no_sample() -> None:
     p.close()
     heard = np.concatenate([before, paused, after])[:, 0]
     sounding = heard[heard != 0]
-    fade = player.PAUSE_FADE
+    fade = PAUSE_FADE
     assert len(heard) - len(sounding) > 0.9 * RATE  # silence while paused
     # Outside the two fades every sample follows the one before it.
     steps = np.diff(sounding.astype(np.int64)) % 30000
@@ -92,7 +106,7 @@ def test_seek_moves_by_exactly_ten_seconds_from_where_sound_stopped() -> None:
     p.skip(10.0)
     heard = _pull(p, 0.5)[:, 0].astype(np.int64)
     p.close()
-    fade = player.PAUSE_FADE
+    fade = PAUSE_FADE
     # A quick fade out of the next samples, then silence until the new place is rendered.
     assert np.all(np.abs(heard[:fade]) <= (np.arange(RATE, RATE + fade) % 30000 + 1000))
     sound_again = fade + int(np.flatnonzero(heard[fade:])[0])
@@ -111,8 +125,8 @@ def test_next_section_starts_at_its_first_sample() -> None:
     heard = _origin(_pull(p, 0.5))
     p.close()
     half = Ramp(20.0).total // 2
-    assert heard[player.PAUSE_FADE] == (half + player.PAUSE_FADE) % 30000
-    assert np.all(np.diff(heard[player.PAUSE_FADE :]) % 30000 == 1)
+    assert heard[PAUSE_FADE] == (half + PAUSE_FADE) % 30000
+    assert np.all(np.diff(heard[PAUSE_FADE:]) % 30000 == 1)
 
 
 def test_volume_steps_are_3_db_and_settle_exactly() -> None:
@@ -121,8 +135,8 @@ def test_volume_steps_are_3_db_and_settle_exactly() -> None:
     p.change_volume(-1)
     heard = _pull(p, 0.5).astype(np.float64)
     p.close()
-    settled = heard[player.VOLUME_RAMP + PERIOD :, 0]
-    start = RATE // 2 // PERIOD * PERIOD + player.VOLUME_RAMP + PERIOD
+    settled = heard[VOLUME_RAMP + PERIOD :, 0]
+    start = RATE // 2 // PERIOD * PERIOD + VOLUME_RAMP + PERIOD
     source = (np.arange(start, start + len(settled)) % 30000 + 1000).astype(np.float64)
     ratio_db = 20 * np.log10(settled / source)
     assert np.allclose(ratio_db, -3.0, atol=0.01)
@@ -134,7 +148,7 @@ def test_volume_never_goes_above_the_master() -> None:
     p.change_volume(+3)
     assert p.volume_db == 0.0
     p.change_volume(-100)
-    assert p.volume_db == player.VOLUME_MIN_DB
+    assert p.volume_db == VOLUME_MIN_DB
     p.toggle_mute()
     assert p.volume_db is None
     p.close()
@@ -148,7 +162,7 @@ def test_end_gently_in_the_last_section_stops_after_the_fade() -> None:
     p.close()
     assert p.finished.is_set()
     sounding = np.flatnonzero(heard[:, 0])
-    assert player.END_FADE - PERIOD <= sounding[-1] <= player.END_FADE + PERIOD
+    assert END_FADE - PERIOD <= sounding[-1] <= END_FADE + PERIOD
 
 
 def test_a_cold_feed_never_plays_past_what_is_final(tmp_path: Path) -> None:
@@ -158,10 +172,10 @@ def test_a_cold_feed_never_plays_past_what_is_final(tmp_path: Path) -> None:
         + "".join(f"      - say: Line {n} of a cold start.\n" for n in range(6)),
     )
     cache = tmp_path / "cache"
-    options = session.Options(cache_dir=cache, loudness_lufs=None)
+    options = Options(cache_dir=cache, loudness_lufs=None)
     script = load_script(script_path)
-    speaker = session._speaker(options, session.Silent())
-    feed = session._live_feed(script, speaker, None)
+    speaker = open_speaker(options, Silent())
+    feed = _live_feed(script, speaker, None)
     try:
         first = feed.snapshot()
         assert not first.exact or first.final == first.timeline.total
@@ -176,7 +190,7 @@ def test_a_cold_feed_never_plays_past_what_is_final(tmp_path: Path) -> None:
                 assert event in final.timeline.events
     finally:
         feed.close()
-    exact = plan.build(script, speaker.length, mix.file_length)
+    exact = build(script, speaker.length, file_length)
     assert exact.events == final.timeline.events
 
 
@@ -197,7 +211,7 @@ def test_keys_are_read_as_terminals_send_them(typed: str, keys: list[str]) -> No
 
 def _one_step(tmp_path: Path, step: str) -> Timeline:
     script = write(tmp_path, f"title: T\nsections:\n  - title: A\n    steps:\n      - {step}\n")
-    return session.timeline(script, session.Options(), session.Silent())
+    return session.timeline(script, Options(), Silent())
 
 
 def test_pacer_grows_holds_and_shrinks(tmp_path: Path) -> None:
@@ -235,5 +249,5 @@ def test_seeks_in_quick_succession_add_up() -> None:
     p.skip(10.0)
     _pull(p, 0.5)
     p.close()
-    expected = RATE + player.PAUSE_FADE + 10 * RATE + player.PAUSE_FADE + 10 * RATE
+    expected = RATE + PAUSE_FADE + 10 * RATE + PAUSE_FADE + 10 * RATE
     assert abs(p.position - (expected + RATE // 2)) < RATE // 10

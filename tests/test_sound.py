@@ -14,9 +14,24 @@ import pytest
 from scipy.signal import resample_poly, sosfilt
 
 from conftest import RATE, cli, decode, read_wav, silences, write
-from guided_audio import effects, mix, plan, session, sounds
-from guided_audio.model import BREATH_PATTERNS
-from guided_audio.voice import VoiceSpec
+from guided_audio import session
+from guided_audio.dsp import effects, sounds
+from guided_audio.dsp.loudness import K_WEIGHTING_SOS, LoudnessMeter
+from guided_audio.dsp.truepeak import _TILE, lowpass_fir, true_peak, true_peaks, upsample
+from guided_audio.mix.beds import bed_audio, duck_depth_at, duck_spans
+from guided_audio.mix.gain import MEASURE_THREADS, _on_threads, loudness_gain, measure
+from guided_audio.mix.master import (
+    CEILING_DBTP,
+    LIMIT_HOLD,
+    LIMIT_LOOKAHEAD,
+    Master,
+    MasteringMeter,
+    running_min,
+)
+from guided_audio.mix.mixer import BLOCK, Mixer
+from guided_audio.plan.builder import CUE_WORDS
+from guided_audio.script.model import BREATH_PATTERNS, VoiceSpec
+from guided_audio.session import Options, Silent
 
 GAP_S = VoiceSpec().gap_s
 
@@ -85,7 +100,7 @@ def test_breathe_step_lasts_exactly_its_cycles(tmp_path: Path) -> None:
         "      - breathe: {pattern: {in: 3, hold: 1.5, out: 4.5, rest: 1}, for: 1m, cues: both}\n"
         "      - say: End.\n"
     )
-    timeline = session.timeline(write(tmp_path, text), session.Options(), session.Silent())
+    timeline = session.timeline(write(tmp_path, text), Options(), Silent())
     begin, end = (e for e in timeline.events if e.kind == "speech")
     cues = [e for e in timeline.events if e.kind in ("cue", "tone")]
     gap = round(GAP_S * RATE)
@@ -102,7 +117,7 @@ def test_bell_step_lasts_its_ring_and_strikes(tmp_path: Path, name: str) -> None
     )
     audio = read_wav(export(tmp_path, text))
     design = sounds.BELLS[name]
-    timeline = session.timeline(tmp_path / "s.yaml", session.Options(), session.Silent())
+    timeline = session.timeline(tmp_path / "s.yaml", Options(), Silent())
     strikes = [e.start / RATE for e in timeline.events if e.kind == "bell"]
     speech = next(e for e in timeline.events if e.kind == "speech")
     assert np.diff(strikes) == pytest.approx([design.strike_interval_s] * 2, abs=1e-4)
@@ -171,8 +186,8 @@ def test_bed_ducks_under_the_voice_by_duck_db(tmp_path: Path) -> None:
     )
     voice_only = read_wav(export(tmp_path, DUCKING.format(music=""), "--loudness", "off", name="b"))
     bed = with_bed - voice_only  # the same cached speech: what is left is the bed alone
-    timeline = session.timeline(tmp_path / "b.yaml", session.Options(), session.Silent())
-    spoken = mix.duck_spans(timeline.voice_spans())  # a say step's clauses: one span
+    timeline = session.timeline(tmp_path / "b.yaml", Options(), Silent())
+    spoken = duck_spans(timeline.voice_spans())  # a say step's clauses: one span
     assert len(spoken) == 2
 
     def rms_db(x: np.ndarray) -> float:
@@ -320,8 +335,8 @@ def _drums(tmp_path: Path) -> None:
 def test_overlays_never_clip_and_the_limiter_holds_peaks(tmp_path: Path) -> None:
     _drums(tmp_path)
     script = write(tmp_path, LOUD_OVERLAYS)
-    rendered = session.render(script, session.Options(), session.Silent())
-    assert isinstance(rendered.source, mix.Master)
+    rendered = session.render(script, Options(), Silent())
+    assert isinstance(rendered.source, Master)
     raw_peak = max(float(np.abs(b).max()) for b in rendered.source.mixer.blocks())
     assert raw_peak > 1.0  # the float mix goes over full scale here
     gained = raw_peak * 10 ** (rendered.gain_db / 20)
@@ -335,7 +350,7 @@ def test_overlays_never_clip_and_the_limiter_holds_peaks(tmp_path: Path) -> None
 def test_blocks_render_the_same_samples_as_one_window(tmp_path: Path) -> None:
     _drums(tmp_path)
     script = write(tmp_path, LOUD_OVERLAYS)
-    source = session.render(script, session.Options(), session.Silent()).source
+    source = session.render(script, Options(), Silent()).source
     whole = source.render(0, source.total)
     for block in (RATE, 12345, RATE * 7):
         pieces = np.concatenate(list(source.blocks(block)))
@@ -346,7 +361,7 @@ def test_meter_agrees_with_an_independent_one() -> None:
     rng = np.random.default_rng(3)
     signal = rng.normal(size=(RATE * 20, 2)).astype(np.float32) * 0.05
     signal[RATE * 5 : RATE * 8] *= 4
-    meter = mix.LoudnessMeter()
+    meter = LoudnessMeter()
     for start in range(0, len(signal), 10_000):
         meter.feed(signal[start : start + 10_000])
     assert meter.integrated() == pytest.approx(_loudness(signal.astype(np.float64)), abs=0.1)
@@ -360,8 +375,8 @@ def test_block_filter_agrees_with_scipy_sample_by_sample(pieces: list[int]) -> N
     signal = (rng.normal(size=(sum(pieces), 2)) * 0.1).astype(np.float32)
     signal[:, 0] += 0.5 * np.sin(np.arange(len(signal)) * 2 * np.pi * 30 / RATE)
     signal[RATE // 2 : RATE] = 0.0  # the state must carry across a silence, too
-    expected = sosfilt(mix._K_SOS, signal.astype(np.float64), axis=0)
-    block_filter = effects.SectionFilter(mix._K_SOS, 2)
+    expected = sosfilt(K_WEIGHTING_SOS, signal.astype(np.float64), axis=0)
+    block_filter = effects.SectionFilter(K_WEIGHTING_SOS, 2)
     starts = np.cumsum([0, *pieces])
     got = np.concatenate([block_filter(signal[a:b]) for a, b in itertools.pairwise(starts)])
     assert len(signal) - len(got) < effects.SectionFilter.BLOCK
@@ -375,13 +390,13 @@ def test_no_join_steps_larger_than_the_speech_itself(tmp_path: Path) -> None:
     assert cli("export", str(source), "-o", str(out), "-q").exit_code == 0
     audio = read_wav(out)
     steps = np.abs(np.diff(audio, axis=0)).max(axis=1)
-    timeline = session.timeline(source, session.Options(), session.Silent())
+    timeline = session.timeline(source, Options(), Silent())
     margin = int(0.01 * RATE)
     speech = [e for e in timeline.events if e.kind == "speech"]
     inside = max(steps[e.start + margin : e.end - margin].max() for e in speech)
     joins = {e.start for e in timeline.events} | {e.end for e in timeline.events}
     joins |= {b.start for b in timeline.beds} | {b.end - 1 for b in timeline.beds}
-    joins |= set(range(0, timeline.total, mix.BLOCK))
+    joins |= set(range(0, timeline.total, BLOCK))
     worst = max(steps[max(0, j - 220) : j + 220].max() for j in joins)
     assert worst <= inside
 
@@ -396,16 +411,16 @@ def test_an_hour_streams_in_flat_memory(tmp_path: Path) -> None:
         tmp_path,
         f"title: Hour\nmusic: {{bed: noise}}\nsections:\n  - title: A\n    steps:\n{steps}",
     )
-    rendered = session.render(script, session.Options(), session.Silent())
+    rendered = session.render(script, Options(), Silent())
     assert rendered.timeline.seconds > 3600
     tracemalloc.start()
     blocks = 0
     for block in rendered.source.blocks():
         blocks += 1
-        assert len(block) <= mix.BLOCK
+        assert len(block) <= BLOCK
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    assert blocks == -(-rendered.timeline.total // mix.BLOCK)
+    assert blocks == -(-rendered.timeline.total // BLOCK)
     assert peak < 64 * 2**20  # an hour of float stereo would be 1.3 GB
 
 
@@ -430,7 +445,7 @@ def test_a_player_keeps_two_drone_tiles_and_plays_the_same_samples() -> None:
 def test_events_between_returns_only_overlapping_events(tmp_path: Path) -> None:
     steps = "".join(f"      - say: Line {i}.\n      - pause: 5s\n" for i in range(40))
     script = write(tmp_path, f"title: Many\nsections:\n  - title: A\n    steps:\n{steps}")
-    timeline = session.timeline(script, session.Options(), session.Silent(), estimate=True)
+    timeline = session.timeline(script, Options(), Silent(), estimate=True)
     window = timeline.events_between(100 * RATE, 110 * RATE)
     assert window
     assert all(e.end > 100 * RATE and e.start < 110 * RATE for e in window)
@@ -440,8 +455,8 @@ def test_events_between_returns_only_overlapping_events(tmp_path: Path) -> None:
 
 
 def test_bundled_scripts_cover_every_pattern_and_a_generated_bed() -> None:
-    from guided_audio.model import Breathe
-    from guided_audio.script import load_script
+    from guided_audio.script.loader import load_script
+    from guided_audio.script.model import Breathe
 
     scripts = [
         load_script(p) for p in sorted((Path(__file__).parent.parent / "scripts").glob("*.yaml"))
@@ -455,18 +470,18 @@ def test_bundled_scripts_cover_every_pattern_and_a_generated_bed() -> None:
     }
     assert patterns >= {"box", "4-7-8", "resonance", "sigh"}
     assert any(s.music and s.music.bed in sounds.GENERATED_BEDS for s in scripts)
-    assert plan.CUE_WORDS["in"] == "in"
+    assert CUE_WORDS["in"] == "in"
 
 
 # --- ducking envelope shape ------------------------------------------------------------------
 def test_duck_ramps_and_bridges_short_gaps() -> None:
     second = RATE
-    spans = mix.duck_spans([(10 * second, 12 * second), (12 * second + RATE // 2, 14 * second)])
+    spans = duck_spans([(10 * second, 12 * second), (12 * second + RATE // 2, 14 * second)])
     assert spans == [(10 * second, 14 * second)]  # a 0.5 s gap stays ducked
-    apart = mix.duck_spans([(10 * second, 12 * second), (14 * second, 15 * second)])
+    apart = duck_spans([(10 * second, 12 * second), (14 * second, 15 * second)])
     assert len(apart) == 2  # a 2 s gap lets the bed come back up
     positions = np.arange(9 * second, 16 * second, dtype=np.float64)
-    depth = mix.duck_depth_at(spans, [s for s, _ in spans], positions)
+    depth = duck_depth_at(spans, [s for s, _ in spans], positions)
 
     def at(seconds: float) -> float:
         return float(depth[round((seconds - 9) * RATE)])
@@ -488,7 +503,7 @@ def test_bundled_session_exports(tmp_path: Path, path: Path) -> None:
     result = cli("export", str(path), "-o", str(out), "-q")
     assert result.exit_code == 0, result.output
     audio = decode(out)
-    timeline = session.timeline(path, session.Options(), session.Silent())
+    timeline = session.timeline(path, Options(), Silent())
     assert len(audio) == pytest.approx(timeline.total, abs=RATE * 0.06)
     assert _loudness(audio) == pytest.approx(-16.0, abs=1.0)
     assert _true_peak_db(audio) <= -1.0
@@ -501,25 +516,25 @@ def test_loudness_holds_when_the_limiter_dominates(tmp_path: Path) -> None:
     steps = "      - pause: 20s\n      - bell: chime\n" * 4
     text = f"title: Bells\nmusic: {{bed: noise}}\nsections:\n  - title: A\n    steps:\n{steps}"
     script = write(tmp_path, text)
-    rendered = session.render(script, session.Options(), session.Silent())
-    assert isinstance(rendered.source, mix.Master)
+    rendered = session.render(script, Options(), Silent())
+    assert isinstance(rendered.source, Master)
     raw = max(float(np.abs(b).max()) for b in rendered.source.mixer.blocks())
-    assert 20 * np.log10(raw) + rendered.gain_db - mix.CEILING_DBTP > 4  # 4+ dB to limit
+    assert 20 * np.log10(raw) + rendered.gain_db - CEILING_DBTP > 4  # 4+ dB to limit
     audio = decode(export(tmp_path, text, suffix=".mp3"))
     assert _loudness(audio) == pytest.approx(-16.0, abs=1.0)
     assert _true_peak_db(audio) <= -1.0
 
 
-def _raw_mix(folder: Path, steps: str, bed: str) -> mix.Mixer:
+def _raw_mix(folder: Path, steps: str, bed: str) -> Mixer:
     """The unmastered mix of one section of `steps` over a bed."""
     text = f"title: Bells\nmusic: {{bed: {bed}}}\nsections:\n  - title: A\n    steps:\n{steps}"
-    options = session.Options(loudness_lufs=None)
-    mixer = session.render(write(folder, text), options, session.Silent()).source
-    assert isinstance(mixer, mix.Mixer)
+    options = Options(loudness_lufs=None)
+    mixer = session.render(write(folder, text), options, Silent()).source
+    assert isinstance(mixer, Mixer)
     return mixer
 
 
-def _count_renders(mixer: mix.Mixer, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+def _count_renders(mixer: Mixer, monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """The lengths of the windows of the mix rendered from now on."""
     rendered: list[int] = []
     render = mixer.render
@@ -541,13 +556,13 @@ def test_the_gain_is_found_even_under_heavy_limiting(
     # its peaks), and rendering with it lands on the target.
     mixer = _raw_mix(tmp_path, "      - pause: 20s\n      - bell: chime\n" * 4, "noise")
     rendered = _count_renders(mixer, monkeypatch)
-    gain_db = mix.loudness_gain(mixer, target)
+    gain_db = loudness_gain(mixer, target)
     assert sum(rendered) < mixer.total / 2  # less than one pass
     monkeypatch.undo()
     peak = max(float(np.abs(b).max()) for b in mixer.blocks())
-    assert 20 * np.log10(peak) + gain_db - mix.CEILING_DBTP > 10  # the limiter works hard
-    meter = mix.LoudnessMeter()
-    for block in mix.Master(mixer, gain_db).blocks():
+    assert 20 * np.log10(peak) + gain_db - CEILING_DBTP > 10  # the limiter works hard
+    meter = LoudnessMeter()
+    for block in Master(mixer, gain_db).blocks():
         meter.feed(block)
     assert meter.integrated() == pytest.approx(target, abs=0.1)
 
@@ -558,8 +573,8 @@ def test_the_limiters_model_is_the_same_a_slice_at_a_time(
     # Two hours of chunks are modelled a slice at a time (memory): each slice starts with
     # the hold and lookahead it depends on, so the loudness is the one of a single slice.
     mixer = _raw_mix(tmp_path, "      - pause: 20s\n      - bell: chime\n" * 4, "noise")
-    meter = mix.measure(mixer)
-    ceiling = effects.db_to_gain(mix.CEILING_DBTP)
+    meter = measure(mixer)
+    ceiling = effects.db_to_gain(CEILING_DBTP)
     gains = (0.0, 20.0, 30.0)
     whole = [meter.limited_loudness(gain, ceiling) for gain in gains]
     assert whole[2] < whole[1] + 10.0 - 1.0  # the limiter works: 10 dB more is far less
@@ -572,7 +587,7 @@ def test_measuring_reports_progress_up_to_the_sessions_length(tmp_path: Path) ->
     # The events are shared between two threads; the bar still ends at the session's end.
     mixer = _raw_mix(tmp_path, "      - pause: 20s\n      - bell: chime\n" * 5, "noise")
     reported: list[int] = []
-    mix.measure(mixer, reported.append)
+    measure(mixer, reported.append)
     assert sum(reported) == mixer.total
     assert all(step >= 0 for step in reported)
 
@@ -602,18 +617,18 @@ sections:
 """
 
 
-def _parts_mix(folder: Path) -> mix.Mixer:
+def _parts_mix(folder: Path) -> Mixer:
     rain = np.random.default_rng(7).normal(size=3 * RATE + 7) * 0.1
     _write_wav(folder / "rain.wav", np.convolve(rain, np.ones(8) / 8, mode="same"))
-    options = session.Options(loudness_lufs=None)
-    mixer = session.render(write(folder, _PARTS), options, session.Silent()).source
-    assert isinstance(mixer, mix.Mixer)
+    options = Options(loudness_lufs=None)
+    mixer = session.render(write(folder, _PARTS), options, Silent()).source
+    assert isinstance(mixer, Mixer)
     return mixer
 
 
-def _pass_over(mixer: mix.Mixer) -> mix.MasteringMeter:
+def _pass_over(mixer: Mixer) -> MasteringMeter:
     """The meter fed the rendered mix block by block: what measuring the parts stands for."""
-    meter = mix.MasteringMeter()
+    meter = MasteringMeter()
     for block in mixer.blocks():
         meter.feed(block)
     return meter
@@ -629,49 +644,49 @@ def test_the_mix_is_measured_from_its_parts_as_a_pass_over_it_would_be(
     mixer = _parts_mix(tmp_path)
     whole = _pass_over(mixer)
     rendered = _count_renders(mixer, monkeypatch)
-    parts = mix.measure(mixer)
+    parts = measure(mixer)
     assert not rendered
     assert parts.frames == whole.frames == mixer.total
     loud = whole.energies() > whole.energies().max() * 1e-3  # the -30 dB below is the gate's
     np.testing.assert_allclose(parts.energies()[loud], whole.energies()[loud], rtol=0.25)
     assert parts.integrated() == pytest.approx(whole.integrated(), abs=0.02)
-    ceiling = effects.db_to_gain(mix.CEILING_DBTP)
+    ceiling = effects.db_to_gain(CEILING_DBTP)
     for target in (-16.0, -30.0):
-        assert mix.loudness_gain(mixer, target) == pytest.approx(
+        assert loudness_gain(mixer, target) == pytest.approx(
             whole.gain_for(target, ceiling), abs=0.02
         )
     assert sum(rendered) < mixer.total / 4
 
 
-@pytest.mark.parametrize("offset", [0, 777, mix._TILE - 1])
+@pytest.mark.parametrize("offset", [0, 777, _TILE - 1])
 def test_a_meters_true_peak_is_the_highest_of_every_samples(offset: int) -> None:
     # The report's meter oversamples only tiles that could beat the peak found so far; it
     # must find what oversampling everything finds. Quarter-rate tones between samples
     # peak 3 dB over them; clicks and quiet noise around them.
     rng = np.random.default_rng(offset)
-    t = np.arange(5 * mix._TILE)
+    t = np.arange(5 * _TILE)
     quiet = 0.05 * rng.standard_normal((len(t), 2))
     for at in rng.integers(0, len(t) - 64, 4):
         quiet[at : at + 64] += 0.5 * np.sin(np.pi / 2 * t[:64] + np.pi / 4)[:, None]
     audio = quiet.astype(np.float32)
-    everywhere = float(mix.true_peaks(audio, ceiling=0.0, offset=offset).max())
+    everywhere = float(true_peaks(audio, ceiling=0.0, offset=offset).max())
     assert everywhere > 1.1 * float(np.abs(audio).max())  # inter-sample peaks are there
-    assert mix.true_peak(audio, 0.0, offset) == everywhere
-    assert mix.true_peak(audio, 2 * everywhere, offset) == 2 * everywhere
+    assert true_peak(audio, 0.0, offset) == everywhere
+    assert true_peak(audio, 2 * everywhere, offset) == 2 * everywhere
 
 
 def test_work_on_threads_takes_every_item_once_and_raises_the_first_error() -> None:
     done: list[tuple[int, int]] = []
-    mix._on_threads(range(1, 200), lambda item, thread: done.append((item, thread)))
+    _on_threads(range(1, 200), lambda item, thread: done.append((item, thread)))
     assert sorted(item for item, _ in done) == list(range(1, 200))
-    assert {thread for _, thread in done} <= set(range(mix.MEASURE_THREADS))
+    assert {thread for _, thread in done} <= set(range(MEASURE_THREADS))
 
     def fail(item: int, _thread: int) -> None:
         if item == 7:
             raise ValueError("seven")
 
     with pytest.raises(ValueError, match="seven"):
-        mix._on_threads(range(1, 200), fail)
+        _on_threads(range(1, 200), fail)
 
 
 def test_numpy_dsp_helpers_match_scipy() -> None:
@@ -680,16 +695,16 @@ def test_numpy_dsp_helpers_match_scipy() -> None:
     from scipy.signal import firwin, upfirdn
 
     rng = np.random.default_rng(7)
-    hold, ahead = mix.LIMIT_HOLD, mix.LIMIT_LOOKAHEAD
+    hold, ahead = LIMIT_HOLD, LIMIT_LOOKAHEAD
     size = hold + ahead + 1
     for length in (1, 5, size - 1, size, 20000):
         x = rng.random(length)
         expected = minimum_filter1d(x, size, origin=hold - size // 2, mode="nearest")
-        assert np.array_equal(mix.running_min(x, hold, ahead), expected)
-    fir = mix.lowpass_fir(81, 0.25, 5.0)
+        assert np.array_equal(running_min(x, hold, ahead), expected)
+    fir = lowpass_fir(81, 0.25, 5.0)
     assert np.allclose(fir, firwin(81, 0.25, window=("kaiser", 5.0)), atol=1e-15)
     signal = rng.standard_normal((3000, 2))
-    assert np.allclose(mix.upsample(signal, 4, fir), upfirdn(fir, signal, 4, axis=0), atol=1e-12)
+    assert np.allclose(upsample(signal, 4, fir), upfirdn(fir, signal, 4, axis=0), atol=1e-12)
     for length in (1, 7, 22050 * 2 + 3):  # Piper's 22050 Hz to the session's 44100 Hz
         speech = rng.standard_normal(length).astype(np.float32)
         for rate in (22050, 14700):
@@ -718,7 +733,7 @@ def _handover(tmp_path: Path, text: str, name: str) -> tuple[np.ndarray, slice]:
     """Windowed power of a session, and the windows from 8 s before its second section to
     8 s after (the handover and some either side; the session's own fades are outside)."""
     power = _power(read_wav(export(tmp_path, text, "--loudness", "off", name=name)))
-    timeline = session.timeline(tmp_path / f"{name}.yaml", session.Options(), session.Silent())
+    timeline = session.timeline(tmp_path / f"{name}.yaml", Options(), Silent())
     boundary = timeline.sections[1].start / RATE
     return power, slice(round((boundary - 8) / 0.1), round((boundary + 8) / 0.1))
 
@@ -743,14 +758,14 @@ def test_another_bed_crossfades_at_constant_power(tmp_path: Path) -> None:
     # quieter of the two beds at each moment (equal power: cos² + sin² = 1).
     text = _bed_session("noise, level: -22dB", "drone, level: -22dB")
     crossed, around = _handover(tmp_path, text, "a")
-    timeline = session.timeline(tmp_path / "a.yaml", session.Options(), session.Silent())
+    timeline = session.timeline(tmp_path / "a.yaml", Options(), Silent())
     noise_bed, drone_bed = timeline.beds
     gain = 10 ** ((-20 - 22) / 20)  # the voice's level, and the bed's 22 dB under it
     total = len(crossed) * round(0.1 * RATE)
-    noise = _power(gain * mix.bed_audio("noise", noise_bed.origin, total))
+    noise = _power(gain * bed_audio("noise", noise_bed.origin, total))
     silence_before = np.zeros((drone_bed.origin, 2), np.float32)  # the drone starts here
     drone = _power(
-        gain * np.vstack([silence_before, mix.bed_audio("drone", 0, total - drone_bed.origin)])
+        gain * np.vstack([silence_before, bed_audio("drone", 0, total - drone_bed.origin)])
     )
     floor = np.minimum(noise[around], drone[around])
     assert np.all(crossed[around] >= floor * 10 ** (-1.0 / 10))

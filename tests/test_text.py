@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from guided_audio import text
+from guided_audio.script import text
 
 
 @pytest.mark.parametrize(

@@ -13,9 +13,13 @@ import webvtt
 from numpy.typing import NDArray
 
 from conftest import RATE, cli, read_wav, write
-from guided_audio import session, transcript
-from guided_audio.effects import RATE as SESSION_RATE
-from guided_audio.voice import Phrase, Speaker, SpeechCache, Take, VoiceSpec
+from guided_audio.dsp.effects import RATE as SESSION_RATE
+from guided_audio.export import transcript
+from guided_audio.script.model import Phrase, VoiceSpec
+from guided_audio.session import Options, Silent, timeline
+from guided_audio.speech.cache import SpeechCache
+from guided_audio.speech.engine import Take
+from guided_audio.speech.speaker import Speaker
 
 SCRIPT = """\
 title: Transcript
@@ -97,7 +101,7 @@ def test_every_word_after_the_first_has_a_time_inside_its_cue(exported: tuple[Pa
 
 def test_breaths_bells_silences_and_sections_are_told(exported: tuple[Path, Path]) -> None:
     script, out = exported
-    plan = session.timeline(script, session.Options(), session.Silent())
+    plan = timeline(script, Options(), Silent())
     cues = [
         (c.text, _seconds(c.start), _seconds(c.end)) for c in _captions(out.with_suffix(".vtt"))
     ]

@@ -8,9 +8,12 @@ from pathlib import Path
 import pytest
 
 from conftest import cli, write
-from guided_audio import plan, voice
-from guided_audio.effects import RATE
-from guided_audio.voice import Phrase, Speaker, SpeechCache, VoiceSpec
+from guided_audio.dsp.effects import RATE
+from guided_audio.plan.builder import CUE_WORDS, cue_phrases
+from guided_audio.script.grammar import ENGINES
+from guided_audio.script.model import Phrase, VoiceSpec
+from guided_audio.speech.cache import SpeechCache
+from guided_audio.speech.speaker import Speaker
 
 FIXTURES = Path(__file__).parent / "fixtures" / "invalid"
 CASES = sorted(FIXTURES.glob("*.yaml"))
@@ -24,7 +27,7 @@ def _expected(path: Path, shared_cache: Path) -> str:
     text = "\n".join(lines).replace("{DIR}", str(path.parent.resolve()))
     if "{CUE}" in text:  # the cue's real rendered length
         speaker = Speaker(SpeechCache(shared_cache))
-        length = speaker.length(Phrase(plan.CUE_WORDS["in"], VoiceSpec(pace=0.25)))
+        length = speaker.length(Phrase(CUE_WORDS["in"], VoiceSpec(pace=0.25)))
         text = text.replace("{CUE}", f"{length / RATE:.2f}")
     return text
 
@@ -147,8 +150,8 @@ def test_bad_var_options(tmp_path: Path, args: list[str], message: str) -> None:
 
 
 def test_var_overrides_the_default(tmp_path: Path) -> None:
-    from guided_audio.model import Say
-    from guided_audio.script import load_script
+    from guided_audio.script.loader import load_script
+    from guided_audio.script.model import Say
 
     path = write(
         tmp_path,
@@ -170,7 +173,7 @@ def test_every_bundled_script_is_valid() -> None:
 
 
 def test_engines_listed_in_validation_match_voice_module() -> None:
-    assert voice.ENGINES == ("piper", "espeak", "gtts")
+    assert ENGINES == ("piper", "espeak", "gtts")
 
 
 def test_timing_error_found_while_exporting_writes_nothing(tmp_path: Path) -> None:
@@ -191,13 +194,12 @@ def test_output_under_a_file_is_refused(tmp_path: Path) -> None:
 
 
 def test_every_spoken_cue_is_measured_including_the_sigh_top_up(tmp_path: Path) -> None:
-    from guided_audio import plan
-    from guided_audio.script import load_script
+    from guided_audio.script.loader import load_script
 
     path = write(
         tmp_path,
         "title: S\nsections:\n  - title: A\n    steps:\n"
         "      - breathe: {pattern: sigh, cycles: 1, cues: voice}\n",
     )
-    words = sorted(p.text for p in plan.cue_phrases(load_script(path)))
+    words = sorted(p.text for p in cue_phrases(load_script(path)))
     assert words == ["in", "more", "out"]

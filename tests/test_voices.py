@@ -17,31 +17,41 @@ import requests
 from numpy.typing import NDArray
 
 from conftest import cli, write
-from guided_audio import voice
-from guided_audio.effects import RATE
+from guided_audio.dsp.effects import RATE
 from guided_audio.errors import EngineError
-from guided_audio.voice import Phrase, Speaker, SpeechCache, VoiceSpec
+from guided_audio.script.model import Phrase, VoiceSpec
+from guided_audio.speech import registry
+from guided_audio.speech.cache import SpeechCache
+from guided_audio.speech.espeak import EspeakEngine
+from guided_audio.speech.piper import (
+    AHEAD_DECODE_CHUNK_FRAMES,
+    DECODE_CHUNK_FRAMES,
+    PIPER_HOP_SAMPLES,
+    PiperEngine,
+)
+from guided_audio.speech.piper_graph import DECODE_CONTEXT_FRAMES, decode_latent, stage_session
+from guided_audio.speech.speaker import Speaker
 
 
 def test_default_engine_is_offline_piper() -> None:
     spec = VoiceSpec()
     assert spec.engine == "piper"
-    assert voice.engine("piper").online is False
-    assert voice.engine("piper").status()[0] is True
+    assert registry.engine("piper").online is False
+    assert registry.engine("piper").status()[0] is True
 
 
 def test_piper_model_is_loaded_once_per_run(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     loads: list[Path] = []
-    real = voice._session
+    real = stage_session
 
     def spy(model: Path, threads: int | None = None) -> object:
         loads.append(model)
         return real(model, threads)
 
     monkeypatch.setattr(voice, "_session", spy)
-    piper, engines = voice.PiperEngine(), voice.engine  # a fresh one: nothing loaded yet
+    piper, engines = PiperEngine(), registry.engine  # a fresh one: nothing loaded yet
     monkeypatch.setattr(voice, "engine", lambda name: piper if name == "piper" else engines(name))
     speaker = Speaker(SpeechCache(tmp_path))
     for text in ("One.", "Two.", "Three."):
@@ -63,7 +73,7 @@ def test_piper_model_is_loaded_once_per_run(
 def test_piper_in_stages_reads_as_the_whole_model(tmp_path: Path, text: str, pace: float) -> None:
     # The front (phoneme lengths), the flow and the decoder (audio) cut from the model say
     # what the whole model says: same samples (without the voice colour's noise), same words.
-    staged, whole = voice.PiperEngine(), voice.PiperEngine()
+    staged, whole = PiperEngine(), PiperEngine()
     staged.models = tmp_path / "models"  # cut here; `whole` has nowhere to keep a cut
     spec = VoiceSpec(pace=pace)
     for piper in (staged, whole):
@@ -85,7 +95,7 @@ def test_piper_decodes_in_chunks_as_at_once(
     # The decoder's memory follows the length it decodes at once, so it decodes a chunk at a
     # time with its receptive field of context either side: the samples stay the same, to
     # float rounding (well under a 16-bit step).
-    piper, spec = voice.PiperEngine(), VoiceSpec()
+    piper, spec = PiperEngine(), VoiceSpec()
     piper.models = tmp_path / "models"
     piper._voice(piper.model_path(spec)).config.noise_scale = 0.0
 
@@ -94,9 +104,9 @@ def test_piper_decodes_in_chunks_as_at_once(
         monkeypatch.setattr(voice, "DECODE_CONTEXT_FRAMES", context_frames)
         return piper.synthesize("Let the ground hold you, and breathe out slowly.", spec).samples
 
-    context_frames = voice.DECODE_CONTEXT_FRAMES
+    context_frames = DECODE_CONTEXT_FRAMES
     at_once = read(10**6, 0)
-    assert len(at_once) > 6 * 32 * voice.PIPER_HOP_SAMPLES  # many chunks of 32 frames
+    assert len(at_once) > 6 * 32 * PIPER_HOP_SAMPLES  # many chunks of 32 frames
     np.testing.assert_allclose(read(32, context_frames), at_once, atol=SIXTEEN_BIT_STEP / 4)
     # ...and the comparison sees a context too short for the decoder's receptive field
     assert not np.allclose(read(32, 4), at_once, atol=SIXTEEN_BIT_STEP * 30)
@@ -108,9 +118,9 @@ def test_only_worker_processes_decode_in_larger_chunks(
     # A process that makes speech beside other work (`play`'s player, a batch's files, an
     # export on one worker) decodes lean chunks; worker processes that only make speech
     # take larger ones, faster.
-    piper, engines = voice.PiperEngine(), voice.engine  # a fresh one: nothing loaded yet
+    piper, engines = PiperEngine(), registry.engine  # a fresh one: nothing loaded yet
     monkeypatch.setattr(voice, "engine", lambda name: piper if name == "piper" else engines(name))
-    log, real = tmp_path / "chunks", voice._decode
+    log, real = tmp_path / "chunks", decode_latent
 
     def spy(decoder: object, values: dict[str, object], latent: str, chunk: int) -> object:
         with log.open("a") as out:  # a file: the workers are other processes
@@ -127,11 +137,11 @@ def test_only_worker_processes_decode_in_larger_chunks(
     speaker = Speaker(SpeechCache(tmp_path / "cache"))
     lines = [Phrase(f"Line {n}, resting here.", VoiceSpec()) for n in range(1, 7)]
     speaker.render_many(lines[:4], 2, print)
-    assert decoded() == [(True, voice.AHEAD_DECODE_CHUNK_FRAMES)] * 4
+    assert decoded() == [(True, AHEAD_DECODE_CHUNK_FRAMES)] * 4
     speaker.render_many(lines[4:], 1, print)
-    assert decoded() == [(False, voice.DECODE_CHUNK_FRAMES)] * 2
+    assert decoded() == [(False, DECODE_CHUNK_FRAMES)] * 2
     speaker.render(Phrase("And one more, beside a player.", VoiceSpec()))
-    assert decoded() == [(False, voice.DECODE_CHUNK_FRAMES)]
+    assert decoded() == [(False, DECODE_CHUNK_FRAMES)]
 
 
 def test_this_process_works_meanwhile_while_its_workers_speak(tmp_path: Path) -> None:
@@ -159,7 +169,7 @@ def test_a_model_that_cannot_be_cut_is_read_whole_and_cut_once(
     monkeypatch.setattr(voice, "_CUT_STAGES", cutter)
     text = "Let the ground hold you, and breathe out slowly."
     for _ in range(2):
-        piper = voice.PiperEngine()
+        piper = PiperEngine()
         piper.models = tmp_path / "models"
         take = piper.synthesize(text, VoiceSpec())
         assert not piper._stages and piper.voiced_seconds(text, VoiceSpec()) is None
@@ -205,7 +215,7 @@ def test_piper_reads_a_line_the_same_every_time(tmp_path: Path) -> None:
     # and the voice's colour is noise seeded by the line: the same samples every time, so
     # the same trimmed length when the cache is cleared (onnxruntime's own noise moved a
     # line's trimmed edges by up to 61 ms).
-    piper = voice.engine("piper")
+    piper = registry.engine("piper")
     text = "Let the ground hold you. Breathe out slowly, and rest."
     takes = [piper.synthesize(text, VoiceSpec()) for _ in range(3)]
     assert len({take.samples.tobytes() for take in takes}) == 1
@@ -319,16 +329,16 @@ def test_gtts_without_network_fails_fast_and_writes_nothing(
 
 
 def test_gtts_is_never_chosen_implicitly() -> None:
-    from guided_audio.script import load_script
+    from guided_audio.script.loader import load_script
 
     script = load_script(Path(__file__).parent.parent / "scripts" / "grounding.yaml")
     assert all(section.voice.engine != "gtts" for section in script.sections)
 
 
 def test_engine_failure_is_an_engine_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(voice.EspeakEngine, "_binary", lambda self: None)
+    monkeypatch.setattr(EspeakEngine, "_binary", lambda self: None)
     with pytest.raises(EngineError, match="espeak-ng is not installed"):
-        voice.engine("espeak").synthesize("hi", VoiceSpec(engine="espeak"))
+        registry.engine("espeak").synthesize("hi", VoiceSpec(engine="espeak"))
 
 
 def test_voices_command_lists_engines_and_usability() -> None:

@@ -2,142 +2,57 @@
 
 from __future__ import annotations
 
-import signal
 import sys
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
 
 import click
 
-from guided_audio import (
-    __version__,
-    authoring,
-    home,
-    plan,
-    session,
-    sinks,
-    sounds,
-    terminal,
-    voice,
+from guided_audio import __version__, session
+from guided_audio.batch import (
+    Outcome,
+    export_many,
+    library,
+    options_for,
+    plan_many,
+    scripts_in,
+    speak_all,
 )
-from guided_audio.effects import RATE
+from guided_audio.console import (
+    SCRIPT,
+    Group,
+    Reporter,
+    backend_option,
+    loudness_target,
+    mastering_option,
+    quiet_option,
+    render_options,
+)
+from guided_audio.dsp import sounds
+from guided_audio.dsp.effects import RATE
 from guided_audio.errors import GuidedAudioError, UsageError
-from guided_audio.plan import Timeline
-from guided_audio.script import PACE_RANGE, parse_vars
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-class _Group(click.Group):
-    """Errors become messages in one place: the project's errors exit with their own code."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        with _signals_interrupt():
-            return self._invoke(ctx)
-
-    def _invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except GuidedAudioError as exc:
-            click.echo(str(exc), err=True)
-            ctx.exit(exc.exit_code)
-        except KeyboardInterrupt as exc:
-            click.echo("\ninterrupted; nothing was left half-written", err=True)
-            ctx.exit(128 + getattr(exc, "signum", signal.SIGINT))
+from guided_audio.export.encode import FORMATS
+from guided_audio.export.naming import DEFAULT_FOLDER, output_path
+from guided_audio.plan.pace import NARRATION_WPM, SENTENCE_WPM
+from guided_audio.plan.timeline import Timeline, clock
+from guided_audio.play import home, terminal
+from guided_audio.script import authoring
+from guided_audio.script.grammar import ENGINES
+from guided_audio.script.loader import PACE_RANGE
+from guided_audio.script.spoken import parse_vars
+from guided_audio.session import (
+    LineVoice,
+    Options,
+    Paces,
+    PlayOptions,
+    check_all,
+    new_script,
+    preview_bell,
+    say,
+)
+from guided_audio.speech import registry
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM or SIGHUP (a closed terminal): stop as cleanly as on Ctrl-C."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
-
-
-def _terminate(signum: int, _frame: object) -> None:
-    raise Terminated(signum)
-
-
-@contextmanager
-def _signals_interrupt() -> Iterator[None]:
-    """SIGTERM and SIGHUP unwind like Ctrl-C: temp files go, the terminal is restored."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {s: signal.signal(s, _terminate) for s in (signal.SIGTERM, signal.SIGHUP)}
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-
-
-class Reporter:
-    """Progress bars and notes on stderr; silent with -q."""
-
-    def __init__(self, quiet: bool) -> None:
-        self.quiet = quiet
-
-    def info(self, message: str) -> None:
-        if not self.quiet:
-            click.echo(message, err=True)
-
-    @contextmanager
-    def progress(self, label: str, total: int) -> Iterator[Callable[[int], None]]:
-        if self.quiet or not sys.stderr.isatty():  # bars are for people, not logs
-            yield lambda _: None
-            return
-        bar: Any
-        with click.progressbar(length=total, label=label, file=sys.stderr) as bar:
-            yield bar.update
-
-
-def quiet_option(fn: F) -> F:
-    return click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")(fn)
-
-
-def render_options(fn: F) -> F:
-    fn = click.option(
-        "--var",
-        "variables",
-        multiple=True,
-        metavar="NAME=VALUE",
-        help="Set a script variable (repeatable), e.g. --var client=Sam.",
-    )(fn)
-    return fn
-
-
-def mastering_option(fn: F) -> F:
-    return click.option(
-        "--loudness",
-        default=str(session.DEFAULT_LOUDNESS_LUFS),
-        show_default=True,
-        metavar="LUFS|off",
-        help="Integrated loudness target: -16 suits phones, -19 is quieter; 'off' skips mastering.",
-    )(fn)
-
-
-def _loudness(value: str) -> float | None:
-    if value.strip().lower() == "off":
-        return None
-    try:
-        lufs = float(value)
-    except ValueError:
-        raise click.BadParameter(
-            f"expected a LUFS value like -16, or 'off'; found {value!r}"
-        ) from None
-    if not -40.0 <= lufs <= -5.0:
-        raise click.BadParameter(f"{lufs:g} LUFS is outside -40 .. -5")
-    return lufs
-
-
-SCRIPT = click.Path(path_type=Path, dir_okay=True)
-
-
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="guided-audio")
 def main() -> None:
     """Turn guided sessions written in YAML into exactly timed audio, offline.
@@ -160,11 +75,9 @@ def validate(files: tuple[Path, ...], variables: tuple[str, ...], quiet: bool) -
     Example:
       guided-audio validate scripts/*.yaml
     """
-    options = session.Options(variables=parse_vars(variables))
+    options = Options(variables=parse_vars(variables))
     worst = 0
-    for path, error in zip(
-        files, session.check_all(list(files), options, Reporter(quiet)), strict=True
-    ):
+    for path, error in zip(files, check_all(list(files), options, Reporter(quiet)), strict=True):
         if error is None:
             if not quiet:
                 click.echo(f"{path}: ok")
@@ -201,9 +114,9 @@ def plan_command(
       guided-audio plan scripts/grounding.yaml --words
       guided-audio plan scripts/
     """
-    options = session.Options(variables=parse_vars(variables))
+    options = Options(variables=parse_vars(variables))
     marker = "~" if estimate else ""
-    scripts = session.scripts_in(list(files))
+    scripts = scripts_in(list(files))
     if len(scripts) == 1 and not files[0].is_dir():
         timeline = session.timeline(scripts[0], options, Reporter(quiet), estimate=estimate)
         _show_plan(timeline, marker)
@@ -213,7 +126,7 @@ def plan_command(
     if not scripts:
         raise UsageError(f"no .yaml scripts in {', '.join(map(str, files))}")
     worst, shown = 0, 0
-    for path, planned in session.plan_many(scripts, options, Reporter(quiet), estimate):
+    for path, planned in plan_many(scripts, options, Reporter(quiet), estimate):
         if isinstance(planned, GuidedAudioError):
             click.echo(str(planned), err=True)
             worst = max(worst, planned.exit_code)
@@ -224,19 +137,19 @@ def plan_command(
         click.echo(str(path))
         _show_plan(planned, marker)
         if words:
-            _words(session.paces(path, planned, session.options_for(path, options)), marker)
+            _words(session.paces(path, planned, options_for(path, options)), marker)
     sys.exit(worst)
 
 
 def _show_plan(timeline: Timeline, marker: str) -> None:
     click.echo(timeline.title)
     for index, span in enumerate(timeline.sections, start=1):
-        click.echo(f"  {marker}{session.clock(span.start):>8}  {index}. {span.title}")
-    click.echo(f"  {marker}{session.clock(timeline.total):>8}  total ({timeline.seconds:.2f} s)")
+        click.echo(f"  {marker}{clock(span.start):>8}  {index}. {span.title}")
+    click.echo(f"  {marker}{clock(timeline.total):>8}  total ({timeline.seconds:.2f} s)")
 
 
-def _words(paces: session.Paces, marker: str) -> None:
-    low, high = plan.SENTENCE_WPM
+def _words(paces: Paces, marker: str) -> None:
+    low, high = SENTENCE_WPM
     click.echo("words a minute (a calm speaker: 130-170; narration: 90-120)")
     for pace in paces.steps:
         flag = "!" if not low <= pace.wpm <= high else " "
@@ -248,7 +161,7 @@ def _words(paces: session.Paces, marker: str) -> None:
     if narration is None:
         click.echo("  narration: no two say steps follow each other")
     else:
-        low, high = plan.NARRATION_WPM
+        low, high = NARRATION_WPM
         flag = "!" if not low <= narration <= high else ""
         click.echo(f"  narration: {marker}{narration:.0f} words a minute {flag}".rstrip())
 
@@ -264,7 +177,7 @@ def _words(paces: session.Paces, marker: str) -> None:
 @click.option(
     "--format",
     "audio_format",
-    type=click.Choice([suffix[1:] for suffix in sinks.FORMATS]),
+    type=click.Choice([suffix[1:] for suffix in FORMATS]),
     help="The format, when -o names no file (or it must agree with its suffix).",
 )
 @click.option(
@@ -304,23 +217,23 @@ def export(
       guided-audio export scripts/grounding.yaml -o grounding.m4b
       guided-audio export scripts/ --var client=Sam -j 2
     """
-    options = session.Options(variables=parse_vars(variables), loudness_lufs=_loudness(loudness))
-    scripts = session.scripts_in(list(files))
+    options = Options(variables=parse_vars(variables), loudness_lufs=loudness_target(loudness))
+    scripts = scripts_in(list(files))
     if len(scripts) == 1 and not files[0].is_dir():
-        out = session.output_path(scripts[0], output, audio_format, options.variables)
+        out = output_path(scripts[0], output, audio_format, options.variables)
         _, _, report = session.export(scripts[0], out, options, Reporter(quiet), force, transcript)
         if not quiet:
             click.echo(report.line())
         return
-    if output is not None and output.suffix.lower() in sinks.FORMATS:
+    if output is not None and output.suffix.lower() in FORMATS:
         raise UsageError(f"-o {output}: with several scripts, -o names a folder")
     if not scripts:
         raise UsageError(f"no .yaml scripts in {', '.join(map(str, files))}")
-    folder = output or session.DEFAULT_FOLDER
-    session.speak_all(scripts, options, Reporter(quiet))  # every file's speech, every core
+    folder = output or DEFAULT_FOLDER
+    speak_all(scripts, options, Reporter(quiet))  # every file's speech, every core
     outcomes = []
     with Reporter(quiet).progress(f"Exporting {len(scripts)} files", len(scripts)) as advance:
-        for outcome in session.export_many(
+        for outcome in export_many(
             scripts, folder, audio_format or "mp3", options, jobs, force, transcript
         ):
             outcomes.append(outcome)
@@ -329,7 +242,7 @@ def export(
     sys.exit(max((o.exit_code for o in outcomes), default=0))
 
 
-def _summary(outcomes: list[session.Outcome], quiet: bool) -> None:
+def _summary(outcomes: list[Outcome], quiet: bool) -> None:
     for outcome in outcomes:
         if outcome.report is not None and not quiet:
             click.echo(outcome.report.line())
@@ -338,16 +251,6 @@ def _summary(outcomes: list[session.Outcome], quiet: bool) -> None:
     failed = sum(1 for o in outcomes if o.error is not None)
     if not quiet or failed:
         click.echo(f"{len(outcomes) - failed} exported, {failed} failed", err=True)
-
-
-def backend_option(fn: F) -> F:
-    return click.option(
-        "--backend",
-        type=click.Choice(sinks.BACKENDS),
-        default=sinks.DEFAULT_BACKEND,
-        show_default=True,
-        help="Sound output: miniaudio (one stream, no compiler) or simpleaudio (Python < 3.12).",
-    )(fn)
 
 
 @main.command()
@@ -382,14 +285,14 @@ def play(
       guided-audio play scripts/grounding.yaml
       guided-audio play scripts/body-scan.yaml --resume --journal
     """
-    options = session.Options(variables=parse_vars(variables), loudness_lufs=_loudness(loudness))
+    options = Options(variables=parse_vars(variables), loudness_lufs=loudness_target(loudness))
     view = terminal.TerminalView() if terminal.interactive(quiet) else terminal.PlainView(quiet)
-    play_options = session.PlayOptions(backend, resume, from_section, journal)
+    play_options = PlayOptions(backend, resume, from_section, journal)
     played = session.play(file, options, Reporter(quiet), view, play_options)
     if played.journal is not None and not quiet:
         click.echo(f"journal: {played.journal}", err=True)
     if played.outcome == "quit" and not quiet:
-        where = session.clock(played.position)
+        where = clock(played.position)
         click.echo(f"stopped at {where}; play --resume continues from there", err=True)
 
 
@@ -438,7 +341,7 @@ def bells(preview: str | None, backend: str) -> None:
       guided-audio bells --preview bowl
     """
     if preview:
-        session.preview_bell(preview, backend)
+        preview_bell(preview, backend)
         return
     for name, design in sounds.BELLS.items():
         click.echo(
@@ -455,8 +358,8 @@ def voices() -> None:
     Example:
       guided-audio voices
     """
-    for name in voice.ENGINES:
-        engine = voice.engine(name)
+    for name in ENGINES:
+        engine = registry.engine(name)
         usable, detail = engine.status()
         mark = "usable" if usable else "not available"
         default = " (default)" if name == "piper" else ""
@@ -474,7 +377,7 @@ def voices() -> None:
     type=SCRIPT,
     help="Speak in this script's voice, with its variables and pronunciations.",
 )
-@click.option("--engine", type=click.Choice(voice.ENGINES), help="The speech engine.")
+@click.option("--engine", type=click.Choice(ENGINES), help="The speech engine.")
 @click.option("--voice", "voice_name", metavar="NAME", help="A voice (see `voices`).")
 @click.option(
     "--pace", type=click.FloatRange(*PACE_RANGE), help="Relative to the voice's guide pace (1.0)."
@@ -506,9 +409,9 @@ def say_command(
       guided-audio say "Breathe in for 4-7-8... and rest." --pace 0.9
       guided-audio say "Welcome, {client}." --script scripts/grounding.yaml -o line.wav
     """
-    options = session.Options(variables=parse_vars(variables), loudness_lufs=_loudness(loudness))
-    line_voice = session.LineVoice(script_path, engine, voice_name, pace)
-    session.say(line, line_voice, options, Reporter(quiet), output, backend)
+    options = Options(variables=parse_vars(variables), loudness_lufs=loudness_target(loudness))
+    line_voice = LineVoice(script_path, engine, voice_name, pace)
+    say(line, line_voice, options, Reporter(quiet), output, backend)
     if output is not None and not quiet:
         click.echo(f"{output}")
 
@@ -527,10 +430,10 @@ def list_command(folder: Path, variables: tuple[str, ...]) -> None:
       guided-audio list
       guided-audio list ~/my-scripts
     """
-    options = session.Options(variables=parse_vars(variables))
+    options = Options(variables=parse_vars(variables))
     if not folder.is_dir():
         raise UsageError(f"{folder} is not a folder of scripts")
-    entries = list(session.library(folder, options))
+    entries = list(library(folder, options))
     if not entries:
         click.echo(f"no .yaml scripts in {folder}")
     for entry in entries:
@@ -538,7 +441,7 @@ def list_command(folder: Path, variables: tuple[str, ...]) -> None:
         if entry.script is None:
             click.echo(f"{name:28} INVALID  {entry.error}")
             continue
-        length = ("~" if entry.estimated else "") + session.clock(round(entry.seconds * RATE))
+        length = ("~" if entry.estimated else "") + clock(round(entry.seconds * RATE))
         sections = len(entry.script.sections)
         click.echo(f"{name:28} {length:>8}  {sections:2} sections  {entry.script.title}")
         if entry.script.description:
@@ -559,7 +462,7 @@ def new_command(name: Path, title: str | None) -> None:
       guided-audio new scripts/evening-wind-down
     """
     default_title = name.stem.replace("-", " ").replace("_", " ").strip().capitalize()
-    path = session.new_script(name, title or default_title or "A new session")
+    path = new_script(name, title or default_title or "A new session")
     click.echo(f"{path}: written; check it with: guided-audio validate {path}")
 
 

@@ -14,20 +14,16 @@ from __future__ import annotations
 
 import threading
 import time
-from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from guided_audio import effects, mix, plan
-from guided_audio.effects import CHANNELS, Audio, seconds_to_samples
+from guided_audio.dsp import effects
+from guided_audio.dsp.effects import CHANNELS, Audio, seconds_to_samples
 from guided_audio.errors import UsageError
-from guided_audio.mix import Windowed
-from guided_audio.model import Phrase, Script
-from guided_audio.plan import Timeline
-from guided_audio.voice import Speaker
+from guided_audio.play.feed import Feed, Snapshot
 
 BLOCK = seconds_to_samples(0.25)  # rendered ahead in blocks this long
 PREFILL = 2 * BLOCK  # rendered before the device starts, so it never begins with an underrun
@@ -38,140 +34,6 @@ VOLUME_RAMP = seconds_to_samples(0.05)
 VOLUME_STEP_DB = 3.0
 VOLUME_MIN_DB = -30.0
 SEEK_S = 10.0
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """The timeline as known now; samples before `final` play exactly as exported."""
-
-    timeline: Timeline
-    source: Windowed
-    final: int
-
-    @property
-    def exact(self) -> bool:
-        return self.final >= self.timeline.total
-
-
-class Feed(ABC):
-    @abstractmethod
-    def snapshot(self) -> Snapshot: ...
-
-    def wait(self, timeout_s: float) -> None:
-        """Until the snapshot may have changed (or the timeout)."""
-        time.sleep(timeout_s)
-
-    def close(self) -> None:  # noqa: B027 - most feeds hold nothing to close
-        pass
-
-
-class StaticFeed(Feed):
-    """A source that is final from the start (everything cached, or a bell preview)."""
-
-    def __init__(self, timeline: Timeline, source: Windowed) -> None:
-        self._snapshot = Snapshot(timeline, source, timeline.total)
-
-    def snapshot(self) -> Snapshot:
-        return self._snapshot
-
-
-def final_guard(script: Script) -> int:
-    """How far before the first unsynthesised phrase the mix is certainly final.
-
-    A bed's fades depend on where its span ends (up to two fade lengths back), ducking
-    starts an attack before speech, and the limiter looks ahead.
-    """
-    fades = [s.music.fade_s for s in script.sections if s.music is not None]
-    reach_s = max([2 * f for f in fades] + [mix.DUCK_ATTACK_S])
-    return seconds_to_samples(reach_s) + mix.LIMIT_LOOKAHEAD + mix.LIMIT_EDGE + 1
-
-
-def cached_lengths(script: Script, speaker: Speaker) -> tuple[dict[Phrase, int], list[Phrase]]:
-    """The lengths of the phrases already cached, and the others in session order (one
-    look at each cache entry)."""
-    lengths: dict[Phrase, int] = {}
-    todo: list[Phrase] = []
-    for phrase in dict.fromkeys(plan.phrases(script)):
-        frames = speaker.cache.frames(speaker.key(phrase))
-        if frames is None:
-            todo.append(phrase)
-        else:
-            lengths[phrase] = frames
-    return lengths, todo
-
-
-class LiveFeed(Feed):
-    """Synthesises missing phrases in session order while the session plays."""
-
-    def __init__(
-        self,
-        script: Script,
-        speaker: Speaker,
-        master: Callable[[mix.Mixer], Windowed],
-        cached: tuple[dict[Phrase, int], list[Phrase]] | None = None,
-    ) -> None:
-        self.script = script
-        self.speaker = speaker
-        self._master = master
-        self._guard = final_guard(script)
-        self._changed = threading.Condition()
-        self._lengths: dict[Phrase, int] = {}
-        self._version = 0
-        self._error: BaseException | None = None
-        self._closed = False
-        self._built: tuple[int, Snapshot] | None = None
-        self._build_lock = threading.Lock()
-        self._lengths, self._todo = cached or cached_lengths(script, speaker)
-        self._thread = threading.Thread(target=self._synthesize, name="synthesise", daemon=True)
-        self._thread.start()
-
-    def _synthesize(self) -> None:
-        try:
-            for phrase in self._todo:
-                if self._closed:
-                    return
-                length = len(self.speaker.render(phrase))
-                with self._changed:
-                    self._lengths[phrase] = length
-                    self._version += 1
-                    self._changed.notify_all()
-        except BaseException as exc:  # reported by the renderer, which owns the session
-            with self._changed:
-                self._error = exc
-                self._changed.notify_all()
-
-    def snapshot(self) -> Snapshot:
-        with self._changed:
-            if self._error is not None:
-                raise self._error
-            version, lengths = self._version, dict(self._lengths)
-        with self._build_lock:
-            if self._built is None or self._built[0] != version:
-                self._built = (version, self._build(lengths))
-            return self._built[1]
-
-    def _build(self, lengths: dict[Phrase, int]) -> Snapshot:
-        def measure(phrase: Phrase) -> int:
-            known = lengths.get(phrase)
-            return plan.estimate_speech(phrase) if known is None else known
-
-        timeline = plan.build(self.script, measure, mix.file_length)
-        unknown = [
-            e.start
-            for e in timeline.events
-            if isinstance(e.source, Phrase) and e.source not in lengths
-        ]
-        final = max(0, min(unknown) - self._guard) if unknown else timeline.total
-        return Snapshot(timeline, self._master(mix.Mixer(timeline, self.speaker)), final)
-
-    def wait(self, timeout_s: float) -> None:
-        with self._changed:
-            self._changed.wait(timeout_s)
-
-    def close(self) -> None:
-        """Stop after the phrase being synthesised, so no cache entry is left half-made."""
-        self._closed = True
-        self._thread.join(timeout=30)
 
 
 # --- where to go -----------------------------------------------------------------------------

@@ -1,26 +1,34 @@
-"""Stage 2: the timeline. Pure data: every sound of the session at an exact sample time.
-
-`build` walks the script once. Speech lengths come from a `measure` function (the real
-rendered length from the speech cache, or a word-count estimate), so the same code gives
-both the accurate plan and `plan --estimate`.
-"""
+"""Stage 2: a script turned into its timeline, given how long each phrase and file lasts."""
 
 from __future__ import annotations
 
-import bisect
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-from itertools import groupby
-from pathlib import Path
+from dataclasses import replace
 
-from guided_audio import sounds, text
-from guided_audio.effects import RATE, seconds_to_samples
+from guided_audio.dsp import sounds
+from guided_audio.dsp.effects import RATE, seconds_to_samples
 from guided_audio.errors import DecodeError, Location, Problem, ScriptError
-from guided_audio.grammar import MAX_EVENTS, MAX_SESSION_S
-from guided_audio.model import (
+from guided_audio.plan.timeline import (
+    BLEND,
+    CROSS,
+    LEAD_IN_S,
+    TAIL_S,
+    BedSpan,
+    BellStrike,
+    BreathSpan,
+    Caption,
+    Event,
+    FileLength,
+    Measure,
+    SectionSpan,
+    Source,
+    Timeline,
+    Tone,
+)
+from guided_audio.script import text
+from guided_audio.script.grammar import MAX_EVENTS, MAX_SESSION_S
+from guided_audio.script.model import (
     Bell,
     Breathe,
-    Music,
     Pause,
     Phrase,
     Reflect,
@@ -31,189 +39,10 @@ from guided_audio.model import (
     Step,
     VoiceSpec,
 )
-from guided_audio.text import Word
-
-LEAD_IN_S = 0.5  # silence before the first sound, so players do not clip it
-TAIL_S = 1.5  # silence after the last sound, for the bed's fade and a calm ending
 
 # What each breath phase says when cues include the voice.
 CUE_WORDS = {"in": "in", "hold": "hold", "out": "out", "rest": "rest"}
 TOP_UP_WORD = "more"  # a second inhale in a row (the sigh pattern)
-
-
-@dataclass(frozen=True)
-class Tone:
-    """A breath tone: rising for an inhale, falling for an exhale."""
-
-    direction: str
-    seconds: float
-
-
-@dataclass(frozen=True)
-class BellStrike:
-    name: str
-
-
-Source = Phrase | Tone | BellStrike | Path
-
-
-@dataclass(frozen=True)
-class Caption:
-    """What a speech event says as written; a sentence's fragments share its number."""
-
-    sentence: int
-    words: tuple[Word, ...]
-
-
-@dataclass(frozen=True)
-class Event:
-    start: int  # sample index at RATE
-    length: int
-    source: Source
-    section: int
-    kind: str  # speech | cue | tone | bell | sound
-    caption: Caption | None = None
-    step: int = -1  # which step of the session (counted across sections) it belongs to
-
-    @property
-    def end(self) -> int:
-        return self.start + self.length
-
-
-@dataclass(frozen=True)
-class SectionSpan:
-    title: str
-    start: int
-    end: int
-
-
-FADE = "fade"  # from or to silence, at the session's (or the music's) edges
-CROSS = "cross"  # equal power, into or out of a different bed
-BLEND = "blend"  # the same bed at another level: the gain moves, the sound continues
-
-
-@dataclass(frozen=True)
-class BedSpan:
-    """A bed sounding over [start, end), its edges shaped over `fade_in`/`fade_out` samples.
-
-    `origin` is where the bed's own time starts: a bed that only changes level keeps its
-    origin, so both spans play the same samples while one hands over to the other.
-    """
-
-    music: Music
-    start: int
-    end: int
-    origin: int = 0
-    fade_in: int = 0
-    fade_out: int = 0
-    edge_in: str = FADE
-    edge_out: str = FADE
-
-
-@dataclass(frozen=True)
-class BreathSpan:
-    """One phase of a `breathe` step, for a pacer that shows it in time with the audio."""
-
-    kind: str  # in | hold | out | rest
-    start: int
-    end: int
-
-
-@dataclass(frozen=True)
-class Timeline:
-    title: str
-    events: tuple[Event, ...]  # sorted by start
-    sections: tuple[SectionSpan, ...]
-    beds: tuple[BedSpan, ...]
-    total: int
-    breaths: tuple[BreathSpan, ...] = ()
-    rate: int = RATE
-    _starts: list[int] = field(default_factory=list, repr=False, compare=False)
-    _longest: int = field(default=0, repr=False, compare=False)
-    _breath_starts: list[int] = field(default_factory=list, repr=False, compare=False)
-    sentences: list[tuple[Event, ...]] = field(default_factory=list, repr=False, compare=False)
-    _sentence_starts: list[int] = field(default_factory=list, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        self._starts.extend(e.start for e in self.events)
-        self._breath_starts.extend(b.start for b in self.breaths)
-        spoken = [e for e in self.events if e.caption is not None]
-        for _, group in groupby(spoken, key=lambda e: e.caption.sentence if e.caption else -1):
-            self.sentences.append(tuple(group))  # a sentence's fragments, in order
-        self._sentence_starts.extend(s[0].start for s in self.sentences)
-        object.__setattr__(self, "_longest", max((e.length for e in self.events), default=0))
-
-    @property
-    def seconds(self) -> float:
-        return self.total / self.rate
-
-    def events_between(self, start: int, stop: int) -> list[Event]:
-        """Events sounding anywhere in [start, stop)."""
-        first = bisect.bisect_left(self._starts, start - self._longest)
-        last = bisect.bisect_left(self._starts, stop)
-        return [e for e in self.events[first:last] if e.end > start]
-
-    def section_at(self, sample: int) -> int:
-        """Index of the section playing at `sample` (the first one during the lead-in)."""
-        starts = [span.start for span in self.sections]
-        return max(0, bisect.bisect_right(starts, sample) - 1)
-
-    def breath_at(self, sample: int) -> BreathSpan | None:
-        """The breath phase sounding at `sample`, if any."""
-        index = bisect.bisect_right(self._breath_starts, sample) - 1
-        if index >= 0 and sample < self.breaths[index].end:
-            return self.breaths[index]
-        return None
-
-    def sentence_at(self, sample: int) -> str:
-        """The written sentence being spoken at `sample` (its clause pauses included), or ''."""
-        index = bisect.bisect_right(self._sentence_starts, sample) - 1
-        if index >= 0 and sample < self.sentences[index][-1].end:
-            fragments = self.sentences[index]
-            return " ".join(w.written for e in fragments if e.caption for w in e.caption.words)
-        return ""
-
-    def speech_at(self, sample: int) -> Event | None:
-        """The spoken phrase (not a breath cue) sounding at `sample`, if any."""
-        for event in self.events_between(sample, sample + 1):
-            if event.kind == "speech":
-                return event
-        return None
-
-    def quiet_spans(self) -> list[tuple[int, int]]:
-        """Where nothing but a bed sounds (no speech, cue, tone, bell or sound), sorted."""
-        quiet, end = [], 0
-        for event in self.events:  # sorted by start
-            if event.start > end:
-                quiet.append((end, event.start))
-            end = max(end, event.end)
-        if end < self.total:
-            quiet.append((end, self.total))
-        return quiet
-
-    def voice_spans(self) -> list[tuple[int, int]]:
-        """Where a voice speaks (speech and spoken cues), merged and sorted."""
-        spans = sorted((e.start, e.end) for e in self.events if e.kind in ("speech", "cue"))
-        merged: list[tuple[int, int]] = []
-        for start, end in spans:
-            if merged and start <= merged[-1][1]:
-                merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
-            else:
-                merged.append((start, end))
-        return merged
-
-
-def clock(samples: int) -> str:
-    """'mm:ss', or 'h:mm:ss' past an hour."""
-    seconds = int(samples // RATE)
-    hours, rest = divmod(seconds, 3600)
-    if hours:
-        return f"{hours}:{rest // 60:02d}:{rest % 60:02d}"
-    return f"{rest // 60:02d}:{rest % 60:02d}"
-
-
-Measure = Callable[[Phrase], int]
-FileLength = Callable[[Path], int]
 
 
 def estimate_speech(phrase: Phrase) -> int:
@@ -491,78 +320,3 @@ def _edges(bed: BedSpan) -> BedSpan:
     """A bed fading in and out over its music's fade (at most half its length each)."""
     fade = min(seconds_to_samples(bed.music.fade_s), (bed.end - bed.start) // 2)
     return replace(bed, fade_in=fade, fade_out=fade)
-
-
-# --- pace: how fast the narration is, as a listener hears it ----------------------------------
-SENTENCE_WPM = (130.0, 170.0)  # a calm speaker, within one `say` (its inner pauses included)
-SENTENCE_WPM_MAX = 185.0
-NARRATION_WPM = (90.0, 120.0)  # over consecutive `say` steps, the gaps between them included
-
-
-@dataclass(frozen=True)
-class StepPace:
-    """One spoken step: its words over the time from its first sound to its last."""
-
-    section: int
-    step: int
-    text: str
-    words: int
-    start: int
-    end: int
-    inline_pause: int  # explicit [pause]s inside it: the author's, not the pace's
-
-    @property
-    def seconds(self) -> float:
-        return (self.end - self.start - self.inline_pause) / RATE
-
-    @property
-    def wpm(self) -> float:
-        return self.words / self.seconds * 60.0 if self.seconds > 0 else 0.0
-
-
-def step_paces(script: Script, timeline: Timeline) -> list[StepPace]:
-    """Every `say` step (and reflect question), with its measured pace."""
-    spoken: dict[int, list[Event]] = {}
-    for event in timeline.events:
-        if event.kind == "speech" and event.caption is not None:
-            spoken.setdefault(event.step, []).append(event)
-    steps = [(s, step) for s, section in enumerate(script.sections) for step in section.steps]
-    out = []
-    for index, (section, step) in enumerate(steps):
-        kind = step.kind
-        said = (
-            kind if isinstance(kind, Say) else kind.question if isinstance(kind, Reflect) else None
-        )
-        if said is None or index not in spoken:
-            continue
-        events = spoken[index]
-        words = sum(w.spoken for e in events if e.caption for w in e.caption.words)
-        inline = sum(seconds_to_samples(p.seconds) for p in said.parts if isinstance(p, Pause))
-        out.append(
-            StepPace(section, index, said.text, words, events[0].start, events[-1].end, inline)
-        )
-    return out
-
-
-def narration_wpm(script: Script, paces: list[StepPace]) -> float | None:
-    """Words per minute over runs of consecutive `say` steps (gaps and inner pauses in,
-    explicit pauses out); None when no two `say` steps follow each other."""
-    kinds = [step.kind for section in script.sections for step in section.steps]
-    words = samples = 0
-    run: list[StepPace] = []
-    for pace in [*paces, None]:
-        joined = (
-            pace is not None
-            and run
-            and pace.step == run[-1].step + 1
-            and isinstance(kinds[pace.step], Say)
-            and isinstance(kinds[run[-1].step], Say)
-        )
-        if not joined:
-            if len(run) >= 2:
-                words += sum(p.words for p in run)
-                samples += run[-1].end - run[0].start - sum(p.inline_pause for p in run)
-            run = []
-        if pace is not None:
-            run.append(pace)
-    return words / samples * RATE * 60.0 if samples else None

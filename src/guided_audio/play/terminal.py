@@ -21,9 +21,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TextIO
 
-from guided_audio.effects import RATE
-from guided_audio.plan import Timeline, clock
-from guided_audio.player import AtSection, Player
+from guided_audio.dsp.effects import RATE
+from guided_audio.plan.timeline import Timeline, clock
+from guided_audio.play.player import AtSection, Player
 
 INTERRUPTS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
 FRAME_S = 0.1  # redraw and key poll interval

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from guided_audio import effects
-from guided_audio.effects import RATE, Audio
+from guided_audio.dsp import effects
+from guided_audio.dsp.effects import RATE, Audio
 
 
 # --- bells -----------------------------------------------------------------------------------

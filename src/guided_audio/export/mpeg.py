@@ -19,7 +19,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from .errors import GuidedAudioError
+from guided_audio.errors import GuidedAudioError
 
 SAMPLES_PER_FRAME = 1152
 _BITRATES_KBPS = (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320)

@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from guided_audio.effects import RATE, seconds_to_samples
-from guided_audio.model import Phrase
-from guided_audio.plan import TAIL_S, Event, Timeline
+from guided_audio.dsp.effects import RATE, seconds_to_samples
+from guided_audio.plan.timeline import TAIL_S, Event, Timeline
+from guided_audio.script.model import Phrase
 
 LONG_SILENCE_S = 10.0  # a quiet stretch this long is worth telling a reader about
 BREATH_WORDS = {"in": "breathe in", "hold": "hold", "out": "breathe out", "rest": "rest"}

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from guided_audio.grammar import MUSIC, VOICE, default
+from guided_audio.script.grammar import MUSIC, VOICE, default
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from guided_audio import grammar as g
-from guided_audio.grammar import Key
+from guided_audio.script import grammar as g
+from guided_audio.script.grammar import Key
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 DURATION_PATTERN = (
