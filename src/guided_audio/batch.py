@@ -7,12 +7,13 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from guided_audio.dsp.decode import file_length
 from guided_audio.errors import GuidedAudioError, UsageError
 from guided_audio.export.naming import default_output
+from guided_audio.files import exit_quietly_on_signals
 from guided_audio.plan.builder import build, estimate_speech, phrases
 from guided_audio.plan.timeline import Measure, Timeline
 from guided_audio.play.feed import cached_lengths
@@ -25,11 +26,9 @@ from guided_audio.session import (
     export,
     load_with_voices,
     open_speaker,
-    start_batch_worker,
     synthesize,
     timeline,
     validate,
-    worker_count,
 )
 from guided_audio.speech.cache import SpeechCache
 from guided_audio.speech.speaker import Speaker
@@ -70,7 +69,7 @@ def options_for(script: Path, options: Options) -> Options:
     for other scripts, and ignored here)."""
     defined = load_with_voices(script).variables
     used = {k: v for k, v in options.variables.items() if k in defined}
-    return Options(used, options.loudness_lufs, options.cache_dir)
+    return replace(options, variables=used)
 
 
 def speak_all(scripts: list[Path], options: Options, reporter: Reporter) -> None:
@@ -138,14 +137,17 @@ def export_many(
     if len(set(names)) != len(names):
         clash = next(n for n in names if names.count(n) > 1)
         raise UsageError(f"two scripts would both be exported to {clash}; export them apart")
-    workers = max(1, min(jobs or worker_count(), len(work)))
+    workers = max(1, min(jobs or options.resources.workers, len(work)))
     if workers == 1:
         yield from (_export_one(job) for job in work)
         return
+    # Each file's process gets its share of the cores (encoders, inference threads).
+    shared = replace(options, resources=options.resources.for_batch_files(workers))
+    work = [replace(job, options=shared) for job in work]
     context = multiprocessing.get_context("fork")  # before any thread or engine is started
     # Ctrl-C reaches every worker (one process group) and the shutdown below sends SIGTERM:
     # either unwinds a worker's export (its temp file goes), and it exits quietly.
-    pool = context.Pool(workers, initializer=start_batch_worker, initargs=(workers,))
+    pool = context.Pool(workers, initializer=exit_quietly_on_signals)
     try:
         yield from pool.imap_unordered(_export_one, work)
         pool.close()
@@ -170,9 +172,8 @@ class LibraryEntry:
 def library(folder: Path, options: Options) -> Iterator[LibraryEntry]:
     """Every .yaml script in `folder`, with its length from cached speech where it exists
     (estimated otherwise; nothing is rendered); invalid scripts carry their first error."""
-    speaker = Speaker(
-        SpeechCache(options.cache_dir) if options.cache_dir else SpeechCache.default()
-    )
+    cache = SpeechCache(options.cache_dir) if options.cache_dir else SpeechCache.default()
+    speaker = Speaker(cache, resources=options.resources)
     for path in scripts_in([folder]):
         try:
             script = load_with_voices(path, options.variables)

@@ -5,11 +5,9 @@ script → plan → voice → mix → sinks. The CLI only parses options and pri
 from __future__ import annotations
 
 import contextlib
-import multiprocessing
-import os
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
@@ -22,7 +20,6 @@ from guided_audio.export import transcript
 from guided_audio.export.library_tags import chapters_json, metadata
 from guided_audio.export.naming import default_output
 from guided_audio.export.write import check_output, write_file, write_text
-from guided_audio.files import exit_quietly_on_signals
 from guided_audio.mix.gain import loudness_gain, prepare_beds
 from guided_audio.mix.master import Master, predicted_gain
 from guided_audio.mix.mixer import Mixer, Windowed, fingerprint
@@ -35,13 +32,15 @@ from guided_audio.play.devices import DEFAULT_BACKEND, Clip, open_output
 from guided_audio.play.feed import LiveFeed, StaticFeed, cached_lengths
 from guided_audio.play.home import JournalEntry, Positions, journal_file
 from guided_audio.play.player import PREFILL, At, AtSection, Player, section_target
+from guided_audio.resources import Resources
 from guided_audio.script import authoring
 from guided_audio.script.loader import line_script, load_script
 from guided_audio.script.model import Phrase, Reflect, Script, VoiceSpec
 from guided_audio.speech import registry
 from guided_audio.speech.cache import SpeechCache
 from guided_audio.speech.registry import CATALOG, names
-from guided_audio.speech.speaker import Speaker, share_cores, use_cores
+from guided_audio.speech.speaker import Speaker
+from guided_audio.speech.workers import speaking
 
 DEFAULT_LOUDNESS_LUFS = -16.0
 
@@ -72,6 +71,7 @@ class Options:
     variables: Mapping[str, str] = field(default_factory=dict)
     loudness_lufs: float | None = DEFAULT_LOUDNESS_LUFS  # None: the raw mix, no gain or limiter
     cache_dir: Path | None = None  # None: $GUIDED_AUDIO_CACHE or ./audio_cache
+    resources: Resources = field(default_factory=Resources.from_environment)
 
 
 @dataclass(frozen=True)
@@ -86,36 +86,28 @@ class Rendered:
 def open_speaker(options: Options, reporter: Reporter) -> Speaker:
     cache = SpeechCache(options.cache_dir) if options.cache_dir else SpeechCache.default()
     cache.ensure_writable()
-    if not multiprocessing.current_process().daemon:  # a batch's worker has its share
-        use_cores(worker_count())  # speech made here keeps to the cores asked for
-    return Speaker(cache, notify=reporter.info)
+    return Speaker(cache, notify=reporter.info, resources=options.resources)
 
 
-def synthesize(
-    speaker: Speaker,
-    phrases: list[Phrase],
-    reporter: Reporter,
-    meanwhile: Callable[[], None] = lambda: None,
-) -> None:
-    """Render what the cache lacks, on every core (one engine session per worker); this
-    process runs `meanwhile` while they speak."""
+@contextmanager
+def synthesizing(speaker: Speaker, phrases: list[Phrase], reporter: Reporter) -> Iterator[bool]:
+    """Render what the cache lacks, on every core (one engine session per worker); the body
+    of the `with` runs meanwhile, told whether there is speech to wait for."""
     missing = speaker.missing(phrases)
-    if missing:
-        with reporter.progress("Synthesising speech", len(missing)) as advance:
-            speaker.render_many(missing, worker_count(), advance, meanwhile)
+    if not missing:
+        yield False
+        return
+    with (
+        reporter.progress("Synthesising speech", len(missing)) as advance,
+        speaking(speaker, missing, advance),
+    ):
+        yield True
 
 
-def worker_count() -> int:
-    """Processes (and cores) to work with at once: GUIDED_AUDIO_JOBS, else one per core."""
-    return int(os.environ.get("GUIDED_AUDIO_JOBS") or os.cpu_count() or 1)
-
-
-_files_at_once = 1  # a batch's worker process shares the cores with the others
-
-
-def _encoders() -> int:
-    """Encoders one file may run at once: its share of the workers."""
-    return max(1, worker_count() // _files_at_once)
+def synthesize(speaker: Speaker, phrases: list[Phrase], reporter: Reporter) -> None:
+    """Render what the cache lacks, on every core."""
+    with synthesizing(speaker, phrases, reporter):
+        pass
 
 
 def timeline(path: Path, options: Options, reporter: Reporter, estimate: bool = False) -> Timeline:
@@ -161,7 +153,9 @@ def _check_timing(script: Script, options: Options, reporter: Reporter) -> None:
                 # Checking answers valid or not (0 or 2) even where the cache cannot be
                 # written: the cues are measured in a throwaway one.
                 folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="guided-audio-"))
-                speaker = Speaker(SpeechCache(Path(folder)), notify=reporter.info)
+                speaker = Speaker(
+                    SpeechCache(Path(folder)), notify=reporter.info, resources=options.resources
+                )
             synthesize(speaker, list(cues), reporter)
 
             def measure(phrase: Phrase) -> int:
@@ -177,7 +171,9 @@ def render(path: Path, options: Options, reporter: Reporter) -> Rendered:
 def _render(script: Script, options: Options, reporter: Reporter) -> Rendered:
     speaker = open_speaker(options, reporter)
     beds = [section.music.bed for section in script.sections if section.music is not None]
-    synthesize(speaker, builder.phrases(script), reporter, lambda: prepare_beds(beds))
+    with synthesizing(speaker, builder.phrases(script), reporter) as waiting:
+        if waiting:  # the beds' loops are measured while the workers speak
+            prepare_beds(beds)
     tl = build(script, speaker.length, file_length)
     mixer = Mixer(tl, speaker)
     target = options.loudness_lufs
@@ -234,7 +230,11 @@ def export(
     vtt, chapters = sidecars(out)
     with reporter.progress(f"Writing {out}", rendered.timeline.total) as advance:
         seconds, lufs, dbtp = write_file(
-            out, rendered.source, metadata(script, rendered.timeline), advance, _encoders()
+            out,
+            rendered.source,
+            metadata(script, rendered.timeline),
+            advance,
+            options.resources.encoders,
         )
     try:
         write_text(chapters, chapters_json(rendered.timeline))
@@ -246,13 +246,6 @@ def export(
             written.unlink(missing_ok=True)
         raise
     return out, rendered, Report(out, seconds, len(rendered.timeline.sections), lufs, dbtp)
-
-
-def start_batch_worker(workers: int) -> None:
-    global _files_at_once
-    _files_at_once = workers
-    exit_quietly_on_signals()
-    share_cores(workers)  # one inference thread each when there is a file per core
 
 
 @dataclass(frozen=True)
@@ -307,8 +300,7 @@ def play(
         else:
             start = At(saved)
     output = open_output(play_options.backend)  # no device: say so before any work
-    speaker = open_speaker(options, reporter)
-    sounds.keep_drone_tiles(sounds.DRONE_TILES_LIVE)  # it plays in real time: keep memory low
+    speaker = open_speaker(replace(options, resources=options.resources.for_playing()), reporter)
     player = Player(_live_feed(script, speaker, options.loudness_lufs), start)
     outcome = "interrupted"
     try:
@@ -325,7 +317,6 @@ def play(
     finally:
         output.close()
         player.close()
-        sounds.keep_drone_tiles(None)
         try:
             if outcome == "finished":
                 positions.clear(path)
@@ -423,7 +414,6 @@ def _play_static(timeline: Timeline, source: Windowed, backend: str) -> None:
     finally:
         output.close()
         player.close()
-        sounds.keep_drone_tiles(None)
 
 
 def preview_bell(name: str, backend: str = DEFAULT_BACKEND) -> None:

@@ -147,34 +147,25 @@ def _whole_cycles(hz: float) -> float:
 
 _drone_tiles: OrderedDict[int, Audio] = OrderedDict()  # built tiles, the latest used last
 _drone_tiles_lock = threading.Lock()
-_drone_tiles_kept: int | None = None  # None: the whole loop
-DRONE_TILES_LIVE = 2  # the tile playing and the next
 
 
-def keep_drone_tiles(count: int | None) -> None:
-    """How many of the drone's tiles stay built: the whole loop (None, 42 MB) for an export,
-    which passes over it again and again; a few for a player, which moves on in real time
-    (a tile takes 26 ms to build, 0.3 % of its own length)."""
-    global _drone_tiles_kept
-    with _drone_tiles_lock:
-        _drone_tiles_kept = count
-        _forget_drone_tiles()
-
-
-def _forget_drone_tiles() -> None:
-    while _drone_tiles_kept is not None and len(_drone_tiles) > _drone_tiles_kept:
-        _drone_tiles.popitem(last=False)
-
-
-def _drone_tile(index: int) -> Audio:
-    """Samples [index * DRONE_TILE, (index + 1) * DRONE_TILE) of the drone's loop."""
+def _drone_tile(index: int, keep: int | None) -> Audio:
+    """Samples [index * DRONE_TILE, (index + 1) * DRONE_TILE) of the drone's loop; `keep`
+    tiles stay built, the latest used (None: the whole loop)."""
     with _drone_tiles_lock:
         tile = _drone_tiles.get(index)
         if tile is None:
             tile = _drone_tiles[index] = _build_drone_tile(index)
-            _forget_drone_tiles()
         _drone_tiles.move_to_end(index)
+        while keep is not None and len(_drone_tiles) > keep:
+            _drone_tiles.popitem(last=False)
         return tile
+
+
+def drone_tiles_built() -> int:
+    """How many of the drone's tiles are built and kept now."""
+    with _drone_tiles_lock:
+        return len(_drone_tiles)
 
 
 def _build_drone_tile(index: int) -> Audio:
@@ -206,15 +197,21 @@ def _build_drone_tile(index: int) -> Audio:
     return tile
 
 
-def drone(start: int, stop: int) -> Audio:
-    """A slowly moving pad, unit RMS, stereo: partials that swell on long, unrelated cycles."""
+def drone(start: int, stop: int, keep_tiles: int | None = None) -> Audio:
+    """A slowly moving pad, unit RMS, stereo: partials that swell on long, unrelated cycles.
+
+    Its loop is built in tiles on first use; `keep_tiles` of them stay built: the whole loop
+    (None, 42 MB) for an export, which passes over it again and again; a few for a player,
+    which moves on in real time (a tile takes 26 ms to build, 0.3 % of its own length)."""
     out = np.empty((stop - start, 2), dtype=np.float32)
     at = start
     while at < stop:
         within_loop = at % DRONE_LOOP
         tile, within = divmod(within_loop, DRONE_TILE)
         count = min(stop - at, DRONE_TILE - within)
-        out[at - start : at - start + count] = _drone_tile(tile)[within : within + count]
+        out[at - start : at - start + count] = _drone_tile(tile, keep_tiles)[
+            within : within + count
+        ]
         at += count
     return out
 
@@ -246,8 +243,9 @@ def _noise_loop() -> Audio:
     return out
 
 
-def noise(start: int, stop: int) -> Audio:
-    """Soft brown/pink noise, unit RMS, stereo, any window."""
+def noise(start: int, stop: int, keep_tiles: int | None = None) -> Audio:
+    """Soft brown/pink noise, unit RMS, stereo, any window (its loop, 64 s, is kept whole
+    whatever `keep_tiles` says)."""
     loop = _noise_loop()
     first = start % len(loop)
     if first + (stop - start) <= len(loop):

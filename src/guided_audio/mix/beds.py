@@ -44,10 +44,11 @@ def bed_loop_length(bed: str | Path) -> int:
     return sounds.GENERATED_LOOPS[bed] if isinstance(bed, str) else len(_bed_loop(bed))
 
 
-def bed_audio(bed: str | Path, start: int, stop: int) -> Audio:
-    """Unit-RMS stereo bed samples for [start, stop) of the bed's own time."""
+def bed_audio(bed: str | Path, start: int, stop: int, drone_tiles: int | None = None) -> Audio:
+    """Unit-RMS stereo bed samples for [start, stop) of the bed's own time (`drone_tiles`:
+    how much of a generated loop stays built, see sounds.drone)."""
     if isinstance(bed, str):
-        return sounds.GENERATED_BEDS[bed](start, stop)
+        return sounds.GENERATED_BEDS[bed](start, stop, drone_tiles)
     loop = _bed_loop(bed)
     index = np.arange(start, stop) % len(loop)
     return loop[index]

@@ -51,6 +51,7 @@ class Mixer(Windowed):
     def __init__(self, timeline: Timeline, speaker: Speaker) -> None:
         self.timeline = timeline
         self.speaker = speaker
+        self.drone_tiles = speaker.resources.drone_tiles
         self.duck = duck_spans(timeline.voice_spans())
         self.duck_starts = [s for s, _ in self.duck]
 
@@ -103,7 +104,9 @@ class Mixer(Windowed):
         coarse = np.exp(depth * np.log(effects.db_to_gain(-music.duck_db)))
         coarse *= bed_envelope_at(grid, bed) * level
         gain = effects.straight_lines(coarse.astype(np.float32), GAIN_GRID)[lo - first : hi - first]
-        samples = bed_audio(music.bed, lo - bed.origin, hi - bed.origin)  # may be read-only
+        samples = bed_audio(
+            music.bed, lo - bed.origin, hi - bed.origin, self.drone_tiles
+        )  # may be read-only
         out: Audio = samples * gain[:, None]
         return out
 

@@ -25,6 +25,18 @@ class Take:
     words: tuple[int, ...] | None = None
 
 
+@dataclass(frozen=True)
+class Reading:
+    """How this process reads speech, passed with every call (never set on an engine):
+    where cut voice models are kept (None: voices are read whole), the inference threads
+    of a voice loaded now (None: onnxruntime's choice), and the latent frames a decoder
+    takes at once."""
+
+    models: Path | None
+    threads: int | None
+    decode_frames: int
+
+
 # --- engines ---------------------------------------------------------------------------------
 class Engine(ABC):
     name: str
@@ -46,9 +58,9 @@ class Engine(ABC):
         """Everything about the engine and voice that changes the sound."""
 
     @abstractmethod
-    def synthesize(self, text: str, spec: VoiceSpec) -> Take: ...
+    def synthesize(self, text: str, spec: VoiceSpec, reading: Reading) -> Take: ...
 
-    def voiced_seconds(self, text: str, spec: VoiceSpec) -> float | None:
+    def voiced_seconds(self, text: str, spec: VoiceSpec, reading: Reading) -> float | None:
         """How long `text` sounds (as trimmed) at `spec`, known without reading it; None
         when the engine cannot tell."""
         return None

@@ -15,7 +15,7 @@ from guided_audio.dsp import effects
 from guided_audio.dsp.effects import Audio
 from guided_audio.errors import EngineError, MissingProgramError
 from guided_audio.script.model import VoiceSpec
-from guided_audio.speech.engine import Engine, Take
+from guided_audio.speech.engine import Engine, Reading, Take
 
 
 class EspeakEngine(Engine):
@@ -56,7 +56,7 @@ class EspeakEngine(Engine):
         ).stdout.strip()
         return f"{version} voice {spec.name or self.DEFAULT} wpm {self.WORDS_PER_MINUTE}"
 
-    def synthesize(self, text: str, spec: VoiceSpec) -> Take:
+    def synthesize(self, text: str, spec: VoiceSpec, reading: Reading) -> Take:
         binary = self._binary()
         if binary is None:
             raise MissingProgramError("espeak-ng is not installed (apt-get install espeak-ng)")

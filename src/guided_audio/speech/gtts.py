@@ -11,7 +11,7 @@ from guided_audio.dsp import effects
 from guided_audio.dsp.effects import Audio
 from guided_audio.errors import EngineError
 from guided_audio.script.model import VoiceSpec
-from guided_audio.speech.engine import Engine, Take
+from guided_audio.speech.engine import Engine, Reading, Take
 
 GTTS_TIMEOUT_S = 4.0
 
@@ -55,7 +55,7 @@ class GttsEngine(Engine):
         lang, tld = self.VOICES[spec.name or self.DEFAULT]
         return f"gtts {lang} {tld} slow={spec.pace < self.SLOW_BELOW_PACE}"
 
-    def synthesize(self, text: str, spec: VoiceSpec) -> Take:
+    def synthesize(self, text: str, spec: VoiceSpec, reading: Reading) -> Take:
         from gtts import gTTS, gTTSError
         from pydub import AudioSegment
 

@@ -9,9 +9,8 @@ import importlib.util
 import json
 import os
 import subprocess
-import sys
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,8 @@ from guided_audio.dsp.effects import Audio
 from guided_audio.errors import EngineError
 from guided_audio.files import temp_beside
 from guided_audio.script.model import VoiceSpec
-from guided_audio.speech.engine import Engine, Take, file_digest, package_version
+from guided_audio.speech import piper_cut
+from guided_audio.speech.engine import Engine, Reading, Take, file_digest, package_version
 from guided_audio.speech.piper_graph import (
     Front,
     Stages,
@@ -43,14 +43,7 @@ from guided_audio.speech.piper_graph import (
 # the pace that brings it to FIRST_READ_WPM.
 PIPER_HOP_SAMPLES = 256
 PIPER_QUIET_ENDS_S = 0.125
-CUT_FORMAT = 4  # bump when _CUT_STAGES cuts differently (older cuts are then left unused)
-# The decoder's memory grows with the length it decodes at once (~10 MiB a second of speech):
-# it decodes this many frames at a time, with its receptive field (16 frames, measured: the
-# samples are then those of one decoding) of context either side. Lean chunks where speech
-# is made beside other work (`play`'s player, a batch's files); a worker process that only
-# makes speech takes larger ones, each context a smaller share (10% faster, +60 MiB).
-DECODE_CHUNK_FRAMES = 128
-AHEAD_DECODE_CHUNK_FRAMES = 512
+CUT_FORMAT = 4  # bump when piper_cut cuts differently (older cuts are then left unused)
 UNCUTTABLE_KEPT_BYTES = 4000  # of the cutter's error, kept beside a model it could not cut
 FRONTS_KEPT = 8  # lines whose front stage is kept: a line's pace is solved on it, then read
 
@@ -81,10 +74,7 @@ class PiperEngine(Engine):
         self._loaded: dict[Path, Any] = {}  # PiperVoice (phonemes, config; a session if whole)
         self._stages: dict[Path, Stages] = {}  # the model's sessions, when it is cut
         self._fronts: dict[tuple[Path, str], list[Front]] = {}  # lines the front has read
-        self.models: Path | None = None  # where the cut models are kept
         self._single_threaded: set[Path] = set()  # voices whose sessions run no thread pool
-        self.threads: int | None = None  # inference threads for voices loaded from now on
-        self.decode_frames: int | None = None  # None: DECODE_CHUNK_FRAMES
 
     def fork_safe(self) -> bool:
         """Whether a process may fork now: every loaded voice runs inference on its
@@ -98,13 +88,13 @@ class PiperEngine(Engine):
         self._fronts.clear()
         self._single_threaded.clear()
 
-    def load_for_workers(self, spec: VoiceSpec) -> bool:
+    def load_for_workers(self, spec: VoiceSpec, reading: Reading) -> bool:
         """Load a voice with one inference thread, before worker processes fork: they share
         it, loaded once, and each runs on a core of its own. False if it is already loaded
         with a thread pool (then no worker may fork)."""
         path = self.model_path(spec)
         if path not in self._loaded:
-            self._voice(path, threads=1)
+            self._voice(path, replace(reading, threads=1))
         return path in self._single_threaded
 
     @staticmethod
@@ -155,24 +145,23 @@ class PiperEngine(Engine):
             f" duration noise {self.DURATION_NOISE}"
         )
 
-    def _voice(self, path: Path, threads: int | None = None) -> Any:
-        """The loaded voice; `threads` sets its inference threads when it loads (None:
-        onnxruntime's own choice, all cores, for one process alone)."""
-        threads = threads or self.threads
+    def _voice(self, path: Path, reading: Reading) -> Any:
+        """The loaded voice; `reading.threads` sets its inference threads when it loads
+        (None: onnxruntime's own choice, all cores, for one process alone)."""
+        threads = reading.threads
         if path not in self._loaded:
             try:
                 from piper import PiperConfig, PiperVoice
             except ImportError:
                 raise EngineError("piper-tts is not installed (pip install piper-tts)") from None
-            cut = self._cut(path)
+            cut = self._cut(path, reading.models)
             try:
                 if cut is not None:
                     config = json.loads(Path(f"{path}.json").read_text(encoding="utf-8"))
                     voice = PiperVoice(session=None, config=PiperConfig.from_dict(config))
                     self._stages[path] = Stages(*(stage_session(stage, threads) for stage in cut))
-                else:  # without `onnx` there are no word times
-                    with _inference_threads(threads):
-                        voice = PiperVoice.load(path, include_alignments=_has_onnx())
+                else:
+                    voice = _whole_voice(path, threads)
             except Exception as exc:  # onnxruntime raises many types for a bad model file
                 raise EngineError(f"cannot load Piper voice {path}: {exc}") from None
             self._loaded[path] = voice
@@ -180,25 +169,25 @@ class PiperEngine(Engine):
                 self._single_threaded.add(path)
         return self._loaded[path]
 
-    def _cut(self, path: Path) -> list[Path] | None:
-        """The model's stages, cut once beside the cache in a child process (onnx holds the
-        whole model in memory while cutting it); None where it cannot be cut."""
-        if self.models is None or not _onnx_installed():
+    def _cut(self, path: Path, models: Path | None) -> list[Path] | None:
+        """The model's stages, cut once into `models` by a child process (`piper_cut`: onnx
+        holds the whole model in memory while cutting it); None where it cannot be cut."""
+        if models is None or not _onnx_installed():
             return None
         stat = path.stat()
         stem = f"{file_digest(path, stat.st_size, stat.st_mtime_ns)}-cut{CUT_FORMAT}"
-        stages = [self.models / f"{stem}.{stage}.onnx" for stage in Stages._fields]
+        stages = [models / f"{stem}.{stage}.onnx" for stage in Stages._fields]
         if all(stage.is_file() for stage in stages):
             return stages
-        uncuttable = self.models / f"{stem}.uncuttable"
+        uncuttable = models / f"{stem}.uncuttable"
         if uncuttable.exists():  # tried once: another graph than Piper's VITS
             return None
         try:
-            self.models.mkdir(mode=0o700, parents=True, exist_ok=True)
+            models.mkdir(mode=0o700, parents=True, exist_ok=True)
             with ExitStack() as temps:
                 made = [temps.enter_context(temp_beside(stage, ".tmp")) for stage in stages]
-                cut = [sys.executable, "-c", _CUT_STAGES, str(path), *map(str, made)]
-                done = subprocess.run(cut, capture_output=True, check=False)
+                cutter = piper_cut.command(path, made)
+                done = subprocess.run(cutter, capture_output=True, check=False)
                 if done.returncode > 0:  # it raised (a signal, say, is not the model's fault)
                     with temp_beside(uncuttable, ".tmp") as why:
                         why.write_bytes(done.stderr[-UNCUTTABLE_KEPT_BYTES:])
@@ -211,10 +200,10 @@ class PiperEngine(Engine):
             return None
         return stages
 
-    def _front(self, path: Path, text: str) -> list[Front] | None:
+    def _front(self, path: Path, text: str, reading: Reading) -> list[Front] | None:
         """Each sentence of `text` through the front (at length scale 1), kept for the
         reading that follows; None when the voice is not cut."""
-        voice = self._voice(path)
+        voice = self._voice(path, reading)
         if path not in self._stages:
             return None
         key = (path, text)
@@ -234,24 +223,24 @@ class PiperEngine(Engine):
             self._fronts[key] = fronts
         return fronts
 
-    def voiced_seconds(self, text: str, spec: VoiceSpec) -> float | None:
+    def voiced_seconds(self, text: str, spec: VoiceSpec, reading: Reading) -> float | None:
         path = self.model_path(spec)
-        fronts = self._front(path, text)
+        fronts = self._front(path, text, reading)
         if not fronts:
             return None
         length_scale = self.LENGTH_SCALE / spec.pace
         frames = [np.ceil(front.widths * length_scale) for front in fronts]  # as the flow does
         units = sum(float(f.sum()) for f in frames) - float(frames[0][0] + frames[-1][-1])
-        seconds = units * PIPER_HOP_SAMPLES / float(self._voice(path).config.sample_rate)
+        seconds = units * PIPER_HOP_SAMPLES / float(self._voice(path, reading).config.sample_rate)
         return max(0.0, seconds - PIPER_QUIET_ENDS_S * length_scale)
 
-    def synthesize(self, text: str, spec: VoiceSpec) -> Take:
+    def synthesize(self, text: str, spec: VoiceSpec, reading: Reading) -> Take:
         path = self.model_path(spec)
-        voice = self._voice(path)
+        voice = self._voice(path, reading)
         length_scale = self.LENGTH_SCALE / spec.pace
         chunks: list[Audio] = []
         words: list[int] | None = []
-        fronts = self._front(path, text)
+        fronts = self._front(path, text, reading)
         if fronts is None:  # the whole model, through Piper
             from piper import SynthesisConfig
 
@@ -274,8 +263,7 @@ class PiperEngine(Engine):
                 add_flow_noise(stages.flow, values, front.width_name, (text, sentence))
                 _, frames, *_ = run_stage(stages.flow, values)
                 latent = stages.flow.get_outputs()[0].name
-                chunk = self.decode_frames or DECODE_CHUNK_FRAMES
-                audio = decode_latent(stages.decoder, values, latent, chunk)
+                audio = decode_latent(stages.decoder, values, latent, reading.decode_frames)
                 samples = np.asarray(frames, np.int64).reshape(-1) * PIPER_HOP_SAMPLES
                 pairs = phoneme_samples(front.phonemes, voice.config.phoneme_id_map, samples)
                 if pairs is None:
@@ -290,98 +278,29 @@ class PiperEngine(Engine):
         )
 
 
-@contextmanager
-def _inference_threads(threads: int | None) -> Iterator[None]:
-    """onnxruntime sessions made inside get `threads` inference threads (PiperVoice.load
-    makes the whole model's session with default options, so the class is swapped while it
-    loads)."""
-    if threads is None:
-        yield
-        return
+def _whole_voice(path: Path, threads: int | None) -> Any:
+    """The whole model, loaded as PiperVoice.load does (patched for alignments where `onnx`
+    is installed), its session given `threads` inference threads."""
     import onnxruntime
+    from piper import PiperConfig, PiperVoice
 
-    base, count = onnxruntime.SessionOptions, threads
+    config = json.loads(Path(f"{path}.json").read_text(encoding="utf-8"))
+    model: str | bytes = str(path)
+    if _has_onnx():  # without `onnx` there are no word times
+        import onnx
+        from piper.patch_voice_with_alignment import add_alignment_output
 
-    class Sized(base):  # type: ignore[misc, valid-type]
-        def __init__(self) -> None:
-            super().__init__()
-            set_threads(self, count)
-
-    onnxruntime.SessionOptions = Sized
-    try:
-        yield
-    finally:
-        onnxruntime.SessionOptions = base
-
-
-# Run as `python -c` with (model, front, flow, decoder). The front ends at the phoneme
-# lengths before they are rounded up to whole frames (the input of the model's one Ceil), so
-# one run at length scale 1 gives a line's frames at any pace; its outputs are that, then
-# what later stages take. The flow makes the decoder's input (the latent) and the rounded
-# lengths (for word times); the decoder, from its first convolution on, the audio.
-_CUT_STAGES = """
-import os, sys, onnx, onnx.utils
-model = onnx.load(sys.argv[1])
-graph = model.graph
-(ceil,) = [node for node in graph.node if node.op_type == "Ceil"]
-(decoder,) = [node for node in graph.node if node.name.endswith("/dec/conv_pre/Conv")]
-made = {name: node for node in graph.node for name in node.output}
-
-
-def upstream(names):
-    found, todo = {}, list(names)
-    while todo:
-        node = made.get(todo.pop())
-        if node is not None and id(node) not in found:
-            found[id(node)] = node
-            todo += node.input
-    return found
-
-
-ends = [[ceil.input[0]], [decoder.input[0], ceil.output[0]], [graph.output[0].name]]
-stages, seen = [], set()
-for names in ends:
-    nodes = {k: v for k, v in upstream(names).items() if k not in seen}
-    seen |= set(nodes)
-    stages.append(nodes)
-inputs = {i.name for i in graph.input}
-made_in = [{name for node in nodes.values() for name in node.output} for nodes in stages]
-needs = [{name for node in nodes.values() for name in node.input} for nodes in stages]
-extractor = onnx.utils.Extractor(model)
-typed = {v.name: v for v in onnx.shape_inference.infer_shapes(model).graph.value_info}
-for n, (nodes, path) in enumerate(zip(stages, sys.argv[2:])):
-    earlier = set().union(inputs, *made_in[:n])
-    later = set().union(*needs[n + 1 :])
-    crossing = sorted((made_in[n] & later) - set(ends[n]))
-    stage_inputs = sorted(needs[n] & earlier)
-    stage = extractor.extract_model(stage_inputs, [*ends[n], *crossing])
-    # The flow's noise (the voice's sampled colour) becomes an input, NOISE, so a line is
-    # read with the same noise every time. (The front's, for phoneme lengths, is scaled by
-    # noise_w_scale 0.)
-    for node in [node for node in stage.graph.node if node.op_type == "RandomNormalLike"]:
-        if n == 0:
-            continue
-        for user in stage.graph.node:
-            user.input[:] = ["NOISE" if name == node.output[0] else name for name in user.input]
-        stage.graph.node.remove(node)
-        noise = onnx.ValueInfoProto()
-        noise.CopyFrom(typed[node.output[0]])
-        noise.name = "NOISE"  # FLOW_NOISE
-        stage.graph.input.append(noise)
-    onnx.save(stage, path)
-
-# Each stage saved with onnxruntime's portable graph optimisations done (fusions, constant
-# folding): loading the front then takes 0.07 s, not 0.19, every time a voice loads. The
-# layout ones (for this CPU's vector width) are still done at load.
-import onnxruntime
-for path in sys.argv[2:]:
+        graph = onnx.load(str(path))
+        try:
+            add_alignment_output(graph)
+            model = graph.SerializeToString()
+        except ValueError:  # already patched, or no such tensor: as it is
+            pass
     options = onnxruntime.SessionOptions()
-    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
-    options.optimized_model_filepath = path + ".optimised"
-    onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-    os.chmod(path + ".optimised", os.stat(path).st_mode)  # owner-only, as the cut was
-    os.replace(path + ".optimised", path)
-"""
+    if threads is not None:
+        set_threads(options, threads)
+    session = onnxruntime.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+    return PiperVoice(session=session, config=PiperConfig.from_dict(config))
 
 
 def _onnx_installed() -> bool:

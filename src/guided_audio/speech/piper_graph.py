@@ -15,6 +15,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from guided_audio.dsp.effects import Audio
+from guided_audio.speech.piper_cut import FLOW_NOISE
 
 DECODE_CONTEXT_FRAMES = 16
 PIPER_SILENT_PEAK = 1e-8
@@ -44,9 +45,6 @@ class Stages(NamedTuple):
     front: Any
     flow: Any
     decoder: Any
-
-
-FLOW_NOISE = "NOISE"  # the flow stage's noise input, as _CUT_STAGES names it
 
 
 def add_flow_noise(flow: Any, values: dict[str, Any], width_name: str, seed: object) -> None:

@@ -8,22 +8,18 @@ import functools
 import hashlib
 import json
 import multiprocessing
-import os
 from collections.abc import Callable, Iterable
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import replace
-from pathlib import Path
 
 from guided_audio.dsp import effects
 from guided_audio.dsp.effects import RATE, Audio
 from guided_audio.errors import EngineError
-from guided_audio.files import exit_quietly_on_signals
-from guided_audio.forking import forked_pool
+from guided_audio.resources import Resources
 from guided_audio.script import text
 from guided_audio.script.model import Phrase, VoiceSpec
 from guided_audio.speech.cache import Entry, SpeechCache
-from guided_audio.speech.engine import Take
-from guided_audio.speech.piper import AHEAD_DECODE_CHUNK_FRAMES, PiperEngine
+from guided_audio.speech.engine import Engine, Reading, Take
+from guided_audio.speech.piper import PiperEngine
 from guided_audio.speech.registry import engine
 
 CACHE_FORMAT = 3  # bump when trimming/fading/resampling changes what a cache entry holds
@@ -47,11 +43,22 @@ SLOWED_TOO_FAR_WPM = 140.0  # a line the prediction slowed below this is read ag
 class Speaker:
     """Renders phrases through the cache; audio comes back trimmed, resampled and faded."""
 
-    def __init__(self, cache: SpeechCache, notify: Callable[[str], None] = lambda _: None) -> None:
+    def __init__(
+        self,
+        cache: SpeechCache,
+        notify: Callable[[str], None] = lambda _: None,
+        resources: Resources | None = None,
+        engines: Callable[[str], Engine] = engine,
+    ) -> None:
+        """`resources`: None for the environment's; `engines`: an engine by name (one
+        object each per process, so that a voice loads once)."""
         self.cache = cache
-        piper = engine("piper")
-        if isinstance(piper, PiperEngine) and piper.models is None:
-            piper.models = cache.root / "models"
+        self.resources = resources or Resources.from_environment()
+        self.engines = engines
+        # Cut voice models are kept beside the speech they made.
+        self.reading = Reading(
+            cache.root / "models", self.resources.inference_threads, self.resources.decode_frames
+        )
         self._notify = notify
         self._warned_online = False
         self._damage_noted = 0
@@ -81,16 +88,16 @@ class Speaker:
 
     @functools.lru_cache(maxsize=64)  # noqa: B019 - bounded; one speaker per run
     def _identity(self, spec: VoiceSpec) -> str:
-        return engine(spec.engine).identity(spec)
+        return self.engines(spec.engine).identity(spec)
 
     def missing(self, phrases: Iterable[Phrase]) -> list[Phrase]:
         """Phrases without an intact cache entry (samples checked against their checksum)."""
         unique = list(dict.fromkeys(phrases))
         missing = [p for p in unique if self.cache.entry(self.key(p)) is None]
-        self._note_damage()
+        self.note_damage()
         return missing
 
-    def _note_damage(self) -> None:
+    def note_damage(self) -> None:
         count = len(self.cache.damaged)
         if count > self._damage_noted:
             self._damage_noted = count
@@ -102,24 +109,23 @@ class Speaker:
 
     def render(self, phrase: Phrase) -> Audio:
         """Synthesize one phrase and store it; returns what was stored."""
-        eng = engine(phrase.voice.engine)
+        eng = self.engines(phrase.voice.engine)
         if eng.online and not self._warned_online:
             self._warned_online = True
             self._notify(
                 f"note: engine '{eng.name}' sends the script's text to Google to synthesise it"
             )
         spec = self._first_read(phrase)
-        take = eng.synthesize(phrase.text, spec)
+        take = eng.synthesize(phrase.text, spec, self.reading)
         for _ in range(UNHURRY_TRIES):
             slower = self._unhurried(phrase, spec, take)
             if slower is None:
                 break
             spec = slower
-            take = eng.synthesize(phrase.text, spec)
+            take = eng.synthesize(phrase.text, spec, self.reading)
         return self._store(phrase, take).samples
 
-    @staticmethod
-    def _first_read(phrase: Phrase) -> VoiceSpec:
+    def _first_read(self, phrase: Phrase) -> VoiceSpec:
         """The pace of a line's first reading: slower at once where Piper would rush it
         (from its phoneme lengths, else predicted from its letters; the measured check
         after it still applies)."""
@@ -127,23 +133,31 @@ class Speaker:
         words = text.spoken_words(phrase.text)
         if spec.engine != "piper" or words < 2:
             return spec
-        eng = engine(spec.engine)
-        seconds = eng.voiced_seconds(phrase.text, spec)
+        eng = self.engines(spec.engine)
+        seconds = eng.voiced_seconds(phrase.text, spec, self.reading)
         if seconds is None:  # from the letters: lengths scale with the pace
             letters = sum(character.isalpha() for character in phrase.text)
             at_one = PIPER_LINE_BASE_S + PIPER_LINE_PER_LETTER_S * letters
             ratio = min(1.0, FIRST_READ_WPM / (words / at_one * 60.0))
             return replace(spec, pace=spec.pace * max(ratio, 1 / MAX_STRETCH))
         wanted = words * 60.0 / (FIRST_READ_WPM * spec.pace)  # as heard at the asked pace
+
+        def seconds_at(pace: float) -> float:
+            return eng.voiced_seconds(phrase.text, replace(spec, pace=pace), self.reading) or 0.0
+
         slowest = spec.pace / MAX_STRETCH
         if seconds >= wanted:
             return spec
-        if (eng.voiced_seconds(phrase.text, replace(spec, pace=slowest)) or 0.0) <= wanted:
+        if (
+            eng.voiced_seconds(phrase.text, replace(spec, pace=slowest), self.reading) or 0.0
+        ) <= wanted:
             return replace(spec, pace=slowest)
         fast, slow = spec.pace, slowest  # too short at `fast`, long enough at `slow`
         for _ in range(PACE_STEPS):
             middle = (fast + slow) / 2
-            if (eng.voiced_seconds(phrase.text, replace(spec, pace=middle)) or 0.0) >= wanted:
+            if (
+                eng.voiced_seconds(phrase.text, replace(spec, pace=middle), self.reading) or 0.0
+            ) >= wanted:
                 slow = middle
             else:
                 fast = middle
@@ -203,105 +217,33 @@ class Speaker:
         samples.setflags(write=False)
         return samples
 
-    def render_many(
-        self,
-        phrases: list[Phrase],
-        workers: int,
-        advance: Callable[[int], None],
-        meanwhile: Callable[[], None] = lambda: None,
-    ) -> None:
-        """Render phrases into the cache, `workers` processes at once (each with its own
-        engine session); each result reaches the cache as it would from one process.
-        `meanwhile` runs here while the workers speak (after they fork)."""
-        workers = min(workers, len(phrases) // MIN_PHRASES_PER_WORKER)
-        if workers <= 1 or not self._ready_to_fork(phrases):
-            meanwhile()
-            for phrase in phrases:
-                self.render(phrase)
-                advance(1)
-            # The mix that follows needs none (a batch's worker loads them again for its next
-            # file: 0.6 s, and 70 MiB less while it mixes).
-            self._release_voices()
-            return
-        # Forked after the voices load: every worker shares them, loaded once. A worker only
-        # makes speech: it decodes larger chunks than a process with other work in hand.
-        done: set[Phrase] = set()
-        piper = engine("piper")
-        if isinstance(piper, PiperEngine):
-            piper.decode_frames = AHEAD_DECODE_CHUNK_FRAMES
-        try:
-            # Longest first: the last lines handed out are short, so no core waits long
-            # at the end for another to finish.
-            ordered = sorted(phrases, key=lambda phrase: len(phrase.text), reverse=True)
-            with forked_pool(workers, _start_worker, (self.cache.root,)) as pool:
-                spoken = pool.map(_render_in_worker, ordered)  # every worker forks here
-                meanwhile()
-                for phrase, _ in zip(ordered, spoken, strict=True):
-                    done.add(phrase)
-                    advance(1)
-        except BrokenProcessPool:
-            # A worker died (out of memory, say): what is left is rendered here, one by one.
-            if isinstance(piper, PiperEngine):
-                piper.decode_frames = None
-            for phrase in phrases:
-                if phrase not in done:
-                    self.render(phrase)
-                    advance(1)
-        if isinstance(piper, PiperEngine):
-            piper.decode_frames = None
-        self._release_voices()  # loaded for the workers only: the mix that follows needs none
-        self._note_damage()
-
-    @staticmethod
-    def _release_voices() -> None:
-        piper = engine("piper")
+    def release_voices(self) -> None:
+        """Let go of every loaded voice (the mix that follows speech needs none)."""
+        piper = self.engines("piper")
         if isinstance(piper, PiperEngine):
             piper.unload()
 
-    @staticmethod
-    def _ready_to_fork(phrases: list[Phrase]) -> bool:
+    def ready_to_fork(self, phrases: list[Phrase]) -> bool:
         """Load the Piper voices these phrases need, one inference thread each, and say
         whether worker processes may fork now (never from a batch's own workers)."""
         if multiprocessing.current_process().daemon:
             return False
-        piper = engine("piper")
+        piper = self.engines("piper")
         if not isinstance(piper, PiperEngine):
             return True
         try:
             models = {
                 piper.model_path(p.voice): p.voice for p in phrases if p.voice.engine == "piper"
             }
-            ready = all(piper.load_for_workers(spec) for spec in models.values())
+            ready = all(piper.load_for_workers(spec, self.reading) for spec in models.values())
         except EngineError:
             return False  # rendered here, where the error is raised for its phrase
         return ready and piper.fork_safe()
 
-
-# --- synthesis on every core -------------------------------------------------------------------
-MIN_PHRASES_PER_WORKER = 2  # a worker forks in milliseconds (the voices are loaded before)
-_worker_speaker: Speaker | None = None
-
-
-def share_cores(processes: int) -> None:
-    """This process is one of `processes` rendering at once (a batch's worker): voices it
-    loads get its share of the cores for their inference threads."""
-    use_cores(max(1, (os.cpu_count() or 1) // processes))
-
-
-def use_cores(cores: int) -> None:
-    """Voices loaded from now on in this process infer on `cores` threads (all of them:
-    onnxruntime's own choice). Worker processes run one thread each whatever this says."""
-    piper = engine("piper")
-    if isinstance(piper, PiperEngine):
-        piper.threads = cores if cores < (os.cpu_count() or 1) else None
-
-
-def _start_worker(root: Path) -> None:
-    global _worker_speaker
-    exit_quietly_on_signals()
-    _worker_speaker = Speaker(SpeechCache(root))  # the parent's engines, voices loaded
-
-
-def _render_in_worker(phrase: Phrase) -> int:
-    assert _worker_speaker is not None
-    return len(_worker_speaker.render(phrase))
+    def for_worker(self) -> Speaker:
+        """This speaker as a worker process forked from this one uses it: the same cache
+        and engines (voices loaded before the fork are shared), a worker's resources."""
+        return Speaker(
+            SpeechCache(self.cache.root), resources=self.resources.for_speech_worker(),
+            engines=self.engines,
+        )  # fmt: skip
