@@ -34,6 +34,8 @@ BEYOND_A_SCHEMA = {
     "undefined-variable": "inside the text, against the variables",
     "missing-bed-file": "the file system",
     "missing-model": "the file system",
+    "damaged-wav": "the file's bytes",
+    "absurd-rate": "the file's bytes",
     "missing-sound": "the file system",
     "not-audio": "the file's content",
     "undecodable-sound": "the file's content",

@@ -6,19 +6,19 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import cast
 
+import onnxruntime
 import pytest
 
 from conftest import cli, interrupt_when_ready, write
+from guided_audio import batch, session
 from guided_audio.export.naming import MAX_NAME, safe_name
 from guided_audio.script.model import Phrase
-from guided_audio.session import Options, Silent, timeline
-from guided_audio.speech.piper import PiperEngine
-from guided_audio.speech.piper_graph import stage_session
-from guided_audio.speech.registry import engine
+from guided_audio.session import Options, Report, Silent, timeline
+from guided_audio.speech import workers
 from guided_audio.speech.speaker import Speaker
 
 SESSION = """\
@@ -64,12 +64,18 @@ def test_a_batch_takes_its_workers_from_guided_audio_jobs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, jobs: str, forked: bool
 ) -> None:
     monkeypatch.setenv("GUIDED_AUDIO_JOBS", jobs)
-    monkeypatch.setattr(session, "_export_one", _pid_of_export)
+    monkeypatch.setattr(batch, "export", _pid_as_export)
     scripts = [write(tmp_path, SESSION.format(title=n), f"{n}.yaml") for n in ("a", "b")]
     folder = tmp_path / "out"
-    outcomes = export_many(scripts, folder, "wav", Options())
-    pids = {cast(int, pid) for pid in outcomes}  # what _pid_of_export returned
+    outcomes = batch.export_many(scripts, folder, "wav", Options())
+    pids = {int(o.report.path.name) for o in outcomes if o.report is not None}
+    assert len(pids) >= 1
     assert (pids != {os.getpid()}) is forked, pids
+
+
+def _pid_as_export(path: Path, out: Path, *_: object) -> tuple[Path, None, Report]:
+    """An export that only says which process made it."""
+    return out, None, Report(Path(str(os.getpid())), 0.0, 0, 0.0, 0.0)
 
 
 @pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="one core: one thread either way")
@@ -86,16 +92,16 @@ def test_speech_made_in_process_keeps_to_guided_audio_jobs(
         monkeypatch.delenv("GUIDED_AUDIO_JOBS", raising=False)
     else:
         monkeypatch.setenv("GUIDED_AUDIO_JOBS", jobs)
-    piper, engines = PiperEngine(), engine  # a fresh one: nothing loaded yet
-    monkeypatch.setattr(voice, "engine", lambda name: piper if name == "piper" else engines(name))
     asked: list[int | None] = []
-    real = stage_session
+    real = onnxruntime.InferenceSession
 
-    def spy(model: Path, threads: int | None = None) -> object:
-        asked.append(threads)
-        return real(model, threads)
+    def spy(model: str, options: onnxruntime.SessionOptions, **kwargs: object) -> object:
+        threads = options.intra_op_num_threads
+        if not str(model).endswith(".tmp"):  # not the cutter's own
+            asked.append(threads or None)  # 0: onnxruntime's choice
+        return real(model, options, **kwargs)
 
-    monkeypatch.setattr(voice, "_session", spy)
+    monkeypatch.setattr(onnxruntime, "InferenceSession", spy)
     script = write(tmp_path, SESSION.format(title="One"), "one.yaml")
     timeline(script, Options(cache_dir=tmp_path / "cache"), Silent())
     assert asked == [threads] * 3  # front, flow and decoder
@@ -103,20 +109,18 @@ def test_speech_made_in_process_keeps_to_guided_audio_jobs(
 
 def _spy_synthesis(monkeypatch: pytest.MonkeyPatch, log: Path) -> None:
     """Each call that makes speech appends its pid and phrases to `log` (from any process)."""
-    real = Speaker.render_many
+    real = workers.speaking
 
+    @contextmanager
     def spy(
-        self: Speaker,
-        phrases: list[Phrase],
-        workers: int,
-        advance: Callable[[int], None],
-        meanwhile: Callable[[], None] = lambda: None,
-    ) -> None:
+        speaker: Speaker, phrases: list[Phrase], advance: Callable[[int], None]
+    ) -> Iterator[None]:
         with log.open("a") as out:
             out.write(f"{os.getpid()} {sorted(p.text for p in phrases)}\n")
-        real(self, phrases, workers, advance, meanwhile)
+        with real(speaker, phrases, advance):
+            yield
 
-    monkeypatch.setattr(Speaker, "render_many", spy)
+    monkeypatch.setattr(session, "speaking", spy)
 
 
 SPOKEN = "title: {title}\nsections:\n  - title: A\n    steps:\n      - say: {line}\n"

@@ -13,6 +13,7 @@ from conftest import write
 from guided_audio.script.model import Phrase, VoiceSpec
 from guided_audio.session import Options, Silent, render
 from guided_audio.speech.cache import SpeechCache
+from guided_audio.speech.engine import Reading, Take
 from guided_audio.speech.piper import PiperEngine
 from guided_audio.speech.speaker import Speaker
 
@@ -33,9 +34,9 @@ def counted(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     calls: list[str] = []
     real = PiperEngine.synthesize
 
-    def spy(self: PiperEngine, text: str, spec: VoiceSpec):  # type: ignore[no-untyped-def]
+    def spy(self: PiperEngine, text: str, spec: VoiceSpec, reading: Reading) -> Take:
         calls.append(text)
-        return real(self, text, spec)
+        return real(self, text, spec, reading)
 
     monkeypatch.setattr(PiperEngine, "synthesize", spy)
     return calls
@@ -152,34 +153,43 @@ def test_unwritable_cache_is_a_clear_error(tmp_path: Path) -> None:
 PARALLEL = """
 import os, sys
 from pathlib import Path
-from guided_audio import voice
-from guided_audio.voice import Phrase, Speaker, SpeechCache, VoiceSpec
+from guided_audio.resources import Resources
+from guided_audio.script.model import Phrase, VoiceSpec
+from guided_audio.speech import registry
+from guided_audio.speech.cache import SpeechCache
+from guided_audio.speech.piper import PiperEngine
+from guided_audio.speech.speaker import Speaker
+from guided_audio.speech.workers import speaking
 
-real = voice._render_in_worker
 renderers = Path(sys.argv[1]) / "renderers"
+parent = os.getpid()
 
 
-def recorded(phrase):
-    if sys.argv[2] == "dies" and "3" in phrase.text:
-        os._exit(1)  # as if killed by the system
-    with renderers.open("a") as record:
-        record.write(f"{os.getpid()}\\n")
-    return real(phrase)
+class Recorded(PiperEngine):
+    def synthesize(self, text, spec, reading):
+        if os.getpid() != parent:
+            if sys.argv[2] == "dies" and "3" in text:
+                os._exit(1)  # as if killed by the system
+            with renderers.open("a") as record:
+                record.write(f"{os.getpid()}\\n")
+        return super().synthesize(text, spec, reading)
 
 
-recorded.__qualname__ = "_render_in_worker"  # what the pool looks up by name
-recorded.__module__ = "guided_audio.voice"
-voice._render_in_worker = recorded
-speaker = Speaker(SpeechCache(Path(sys.argv[1])))
+piper = Recorded()
+speaker = Speaker(
+    SpeechCache(Path(sys.argv[1])), resources=Resources(cores=2, workers=2),
+    engines=lambda name: piper if name == "piper" else registry.engine(name),
+)
 phrases = [Phrase(f"Line number {n} is here.", VoiceSpec()) for n in range(1, 10)]
 advanced = []
-speaker.render_many(phrases, 2, advanced.append)
+with speaking(speaker, phrases, advanced.append):
+    pass
 assert sum(advanced) == len(phrases), advanced
 assert speaker.missing(phrases) == []  # every entry whole, checksum and all
 workers = set(renderers.read_text().split())
 assert len(workers) == 2 and str(os.getpid()) not in workers, workers  # two forked workers
 # They shared the voice the parent loaded, with one inference thread each.
-assert voice.engine("piper").fork_safe()
+assert piper.fork_safe()
 """
 
 

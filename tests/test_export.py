@@ -237,14 +237,17 @@ def test_a_stop_waits_for_a_step_that_must_not_be_cut_in_two(
             os.kill(os.getpid(), signum)
             steps.append("the step goes on")
 
-    before = signal.signal(signal.SIGTERM, files._exit_quietly)  # as a worker has it
+    before = {signum: signal.getsignal(signum) for signum in files.STOP_SIGNALS}
+    files.exit_quietly_on_signals()  # as a worker has it
+    quietly = signal.getsignal(signal.SIGTERM)
     try:
         with pytest.raises(stopped):
             step()
         assert steps == ["the step goes on"]
-        assert signal.getsignal(signal.SIGTERM) is files._exit_quietly  # restored
+        assert signal.getsignal(signal.SIGTERM) is quietly  # restored
     finally:
-        signal.signal(signal.SIGTERM, before)
+        for signum, handler in before.items():
+            signal.signal(signum, handler)
 
 
 def test_a_stop_while_a_temp_file_is_made_removes_it(
@@ -307,7 +310,7 @@ def test_cli_runs_as_a_real_subprocess(tmp_path: Path) -> None:
     assert bad.stderr == f"{tmp_path / 'nope.yaml'}: no such file\n"
 
 
-def _on_a_small_disk(disk: Path, command: list[str]) -> subprocess.CompletedProcess[str]:
+def on_a_small_disk(disk: Path, command: list[str]) -> subprocess.CompletedProcess[str]:
     """Run `command` with a 256 KiB tmpfs mounted on `disk` (in a private mount namespace),
     then print what the disk holds."""
     disk.mkdir()
@@ -336,7 +339,7 @@ def test_a_full_disk_is_one_line_and_leaves_nothing(tmp_path: Path, suffix: str)
     )
     disk = tmp_path / "disk"
     out = disk / f"big{suffix}"
-    done = _on_a_small_disk(
+    done = on_a_small_disk(
         disk, [sys.executable, "-m", "guided_audio", "export", str(script), "-o", str(out), "-q"]
     )
     assert done.returncode == 1, done.stderr

@@ -18,8 +18,8 @@ from guided_audio import session
 from guided_audio.dsp import effects
 from guided_audio.dsp.effects import RATE
 from guided_audio.errors import GuidedAudioError
-from guided_audio.export import meter_process, mpeg
-from guided_audio.export.encode import _encoder_command
+from guided_audio.export import meter_process, mpeg, parts
+from guided_audio.export.encode import encoder_command
 from guided_audio.export.follow import Measured, measure_file
 from guided_audio.export.parts import (
     PART_GRID,
@@ -71,7 +71,7 @@ def encoded(tmp_path_factory: pytest.TempPathFactory) -> dict[int, tuple[Path, M
     folder = tmp_path_factory.mktemp("joined")
     source = _session()
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(sinks, "MIN_PART_S", PART_S)
+        patch.setattr(parts, "MIN_PART_S", PART_S)
         return {
             n: (out, write_file(out, Clip(source), encoders=n))
             for n in (1, 2, 3)
@@ -134,7 +134,7 @@ def test_a_session_is_joined_where_only_the_bed_sounds(
 ) -> None:
     # An even split falls in speech here, where the encoders may find no frame to join at
     # (and the session is encoded again in one part): the join moves into the pause.
-    monkeypatch.setattr(sinks, "MIN_PART_S", 20)
+    monkeypatch.setattr(parts, "MIN_PART_S", 20)
     monkeypatch.setenv("GUIDED_AUDIO_JOBS", "2")
     joins: list[int] = []
     seam = mpeg.seam
@@ -220,7 +220,7 @@ def test_the_meter_decodes_an_mp3_on_the_grid_ffmpeg_decodes_it_on(tmp_path: Pat
     audio[RATE : 2 * RATE] = 0.3 * np.sin(2 * np.pi * 1000 * t)[:, None]
     stream = tmp_path / "burst.mp3"
     subprocess.run(
-        _encoder_command(stream, ".mp3"), input=effects.to_int16(audio).tobytes(),
+        encoder_command(stream, ".mp3"), input=effects.to_int16(audio).tobytes(),
         check=True,
     )  # fmt: skip
 
@@ -242,7 +242,7 @@ def test_with_no_clean_frame_to_join_at_it_is_encoded_in_one_part(
     def no_seam(*_: object) -> int:
         raise mpeg.CannotJoin("none")
 
-    monkeypatch.setattr(sinks, "MIN_PART_S", PART_S)
+    monkeypatch.setattr(parts, "MIN_PART_S", PART_S)
     monkeypatch.setattr(mpeg, "seam", no_seam)
     out = tmp_path / "fallback.mp3"
     write_file(out, Clip(_session()), encoders=3)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 import shutil
 import statistics
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -25,9 +26,9 @@ from guided_audio.plan.pace import (
 from guided_audio.script.loader import load_script
 from guided_audio.script.model import Phrase, VoiceSpec
 from guided_audio.session import Options, Silent
-from guided_audio.speech import registry
+from guided_audio.speech import piper_cut, registry
 from guided_audio.speech.cache import SpeechCache
-from guided_audio.speech.engine import Take
+from guided_audio.speech.engine import Reading, Take
 from guided_audio.speech.piper import PiperEngine
 from guided_audio.speech.speaker import Speaker
 
@@ -95,16 +96,17 @@ def test_most_lines_are_read_once(
     # Piper rushes four lines in five at its own pace; the first reading is slowed as far
     # as its phoneme lengths say (else as its letters predict), so a line is rarely
     # synthesised twice (cold exports).
-    piper, engines = PiperEngine(), registry.engine  # a fresh one: nothing loaded yet
-    monkeypatch.setattr(voice, "engine", lambda name: piper if name == "piper" else engines(name))
     if not cut:
-        monkeypatch.setattr(voice, "_CUT_STAGES", "raise ValueError('not a VITS graph')")
+        failing = "raise ValueError('not a VITS graph')"
+        monkeypatch.setattr(
+            piper_cut, "command", lambda model, stages: [sys.executable, "-c", failing]
+        )
     readings: list[str] = []
     synthesize = PiperEngine.synthesize
 
-    def counted(engine: PiperEngine, line: str, spec: VoiceSpec) -> Take:
+    def counted(engine: PiperEngine, line: str, spec: VoiceSpec, reading: Reading) -> Take:
         readings.append(line)
-        return synthesize(engine, line, spec)
+        return synthesize(engine, line, spec, reading)
 
     monkeypatch.setattr(PiperEngine, "synthesize", counted)
     monkeypatch.setenv("GUIDED_AUDIO_JOBS", "1")  # counted here, not in worker processes
@@ -132,11 +134,11 @@ def test_piper_knows_a_lines_length_before_reading_it(tmp_path: Path, pace: floa
         "What do you notice now?",
         "Feel the breath moving in, and moving out, as the body settles into the ground.",
     ):
-        assert piper.voiced_seconds(line, spec) is not None  # the voice is cut in stages
+        assert piper.voiced_seconds(line, spec, speaker.reading) is not None  # cut in stages
         heard = len(speaker.render(Phrase(line, spec))) / RATE
         # as read: the first reading's pace, which the prediction chose
-        first = Speaker._first_read(Phrase(line, spec))
-        predicted_first = piper.voiced_seconds(line, first)
+        first = speaker.first_reading(Phrase(line, spec))
+        predicted_first = piper.voiced_seconds(line, first, speaker.reading)
         assert predicted_first is not None
         errors.append((predicted_first - heard) / heard)
     # Frames are exact; what is trimmed as silence at the two ends varies by ~0.1 s.

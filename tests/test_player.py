@@ -29,7 +29,7 @@ from guided_audio.play.player import (
     Player,
 )
 from guided_audio.script.loader import load_script
-from guided_audio.session import Options, Silent, _live_feed, open_speaker
+from guided_audio.session import Options, Silent, live_feed, open_speaker
 
 PERIOD = 1764  # 40 ms, as the device asks
 
@@ -175,7 +175,7 @@ def test_a_cold_feed_never_plays_past_what_is_final(tmp_path: Path) -> None:
     options = Options(cache_dir=cache, loudness_lufs=None)
     script = load_script(script_path)
     speaker = open_speaker(options, Silent())
-    feed = _live_feed(script, speaker, None)
+    feed = live_feed(script, speaker, None)
     try:
         first = feed.snapshot()
         assert not first.exact or first.final == first.timeline.total

@@ -150,9 +150,9 @@ def test_a_missing_espeak_is_one_line(tmp_path: Path) -> None:
 
 
 def test_a_missing_ffmpeg_for_a_sound_file_says_so(tmp_path: Path) -> None:
-    from test_sound import _write_wav
+    from test_sound import write_wav
 
-    _write_wav(tmp_path / "chime.wav", np.zeros(RATE // 2))
+    write_wav(tmp_path / "chime.wav", np.zeros(RATE // 2))
     shutil.copy(tmp_path / "chime.wav", tmp_path / "chime.mp3")  # only its name matters here
     script = write(tmp_path, STEPS + "      - sound: chime.wav\n      - say: Hello.\n")
     script_mp3 = write(tmp_path, STEPS + "      - sound: chime.mp3\n", "mp3.yaml")
@@ -195,12 +195,12 @@ def test_a_read_only_cache_still_validates_but_cannot_export(tmp_path: Path) -> 
 
 
 def test_a_full_cache_disk_is_one_line(tmp_path: Path) -> None:
-    from test_export import _on_a_small_disk
+    from test_export import on_a_small_disk
 
     lines = " ".join(f"This is line {n} of many." for n in range(1, 40))  # distinct phrases
     script = write(tmp_path, STEPS + f"      - say: {lines}\n")
     disk = tmp_path / "disk"
-    done = _on_a_small_disk(
+    done = on_a_small_disk(
         disk,
         ["env", f"GUIDED_AUDIO_CACHE={disk / 'cache'}", sys.executable, "-m", "guided_audio",
          "export", str(script), "-o", str(tmp_path / "x.wav"), "-q"],

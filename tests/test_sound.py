@@ -17,9 +17,9 @@ from conftest import RATE, cli, decode, read_wav, silences, write
 from guided_audio import session
 from guided_audio.dsp import effects, sounds
 from guided_audio.dsp.loudness import K_WEIGHTING_SOS, LoudnessMeter
-from guided_audio.dsp.truepeak import _TILE, lowpass_fir, true_peak, true_peaks, upsample
+from guided_audio.dsp.truepeak import TILE, lowpass_fir, true_peak, true_peaks, upsample
 from guided_audio.mix.beds import bed_audio, duck_depth_at, duck_spans
-from guided_audio.mix.gain import MEASURE_THREADS, _on_threads, loudness_gain, measure
+from guided_audio.mix.gain import MEASURE_THREADS, loudness_gain, measure, on_threads
 from guided_audio.mix.master import (
     CEILING_DBTP,
     LIMIT_HOLD,
@@ -30,6 +30,7 @@ from guided_audio.mix.master import (
 )
 from guided_audio.mix.mixer import BLOCK, Mixer
 from guided_audio.plan.builder import CUE_WORDS
+from guided_audio.resources import DRONE_TILES_LIVE
 from guided_audio.script.model import BREATH_PATTERNS, VoiceSpec
 from guided_audio.session import Options, Silent
 
@@ -220,7 +221,7 @@ def test_bed_fades_in_and_out(tmp_path: Path) -> None:
     assert level[-RATE // 10 :].max() < level[-4 * RATE : -3 * RATE].max() / 20
 
 
-def _write_wav(path: Path, samples: np.ndarray) -> None:
+def write_wav(path: Path, samples: np.ndarray) -> None:
     stereo = np.repeat(samples[:, None], 2, axis=1)
     with wave.open(str(path), "wb") as wav:
         wav.setnchannels(2)
@@ -233,7 +234,7 @@ def test_file_bed_loops_without_a_seam(tmp_path: Path) -> None:
     rng = np.random.default_rng(7)
     rain = np.convolve(rng.normal(size=3 * RATE), np.ones(8) / 8, mode="same") * 0.2
     rain[-200:] += np.linspace(0, 0.5, 200)  # a cliff at the file's end: a naive loop clicks
-    _write_wav(tmp_path / "rain.wav", rain)
+    write_wav(tmp_path / "rain.wav", rain)
     text = (
         "title: Rain\nmusic: {bed: rain.wav, level: -6dB, duck: 0dB, fade: 0}\n"
         "sections:\n  - title: A\n    steps:\n      - pause: 12s\n"
@@ -250,7 +251,7 @@ def test_file_bed_loops_without_a_seam(tmp_path: Path) -> None:
 def test_a_compressed_bed_decodes_to_the_same_samples(tmp_path: Path) -> None:
     # Beds that are not PCM WAV go through pydub (which needs audioop-lts from CPython 3.13).
     tone = 0.3 * np.sin(2 * np.pi * 220 * np.arange(2 * RATE) / RATE)
-    _write_wav(tmp_path / "tone.wav", tone)
+    write_wav(tmp_path / "tone.wav", tone)
     subprocess.run(
         ["ffmpeg", "-v", "error", "-i", str(tmp_path / "tone.wav"), str(tmp_path / "tone.flac")],
         check=True,
@@ -267,7 +268,7 @@ def test_a_compressed_bed_decodes_to_the_same_samples(tmp_path: Path) -> None:
 
 
 def test_sound_step_plays_at_its_own_length(tmp_path: Path) -> None:
-    _write_wav(
+    write_wav(
         tmp_path / "chirp.wav", 0.3 * np.sin(2 * np.pi * 500 * np.arange(int(1.234 * RATE)) / RATE)
     )
     text = (
@@ -329,7 +330,7 @@ def _drums(tmp_path: Path) -> None:
     """A bed with real transients: decaying low bursts twice a second (high crest factor)."""
     t = np.arange(RATE // 2) / RATE
     burst = np.sin(2 * np.pi * 70 * t) * np.exp(-t * 80)
-    _write_wav(tmp_path / "drums.wav", np.tile(burst, 8) * 0.9)
+    write_wav(tmp_path / "drums.wav", np.tile(burst, 8) * 0.9)
 
 
 def test_overlays_never_clip_and_the_limiter_holds_peaks(tmp_path: Path) -> None:
@@ -429,16 +430,12 @@ def test_a_player_keeps_two_drone_tiles_and_plays_the_same_samples() -> None:
     # whole loop (42 MB); the samples are the loop's own, across tiles and the loop's end.
     length = sounds.DRONE_LOOP + 2 * sounds.DRONE_TILE + 1234
     whole = sounds.drone(0, length)
-    assert len(sounds._drone_tiles) == sounds.DRONE_LOOP // sounds.DRONE_TILE
+    assert sounds.drone_tiles_built() == sounds.DRONE_LOOP // sounds.DRONE_TILE
     step = effects.seconds_to_samples(0.25)
-    sounds.keep_drone_tiles(sounds.DRONE_TILES_LIVE)
-    try:
-        live = []
-        for at in range(0, length, step):
-            live.append(sounds.drone(at, min(at + step, length)))
-            assert len(sounds._drone_tiles) <= sounds.DRONE_TILES_LIVE
-    finally:
-        sounds.keep_drone_tiles(None)
+    live = []
+    for at in range(0, length, step):
+        live.append(sounds.drone(at, min(at + step, length), DRONE_TILES_LIVE))
+        assert sounds.drone_tiles_built() <= DRONE_TILES_LIVE
     np.testing.assert_array_equal(np.concatenate(live), whole)
 
 
@@ -567,9 +564,7 @@ def test_the_gain_is_found_even_under_heavy_limiting(
     assert meter.integrated() == pytest.approx(target, abs=0.1)
 
 
-def test_the_limiters_model_is_the_same_a_slice_at_a_time(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_the_limiters_model_is_the_same_a_slice_at_a_time(tmp_path: Path) -> None:
     # Two hours of chunks are modelled a slice at a time (memory): each slice starts with
     # the hold and lookahead it depends on, so the loudness is the one of a single slice.
     mixer = _raw_mix(tmp_path, "      - pause: 20s\n      - bell: chime\n" * 4, "noise")
@@ -578,8 +573,7 @@ def test_the_limiters_model_is_the_same_a_slice_at_a_time(
     gains = (0.0, 20.0, 30.0)
     whole = [meter.limited_loudness(gain, ceiling) for gain in gains]
     assert whole[2] < whole[1] + 10.0 - 1.0  # the limiter works: 10 dB more is far less
-    monkeypatch.setattr(mix, "LIMIT_MODEL_SLICE", 30 * 7)  # 0.7 s: over a hundred slices
-    sliced = [meter.limited_loudness(gain, ceiling) for gain in gains]
+    sliced = [meter.limited_loudness(gain, ceiling, 30 * 7) for gain in gains]  # 0.7 s each
     assert sliced == pytest.approx(whole, abs=1e-9)
 
 
@@ -619,7 +613,7 @@ sections:
 
 def _parts_mix(folder: Path) -> Mixer:
     rain = np.random.default_rng(7).normal(size=3 * RATE + 7) * 0.1
-    _write_wav(folder / "rain.wav", np.convolve(rain, np.ones(8) / 8, mode="same"))
+    write_wav(folder / "rain.wav", np.convolve(rain, np.ones(8) / 8, mode="same"))
     options = Options(loudness_lufs=None)
     mixer = session.render(write(folder, _PARTS), options, Silent()).source
     assert isinstance(mixer, Mixer)
@@ -658,13 +652,13 @@ def test_the_mix_is_measured_from_its_parts_as_a_pass_over_it_would_be(
     assert sum(rendered) < mixer.total / 4
 
 
-@pytest.mark.parametrize("offset", [0, 777, _TILE - 1])
+@pytest.mark.parametrize("offset", [0, 777, TILE - 1])
 def test_a_meters_true_peak_is_the_highest_of_every_samples(offset: int) -> None:
     # The report's meter oversamples only tiles that could beat the peak found so far; it
     # must find what oversampling everything finds. Quarter-rate tones between samples
     # peak 3 dB over them; clicks and quiet noise around them.
     rng = np.random.default_rng(offset)
-    t = np.arange(5 * _TILE)
+    t = np.arange(5 * TILE)
     quiet = 0.05 * rng.standard_normal((len(t), 2))
     for at in rng.integers(0, len(t) - 64, 4):
         quiet[at : at + 64] += 0.5 * np.sin(np.pi / 2 * t[:64] + np.pi / 4)[:, None]
@@ -677,7 +671,7 @@ def test_a_meters_true_peak_is_the_highest_of_every_samples(offset: int) -> None
 
 def test_work_on_threads_takes_every_item_once_and_raises_the_first_error() -> None:
     done: list[tuple[int, int]] = []
-    _on_threads(range(1, 200), lambda item, thread: done.append((item, thread)))
+    on_threads(range(1, 200), lambda item, thread: done.append((item, thread)))
     assert sorted(item for item, _ in done) == list(range(1, 200))
     assert {thread for _, thread in done} <= set(range(MEASURE_THREADS))
 
@@ -686,7 +680,7 @@ def test_work_on_threads_takes_every_item_once_and_raises_the_first_error() -> N
             raise ValueError("seven")
 
     with pytest.raises(ValueError, match="seven"):
-        _on_threads(range(1, 200), fail)
+        on_threads(range(1, 200), fail)
 
 
 def test_numpy_dsp_helpers_match_scipy() -> None:

@@ -88,8 +88,8 @@ def test_pronounce_overrides_any_word_keeping_its_punctuation() -> None:
 @pytest.mark.parametrize("n", [0, 7, 13, 20, 45, 99, 100, 101, 999, 1000, 1001, 123456])
 def test_number_words_round_trip_through_a_reader(n: int) -> None:
     # A tiny reader of our own words: sums the values back.
-    values = {w: i for i, w in enumerate(text._ONES)}
-    values |= {w: 10 * i for i, w in enumerate(text._TENS) if w != "_"}
+    values = {w: i for i, w in enumerate(text.ONES)}
+    values |= {w: 10 * i for i, w in enumerate(text.TENS) if w != "_"}
     total = current = 0
     for word in text.number_words(n).replace("-", " ").split():
         if word == "hundred":

@@ -14,7 +14,7 @@ from numpy.typing import NDArray
 
 from conftest import RATE, cli, read_wav, write
 from guided_audio.dsp.effects import RATE as SESSION_RATE
-from guided_audio.export import transcript
+from guided_audio.plan.timeline import timestamp
 from guided_audio.script.model import Phrase, VoiceSpec
 from guided_audio.session import Options, Silent, timeline
 from guided_audio.speech.cache import SpeechCache
@@ -116,7 +116,7 @@ def test_breaths_bells_silences_and_sections_are_told(exported: tuple[Path, Path
     ]
     raw = out.with_suffix(".vtt").read_text(encoding="utf-8")
     second = plan.sections[1]
-    assert f"NOTE Chapter 2: Breathing & resting ({transcript.timestamp(second.start)})" in raw
+    assert f"NOTE Chapter 2: Breathing & resting ({timestamp(second.start)})" in raw
 
 
 def _onsets(audio: NDArray[np.float32], min_gap_s: float) -> list[int]:
@@ -149,7 +149,7 @@ def test_word_starts_follow_resampling_and_trimming(tmp_path: Path) -> None:
         t = np.arange(int(rate * 0.3)) / rate
         take[start : start + t.size] = 0.3 * np.sin(2 * np.pi * 220 * t)
     speaker = Speaker(SpeechCache(tmp_path))
-    entry = speaker._store(Phrase("x", VoiceSpec()), Take(take, rate, tuple(starts)))
+    entry = speaker.store(Phrase("x", VoiceSpec()), Take(take, rate, tuple(starts)))
     assert entry.words is not None
     assert entry.words[0] == 0
     for stored, onset in zip(entry.words, _onsets(entry.samples, 0.1), strict=True):

@@ -8,10 +8,12 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import unquote
 
 import numpy as np
+import onnxruntime
 import pytest
 import requests
 from numpy.typing import NDArray
@@ -19,18 +21,15 @@ from numpy.typing import NDArray
 from conftest import cli, write
 from guided_audio.dsp.effects import RATE
 from guided_audio.errors import EngineError
+from guided_audio.resources import AHEAD_DECODE_CHUNK_FRAMES, DECODE_CHUNK_FRAMES, Resources
 from guided_audio.script.model import Phrase, VoiceSpec
-from guided_audio.speech import registry
+from guided_audio.speech import piper_cut, registry
 from guided_audio.speech.cache import SpeechCache
+from guided_audio.speech.engine import Engine, Reading, Take
 from guided_audio.speech.espeak import EspeakEngine
-from guided_audio.speech.piper import (
-    AHEAD_DECODE_CHUNK_FRAMES,
-    DECODE_CHUNK_FRAMES,
-    PIPER_HOP_SAMPLES,
-    PiperEngine,
-)
-from guided_audio.speech.piper_graph import DECODE_CONTEXT_FRAMES, decode_latent, stage_session
+from guided_audio.speech.piper import PIPER_HOP_SAMPLES, PiperEngine
 from guided_audio.speech.speaker import Speaker
+from guided_audio.speech.workers import speaking
 
 
 def test_default_engine_is_offline_piper() -> None:
@@ -40,27 +39,35 @@ def test_default_engine_is_offline_piper() -> None:
     assert registry.engine("piper").status()[0] is True
 
 
+def _reading(models: Path | None, decode_frames: int = DECODE_CHUNK_FRAMES) -> Reading:
+    return Reading(models, None, decode_frames)
+
+
 def test_piper_model_is_loaded_once_per_run(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    loads: list[Path] = []
-    real = stage_session
+    loads: list[str] = []
+    real = onnxruntime.InferenceSession
 
-    def spy(model: Path, threads: int | None = None) -> object:
-        loads.append(model)
-        return real(model, threads)
+    def spy(model: str, *args: object, **kwargs: object) -> object:
+        loads.append(Path(model).name.split(".", 1)[1])
+        return real(model, *args, **kwargs)
 
-    monkeypatch.setattr(voice, "_session", spy)
-    piper, engines = PiperEngine(), registry.engine  # a fresh one: nothing loaded yet
-    monkeypatch.setattr(voice, "engine", lambda name: piper if name == "piper" else engines(name))
-    speaker = Speaker(SpeechCache(tmp_path))
+    monkeypatch.setattr(onnxruntime, "InferenceSession", spy)
+    speaker = Speaker(SpeechCache(tmp_path), engines=_fresh_piper(PiperEngine()))
     for text in ("One.", "Two.", "Three."):
         speaker.render(Phrase(text, VoiceSpec()))
-    assert [model.name.split(".", 1)[1] for model in loads] == [
+    assert [name for name in loads if not name.endswith(".optimised")][-3:] == [
         "front.onnx",
         "flow.onnx",
         "decoder.onnx",
     ]
+    assert len([name for name in loads if name.endswith("onnx")]) == 3
+
+
+def _fresh_piper(piper: PiperEngine) -> Callable[[str], Engine]:
+    """Engines by name, with a Piper engine of the test's own (nothing loaded yet)."""
+    return lambda name: piper if name == "piper" else registry.engine(name)
 
 
 @pytest.mark.parametrize(
@@ -73,13 +80,10 @@ def test_piper_model_is_loaded_once_per_run(
 def test_piper_in_stages_reads_as_the_whole_model(tmp_path: Path, text: str, pace: float) -> None:
     # The front (phoneme lengths), the flow and the decoder (audio) cut from the model say
     # what the whole model says: same samples (without the voice colour's noise), same words.
-    staged, whole = PiperEngine(), PiperEngine()
-    staged.models = tmp_path / "models"  # cut here; `whole` has nowhere to keep a cut
-    spec = VoiceSpec(pace=pace)
-    for piper in (staged, whole):
-        piper._voice(piper.model_path(spec)).config.noise_scale = 0.0
-    assert staged._stages and not whole._stages
-    a, b = staged.synthesize(text, spec), whole.synthesize(text, spec)
+    piper, spec = PiperEngine(noise_scale=0.0), VoiceSpec(pace=pace)
+    staged, whole = _reading(tmp_path / "models"), _reading(None)  # `whole`: no place for a cut
+    assert piper.is_cut(spec, staged) and not piper.is_cut(spec, whole)
+    a, b = piper.synthesize(text, spec, staged), piper.synthesize(text, spec, whole)
     assert a.rate == b.rate
     assert len(a.samples) == len(b.samples)
     assert a.words == b.words and a.words is not None and len(a.words) == len(text.split())
@@ -89,56 +93,61 @@ def test_piper_in_stages_reads_as_the_whole_model(tmp_path: Path, text: str, pac
 SIXTEEN_BIT_STEP = 1 / 32768
 
 
-def test_piper_decodes_in_chunks_as_at_once(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_piper_decodes_in_chunks_as_at_once(tmp_path: Path) -> None:
     # The decoder's memory follows the length it decodes at once, so it decodes a chunk at a
     # time with its receptive field of context either side: the samples stay the same, to
     # float rounding (well under a 16-bit step).
-    piper, spec = PiperEngine(), VoiceSpec()
-    piper.models = tmp_path / "models"
-    piper._voice(piper.model_path(spec)).config.noise_scale = 0.0
+    piper, spec = PiperEngine(noise_scale=0.0), VoiceSpec()
 
-    def read(chunk_frames: int, context_frames: int) -> NDArray[np.float32]:
-        monkeypatch.setattr(voice, "DECODE_CHUNK_FRAMES", chunk_frames)
-        monkeypatch.setattr(voice, "DECODE_CONTEXT_FRAMES", context_frames)
-        return piper.synthesize("Let the ground hold you, and breathe out slowly.", spec).samples
+    def read(chunk_frames: int, context_frames: int | None) -> NDArray[np.float32]:
+        reading = Reading(tmp_path / "models", None, chunk_frames, context_frames)
+        return piper.synthesize(
+            "Let the ground hold you, and breathe out slowly.", spec, reading
+        ).samples
 
-    context_frames = DECODE_CONTEXT_FRAMES
     at_once = read(10**6, 0)
     assert len(at_once) > 6 * 32 * PIPER_HOP_SAMPLES  # many chunks of 32 frames
-    np.testing.assert_allclose(read(32, context_frames), at_once, atol=SIXTEEN_BIT_STEP / 4)
+    np.testing.assert_allclose(read(32, None), at_once, atol=SIXTEEN_BIT_STEP / 4)
     # ...and the comparison sees a context too short for the decoder's receptive field
     assert not np.allclose(read(32, 4), at_once, atol=SIXTEEN_BIT_STEP * 30)
 
 
-def test_only_worker_processes_decode_in_larger_chunks(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+class _Logged(PiperEngine):
+    """Piper, noting in a file (the workers are other processes) who read a line and in
+    what decoder chunks."""
+
+    def __init__(self, log: Path) -> None:
+        super().__init__()
+        self.log = log
+
+    def synthesize(self, text: str, spec: VoiceSpec, reading: Reading) -> Take:
+        with self.log.open("a") as out:
+            out.write(f"{os.getpid()} {reading.decode_frames}\n")
+        return super().synthesize(text, spec, reading)
+
+
+def test_only_worker_processes_decode_in_larger_chunks(tmp_path: Path) -> None:
     # A process that makes speech beside other work (`play`'s player, a batch's files, an
     # export on one worker) decodes lean chunks; worker processes that only make speech
     # take larger ones, faster.
-    piper, engines = PiperEngine(), registry.engine  # a fresh one: nothing loaded yet
-    monkeypatch.setattr(voice, "engine", lambda name: piper if name == "piper" else engines(name))
-    log, real = tmp_path / "chunks", decode_latent
-
-    def spy(decoder: object, values: dict[str, object], latent: str, chunk: int) -> object:
-        with log.open("a") as out:  # a file: the workers are other processes
-            out.write(f"{os.getpid()} {chunk}\n")
-        return real(decoder, values, latent, chunk)
+    log = tmp_path / "chunks"
+    engines = _fresh_piper(_Logged(log))
 
     def decoded() -> list[tuple[bool, int]]:
-        """(by a worker, chunk frames) of each line decoded since the last call."""
+        """(by a worker, chunk frames) of each line read since the last call."""
         lines = [line.split() for line in log.read_text().splitlines()]
         log.unlink()
         return [(int(pid) != os.getpid(), int(chunk)) for pid, chunk in lines]
 
-    monkeypatch.setattr(voice, "_decode", spy)
-    speaker = Speaker(SpeechCache(tmp_path / "cache"))
+    cache = SpeechCache(tmp_path / "cache")
     lines = [Phrase(f"Line {n}, resting here.", VoiceSpec()) for n in range(1, 7)]
-    speaker.render_many(lines[:4], 2, print)
+    two, one = Resources(cores=2, workers=2), Resources(cores=2, workers=1)
+    with speaking(Speaker(cache, resources=two, engines=engines), lines[:4], print):
+        pass
     assert decoded() == [(True, AHEAD_DECODE_CHUNK_FRAMES)] * 4
-    speaker.render_many(lines[4:], 1, print)
+    speaker = Speaker(cache, resources=one, engines=engines)
+    with speaking(speaker, lines[4:], print):
+        pass
     assert decoded() == [(False, DECODE_CHUNK_FRAMES)] * 2
     speaker.render(Phrase("And one more, beside a player.", VoiceSpec()))
     assert decoded() == [(False, DECODE_CHUNK_FRAMES)]
@@ -147,15 +156,11 @@ def test_only_worker_processes_decode_in_larger_chunks(
 def test_this_process_works_meanwhile_while_its_workers_speak(tmp_path: Path) -> None:
     # A cold export measures its beds while the workers make its speech: here, after they
     # fork (a thread at work while a process forks would leave its locks in the child).
-    seen: list[tuple[int, int]] = []
-    speaker = Speaker(SpeechCache(tmp_path / "cache"))
+    speaker = Speaker(SpeechCache(tmp_path / "cache"), resources=Resources(cores=2, workers=2))
     lines = [Phrase(f"Line {n}, resting here.", VoiceSpec()) for n in range(1, 5)]
-
-    def meanwhile() -> None:
-        seen.append((os.getpid(), len(multiprocessing.active_children())))
-
-    speaker.render_many(lines, 2, lambda _: None, meanwhile)
-    assert seen == [(os.getpid(), 2)]
+    with speaking(speaker, lines, lambda _: None):
+        seen = (os.getpid(), len(multiprocessing.active_children()))
+    assert seen == (os.getpid(), 2)
     assert not speaker.missing(lines)
 
 
@@ -165,14 +170,15 @@ def test_a_model_that_cannot_be_cut_is_read_whole_and_cut_once(
     # Another graph than Piper's VITS: the cutter fails, the whole model speaks (with word
     # times from Piper's alignments), and the next load does not try again (~1 s each).
     tries = tmp_path / "tries"
-    cutter = f"open({str(tries)!r}, 'a').write('x'); raise ValueError('not a VITS graph')"
-    monkeypatch.setattr(voice, "_CUT_STAGES", cutter)
+    failing = f"open({str(tries)!r}, 'a').write('x'); raise ValueError('not a VITS graph')"
+    monkeypatch.setattr(piper_cut, "command", lambda model, stages: [sys.executable, "-c", failing])
     text = "Let the ground hold you, and breathe out slowly."
+    reading = _reading(tmp_path / "models")
     for _ in range(2):
         piper = PiperEngine()
-        piper.models = tmp_path / "models"
-        take = piper.synthesize(text, VoiceSpec())
-        assert not piper._stages and piper.voiced_seconds(text, VoiceSpec()) is None
+        take = piper.synthesize(text, VoiceSpec(), reading)
+        assert not piper.is_cut(VoiceSpec(), reading)
+        assert piper.voiced_seconds(text, VoiceSpec(), reading) is None
         assert take.words is not None and len(take.words) == len(text.split())
         assert len(take.samples) > take.rate  # a second and more of speech
     assert tries.read_text() == "x"
@@ -185,7 +191,9 @@ def test_speech_from_a_cut_voice_does_not_import_onnx(tmp_path: Path) -> None:
     # for the voice: only the cutter, a process of its own, needs it.
     code = (
         "import sys\n"
-        "from guided_audio.voice import Phrase, Speaker, SpeechCache, VoiceSpec\n"
+        "from guided_audio.script.model import Phrase, VoiceSpec\n"
+        "from guided_audio.speech.cache import SpeechCache\n"
+        "from guided_audio.speech.speaker import Speaker\n"
         "take = Speaker(SpeechCache.default()).render(Phrase('Rest here.', VoiceSpec()))\n"
         "print(len(take) > 0, 'onnx' in sys.modules, 'onnxruntime' in sys.modules)\n"
     )
@@ -217,7 +225,8 @@ def test_piper_reads_a_line_the_same_every_time(tmp_path: Path) -> None:
     # line's trimmed edges by up to 61 ms).
     piper = registry.engine("piper")
     text = "Let the ground hold you. Breathe out slowly, and rest."
-    takes = [piper.synthesize(text, VoiceSpec()) for _ in range(3)]
+    reading = _reading(tmp_path / "models")
+    takes = [piper.synthesize(text, VoiceSpec(), reading) for _ in range(3)]
     assert len({take.samples.tobytes() for take in takes}) == 1
     assert len({take.words for take in takes}) == 1
     phrase = Phrase(text, VoiceSpec())
@@ -335,10 +344,10 @@ def test_gtts_is_never_chosen_implicitly() -> None:
     assert all(section.voice.engine != "gtts" for section in script.sections)
 
 
-def test_engine_failure_is_an_engine_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(EspeakEngine, "_binary", lambda self: None)
+def test_engine_failure_is_an_engine_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # no espeak-ng on it
     with pytest.raises(EngineError, match="espeak-ng is not installed"):
-        registry.engine("espeak").synthesize("hi", VoiceSpec(engine="espeak"))
+        EspeakEngine().synthesize("hi", VoiceSpec(engine="espeak"), _reading(None))
 
 
 def test_voices_command_lists_engines_and_usability() -> None:

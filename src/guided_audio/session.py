@@ -17,8 +17,8 @@ from guided_audio.dsp.decode import file_length
 from guided_audio.dsp.effects import RATE
 from guided_audio.errors import GuidedAudioError, UsageError
 from guided_audio.export import transcript
-from guided_audio.export.library_tags import chapters_json, metadata
 from guided_audio.export.naming import default_output
+from guided_audio.export.tags import chapters_json, metadata
 from guided_audio.export.write import check_output, write_file, write_text
 from guided_audio.mix.gain import loudness_gain, prepare_beds
 from guided_audio.mix.master import Master, predicted_gain
@@ -301,7 +301,7 @@ def play(
             start = At(saved)
     output = open_output(play_options.backend)  # no device: say so before any work
     speaker = open_speaker(replace(options, resources=options.resources.for_playing()), reporter)
-    player = Player(_live_feed(script, speaker, options.loudness_lufs), start)
+    player = Player(live_feed(script, speaker, options.loudness_lufs), start)
     outcome = "interrupted"
     try:
         if not player.wait_ready(PREFILL, timeout_s=60.0) and player.error is None:
@@ -328,7 +328,7 @@ def play(
     return Played(script, outcome, player.position, written)
 
 
-def _live_feed(script: Script, speaker: Speaker, target: float | None) -> LiveFeed:
+def live_feed(script: Script, speaker: Speaker, target: float | None) -> LiveFeed:
     """The gain is the measured one when the cache has it, else predicted from the levelled
     speech; the limiter is on either way (unless loudness is off)."""
     if target is None:

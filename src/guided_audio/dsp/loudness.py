@@ -96,6 +96,10 @@ class LoudnessMeter:
     def _chunk_powers(self, powers: NDArray[np.float64]) -> None:
         """K-weighted energy of each CHUNK, in order (kept by the mastering meter)."""
 
+    def add_energies(self, energies: NDArray[np.float64]) -> None:
+        """Mean squares per 100 ms measured elsewhere (a mix measured from its parts)."""
+        self._energies.append(energies)
+
     def energies(self) -> NDArray[np.float64]:
         return np.concatenate([np.zeros(0), *self._energies])
 

@@ -17,7 +17,7 @@ OVERSAMPLE = 4
 LIMIT_EDGE = 64  # extra samples so oversampling edges never touch the window
 
 
-_TILE = 2048
+TILE = 2048
 # Inter-sample peaks of real audio stay within a few dB of the sample peaks, so only
 # tiles whose sample peak comes within this of the ceiling are oversampled.
 TRUE_PEAK_MARGIN = 0.5  # -6 dB
@@ -103,17 +103,17 @@ def true_peak(x: Audio, at_least: float = 0.0, offset: int = 0) -> float:
 
 
 def _tile_maxima(peaks: NDArray[np.floating[Any]], offset: int) -> tuple[int, NDArray[Any]]:
-    """The samples before x's first tile starts (tiles lie on the session's _TILE grid),
+    """The samples before x's first tile starts (tiles lie on the session's TILE grid),
     and each tile's largest sample peak."""
-    lead = offset % _TILE
+    lead = offset % TILE
     padded = np.concatenate(
-        [np.zeros(lead, peaks.dtype), peaks, np.zeros(-(lead + len(peaks)) % _TILE, peaks.dtype)]
+        [np.zeros(lead, peaks.dtype), peaks, np.zeros(-(lead + len(peaks)) % TILE, peaks.dtype)]
     )
-    return lead, padded.reshape(-1, _TILE).max(axis=1)
+    return lead, padded.reshape(-1, TILE).max(axis=1)
 
 
 def _tile_span(tile_index: int, lead: int, length: int) -> tuple[int, int]:
-    return max(0, tile_index * _TILE - lead), min((tile_index + 1) * _TILE - lead, length)
+    return max(0, tile_index * TILE - lead), min((tile_index + 1) * TILE - lead, length)
 
 
 def _oversampled(x: Audio, start: int, stop: int) -> NDArray[np.float64]:

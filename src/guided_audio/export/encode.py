@@ -53,7 +53,7 @@ FORMATS = (".wav", *ENCODERS)
 COVER_FORMATS = (".mp3", ".flac", ".m4a", ".m4b")  # ffmpeg's Ogg muxers cannot carry one
 
 
-def _encoder_command(stream: Path, suffix: str) -> list[str]:
+def encoder_command(stream: Path, suffix: str) -> list[str]:
     return [
         ffmpeg() or "ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-y",
         "-f", "s16le", "-ar", str(RATE), "-ac", str(CHANNELS), "-i", "pipe:0",
@@ -78,7 +78,7 @@ def run_encoders(
             with signals_deferred():  # started and in hand (killed below if need be), or not
                 processes.append(
                     subprocess.Popen(
-                        _encoder_command(stream, suffix),
+                        encoder_command(stream, suffix),
                         stdin=subprocess.PIPE,
                         stderr=subprocess.PIPE,
                     )
@@ -227,10 +227,6 @@ def _tag_mp3(
 ) -> None:
     """The ID3 tag, then the bare stream as the encoder wrote it (its LAME header, which
     holds the encoder's delay for gapless decoding, included), or its parts joined."""
-    chapters = [
-        id3.Chapter(c.title, round(c.start * 1000 / RATE), round(c.end * 1000 / RATE))
-        for c in metadata.chapters
-    ]
     cover = metadata.cover.read_bytes() if metadata.cover is not None else None
     if len(streams) > 1:
         encoded = [mpeg.read_part(s, p.start) for s, p in zip(streams, parts, strict=True)]
@@ -239,7 +235,7 @@ def _tag_mp3(
             for a, b, p in zip(encoded[:-1], encoded[1:], parts[1:], strict=True)
         ]
     with temp.open("wb") as out:
-        out.write(id3.tag(metadata.tags, chapters, cover))
+        out.write(id3.tag(metadata.tags, metadata.chapters, cover))
         if len(streams) > 1:
             mpeg.join(encoded, seams, total, out)
         else:

@@ -9,7 +9,8 @@ chapters in frame order).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+
+from guided_audio.plan.timeline import SectionSpan, milliseconds
 
 # ffmpeg's tag names (as in sinks.Metadata) -> ID3v2.3 text frames
 TEXT_FRAMES = {
@@ -30,13 +31,6 @@ MAX_CHILDREN = 255  # a CTOC counts its entries in one byte
 SYNCHSAFE_MAX = (1 << 28) - 1
 
 
-@dataclass(frozen=True)
-class Chapter:
-    title: str
-    start_ms: int
-    end_ms: int
-
-
 def _text(value: str) -> bytes:
     return UTF16 + BOM + value.encode("utf-16-le")
 
@@ -55,8 +49,9 @@ def _picture(image: bytes) -> bytes:
     return _frame("APIC", LATIN1 + mime + b"\0" + COVER_FRONT + b"Cover (front)\0" + image)
 
 
-def _chapter(element_id: bytes, chapter: Chapter) -> bytes:
-    times = chapter.start_ms.to_bytes(4, "big") + chapter.end_ms.to_bytes(4, "big")
+def _chapter(element_id: bytes, chapter: SectionSpan) -> bytes:
+    start, end = milliseconds(chapter.start), milliseconds(chapter.end)
+    times = start.to_bytes(4, "big") + end.to_bytes(4, "big")
     title = _frame("TIT2", _text(chapter.title))
     return _frame("CHAP", element_id + b"\0" + times + NO_BYTE_OFFSET * 2 + title)
 
@@ -80,7 +75,7 @@ def _tables_of_contents(chapter_ids: list[bytes]) -> Iterable[bytes]:
 
 
 def tag(
-    tags: Mapping[str, str], chapters: Sequence[Chapter] = (), cover: bytes | None = None
+    tags: Mapping[str, str], chapters: Sequence[SectionSpan] = (), cover: bytes | None = None
 ) -> bytes:
     """The whole tag, header included, to put before the first MPEG frame."""
     frames = [_frame(TEXT_FRAMES[key], _text(value)) for key, value in tags.items()

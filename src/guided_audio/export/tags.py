@@ -1,22 +1,20 @@
-"""What an exported file carries besides its audio: tags, chapters and a cover, as
-ffmpeg's metadata file for the formats ffmpeg tags.
+"""What an exported file carries besides its audio: tags, a chapter per section and a
+cover, from the script and its timeline; as ffmpeg's metadata file for the formats ffmpeg
+tags, and as Podcasting 2.0 JSON chapters beside every export.
 """
 
 from __future__ import annotations
 
+import datetime
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from guided_audio.dsp.effects import RATE
-
-
-@dataclass(frozen=True)
-class Chapter:
-    title: str
-    start: int  # samples
-    end: int
+from guided_audio.plan.timeline import SectionSpan, Timeline, timestamp
+from guided_audio.script.model import Script
 
 
 @dataclass(frozen=True)
@@ -24,7 +22,7 @@ class Metadata:
     """Tags (ffmpeg's names: title, artist, album, comment, date, genre), chapters, a cover."""
 
     tags: Mapping[str, str] = field(default_factory=dict)
-    chapters: tuple[Chapter, ...] = ()
+    chapters: tuple[SectionSpan, ...] = ()
     cover: Path | None = None
 
 
@@ -35,12 +33,6 @@ def _ffmetadata_text(value: str) -> str:
 VORBIS_COMMENT_FORMATS = (".flac", ".ogg", ".opus")
 
 
-def _chapter_time(samples: int) -> str:
-    millis = round(samples * 1000 / RATE)
-    seconds, millis = divmod(millis, 1000)
-    return f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}.{millis:03d}"
-
-
 def ffmetadata(metadata: Metadata, suffix: str) -> str:
     """ffmpeg's metadata file: the tags, and a chapter per section. MP4 gets [CHAPTER]
     entries in exact samples; FLAC and Ogg get
@@ -48,7 +40,7 @@ def ffmetadata(metadata: Metadata, suffix: str) -> str:
     tags = dict(metadata.tags)
     if suffix in VORBIS_COMMENT_FORMATS:
         for number, chapter in enumerate(metadata.chapters, start=1):
-            tags[f"CHAPTER{number:03d}"] = _chapter_time(chapter.start)
+            tags[f"CHAPTER{number:03d}"] = timestamp(chapter.start)
             tags[f"CHAPTER{number:03d}NAME"] = chapter.title
     lines = [";FFMETADATA1"]
     lines += [f"{key}={_ffmetadata_text(value)}" for key, value in tags.items()]
@@ -62,3 +54,30 @@ def ffmetadata(metadata: Metadata, suffix: str) -> str:
                 f"title={_ffmetadata_text(chapter.title)}",
             ]
     return "\n".join(lines) + "\n"
+
+
+LIBRARY_NAME = "guided-audio"
+GENRE = "Meditation"
+
+
+def metadata(script: Script, timeline: Timeline) -> Metadata:
+    """Tags, one chapter per section, and the cover, for every format that carries them."""
+    tags = {
+        "title": script.title,
+        "album": script.album or LIBRARY_NAME,
+        "date": str(datetime.date.today().year),
+        "genre": GENRE,
+    }
+    if script.author:
+        tags["artist"] = script.author
+    if script.description:
+        tags["comment"] = script.description
+    return Metadata(tags, timeline.sections, script.cover)
+
+
+def chapters_json(timeline: Timeline) -> str:
+    """Podcasting 2.0 JSON chapters."""
+    chapters = [
+        {"startTime": round(s.start / RATE, 3), "title": s.title} for s in timeline.sections
+    ]
+    return json.dumps({"version": "1.2.0", "chapters": chapters}, indent=2, ensure_ascii=False)

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from guided_audio.dsp.effects import RATE, seconds_to_samples
-from guided_audio.plan.timeline import TAIL_S, Event, Timeline
+from guided_audio.plan.timeline import TAIL_S, Event, Timeline, timestamp
 from guided_audio.script.model import Phrase
 
 LONG_SILENCE_S = 10.0  # a quiet stretch this long is worth telling a reader about
@@ -26,15 +26,6 @@ class Cue:
     start: int
     end: int
     text: str
-
-
-def timestamp(sample: int) -> str:
-    """WebVTT's HH:MM:SS.mmm for a sample index."""
-    millis = round(sample * 1000 / RATE)
-    seconds, ms = divmod(millis, 1000)
-    minutes, s = divmod(seconds, 60)
-    hours, m = divmod(minutes, 60)
-    return f"{hours:02d}:{m:02d}:{s:02d}.{ms:03d}"
 
 
 def _escape(text: str) -> str:

@@ -175,7 +175,7 @@ def _add_bed_slice(
     peaks[first:last] += gain * loop.reach_peaks[(edges[:-1] % loop.length) // BED_CELL]
 
 
-def _on_threads(items: Iterable[T], work: Callable[[T, int], None]) -> None:
+def on_threads(items: Iterable[T], work: Callable[[T, int], None]) -> None:
     """work(item, thread) for every item, MEASURE_THREADS threads taking the next item as
     they come free (numpy lets go of the interpreter's lock while it filters), this one
     thread 0; the first error, or Ctrl-C, stops them all and is raised here."""
@@ -234,7 +234,7 @@ def measure(mixer: Mixer, progress: Progress = lambda _: None) -> MasteringMeter
             reported = max(reported, reached)
 
     parts: list[list[BedSpan] | Event] = [*beds.values(), *timeline.events]
-    _on_threads(parts, add)
+    on_threads(parts, add)
     progress(timeline.total - reported)
     powers, peaks = (functools.reduce(np.add, parts) for parts in zip(*sums, strict=True))
     return MasteringMeter.of_chunks(powers, peaks, timeline.total)
@@ -246,7 +246,7 @@ def _true_peaks_near_ceiling(
     """Where the limiter may act at `gain_db` (a chunk's peak bound within PEAK_OVERSHOOT of
     the ceiling), render the mix and put its true peaks, as Master finds them, in place of
     the bounds. `exact` marks chunks already done; False when there were none to do."""
-    peaks = meter._chunks()[1]
+    peaks = meter.chunks()[1]
     threshold = ceiling / effects.db_to_gain(gain_db) / PEAK_OVERSHOOT
     hot = np.flatnonzero((peaks >= threshold) & ~exact[: len(peaks)])
     if not len(hot):
@@ -260,7 +260,7 @@ def _true_peaks_near_ceiling(
         peaks[first:last] = block_max(found[LIMIT_EDGE : LIMIT_EDGE + stop - start], CHUNK)
         exact[first:last] = True
 
-    _on_threads(np.split(hot, np.flatnonzero(np.diff(hot) > PEAK_WINDOW_GAP) + 1), render)
+    on_threads(np.split(hot, np.flatnonzero(np.diff(hot) > PEAK_WINDOW_GAP) + 1), render)
     meter.peak = float(peaks.max(initial=0.0))
     return True
 
@@ -279,7 +279,7 @@ def loudness_gain(mixer: Mixer, target_lufs: float, progress: Progress = lambda 
         return 0.0
     ceiling = effects.db_to_gain(CEILING_DBTP)
     gain_db = target_lufs - raw
-    exact = np.zeros(len(meter._chunks()[1]), dtype=bool)
+    exact = np.zeros(len(meter.chunks()[1]), dtype=bool)
     while _true_peaks_near_ceiling(mixer, meter, gain_db, ceiling, exact):
         gain_db = meter.gain_for(target_lufs, ceiling)
     return gain_db

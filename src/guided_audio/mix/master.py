@@ -5,6 +5,8 @@ samples of a whole render); and the meter that models that limiter chunk by chun
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from numpy.typing import NDArray
 
@@ -39,6 +41,31 @@ def running_min(x: NDArray[np.float64], before: int, after: int) -> NDArray[np.f
     return np.minimum(backward[starts], forward[starts + size - 1])
 
 
+def limiter_gains(
+    peaks: NDArray[np.floating[Any]],
+    level: float | np.float32,
+    hold: int,
+    ahead: int,
+    quantum: float | None = None,
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """The limiter's gain at each of `peaks` (samples, or chunks of them), in their float
+    type, so that none goes over `level`: the gain each requires (never above 1), held at
+    the least over [t - hold, t + ahead], then its trailing mean over ahead + 1 (smooth, and
+    never above what any peak in reach requires); held gains rounded down to whole steps of
+    1 / `quantum` if given. Also the running sums of the held gains, from the first.
+
+    The one limiter: Master applies it to samples, MasteringMeter models it on chunks."""
+    required = np.minimum(peaks.dtype.type(1.0), level / np.maximum(peaks, 1e-12))
+    held = running_min(required, hold, ahead)
+    if quantum is not None:
+        held = np.floor(held * quantum) / quantum
+    window = ahead + 1
+    running = np.cumsum(held, dtype=np.float64)
+    sums = np.concatenate([np.zeros(window), running])
+    gains: NDArray[np.float64] = (sums[window:] - sums[:-window]) / window
+    return gains, running
+
+
 class Master(Windowed):
     """Gain to a loudness target, then a true-peak limiter; renders any window."""
 
@@ -63,16 +90,10 @@ class Master(Windowed):
         if peak * 2 <= self.ceiling:  # far from the ceiling: no limiting
             return raw[before : before + stop - start]
         peaks = true_peaks(raw, self.ceiling, start - before)
-        required = np.minimum(1.0, self.ceiling / np.maximum(peaks, 1e-12))
-        # min over [t - hold, t + lookahead], then a trailing mean over the lookahead:
-        # smooth, and never above what any sample in reach requires.
-        held = running_min(required, LIMIT_HOLD, LIMIT_LOOKAHEAD)
         # Whole steps of 2^-20 (rounded down: never above what is required) make the running
         # sums exact, so every window gives bit-identical gains.
-        held = np.floor(held * _GAIN_STEPS) / _GAIN_STEPS
-        sums = np.concatenate([[0.0], np.cumsum(held)])
-        idx = np.arange(before, before + stop - start)
-        gain = (sums[idx + 1] - sums[idx + 1 - (LIMIT_LOOKAHEAD + 1)]) / (LIMIT_LOOKAHEAD + 1)
+        gains, _ = limiter_gains(peaks, self.ceiling, LIMIT_HOLD, LIMIT_LOOKAHEAD, _GAIN_STEPS)
+        gain = gains[before : before + stop - start]
         limited: Audio = (raw[before : before + stop - start] * gain[:, None]).astype(np.float32)
         return limited
 
@@ -123,11 +144,11 @@ class MasteringMeter(PeakMeter):
         whole = powers[: steps * (METER_STEP // CHUNK)]
         meter._powers = [whole.astype(np.float32, copy=False)]
         meter._peaks = [peaks.astype(np.float32, copy=False)]
-        meter._energies = [whole.reshape(steps, -1).sum(axis=1, dtype=np.float64) / METER_STEP]
+        meter.add_energies(whole.reshape(steps, -1).sum(axis=1, dtype=np.float64) / METER_STEP)
         meter.peak, meter.frames = float(peaks.max(initial=0.0)), frames
         return meter
 
-    def _chunks(self) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+    def chunks(self) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
         """Energies and peaks of every chunk, joined once (float32: 8 bytes a chunk, 19 MB
         for two hours)."""
         if len(self._powers) != 1 or len(self._peaks) != 1:
@@ -136,10 +157,12 @@ class MasteringMeter(PeakMeter):
             self._powers, self._peaks = [powers], [peaks[: len(powers)]]
         return self._powers[0], self._peaks[0]
 
-    def limited_loudness(self, gain_db: float, ceiling: float) -> float:
+    def limited_loudness(
+        self, gain_db: float, ceiling: float, slice_chunks: int = LIMIT_MODEL_SLICE
+    ) -> float:
         """Loudness of Master(mix, gain_db): the limiter modelled chunk by chunk, a slice
         at a time (a whole two hours at once took 100 MB of temporaries)."""
-        powers, peaks = self._chunks()
+        powers, peaks = self.chunks()
         gain = effects.db_to_gain(gain_db)
         hold, ahead = -(-LIMIT_HOLD // CHUNK), -(-LIMIT_LOOKAHEAD // CHUNK)
         reach = ahead + 1
@@ -147,17 +170,13 @@ class MasteringMeter(PeakMeter):
         per_step = METER_STEP // CHUNK
         whole = len(powers) // per_step * per_step
         energies = [np.zeros(0)]
-        for start in range(0, whole, LIMIT_MODEL_SLICE):
-            stop = min(whole, start + LIMIT_MODEL_SLICE)
+        for start in range(0, whole, slice_chunks):
+            stop = min(whole, start + slice_chunks)
             lo, hi = max(0, start - margin), min(len(peaks), stop + ahead)
-            required = np.minimum(
-                np.float32(1.0), np.float32(ceiling / gain) / np.maximum(peaks[lo:hi], 1e-12)
-            )
-            held = running_min(required, hold, ahead)
-            sums = np.concatenate([np.zeros(reach), np.cumsum(held, dtype=np.float64)])
-            limiter = (sums[reach:] - sums[:-reach]) / reach  # trailing mean, as Master's
-            if lo == 0:
-                limiter[: reach - 1] = sums[reach : 2 * reach - 1] / np.arange(1, reach)
+            level = np.float32(ceiling / gain)
+            limiter, running = limiter_gains(peaks[lo:hi], level, hold, ahead)
+            if lo == 0:  # the session's first chunks: a mean over those there are
+                limiter[: reach - 1] = running[: reach - 1] / np.arange(1, reach)
             limited = powers[start:stop] * limiter[start - lo : stop - lo] ** 2
             energies.append(limited.reshape(-1, per_step).sum(axis=1))
         return gated_loudness(np.concatenate(energies) * gain**2 / METER_STEP)

@@ -183,6 +183,19 @@ class Timeline:
         return merged
 
 
+def milliseconds(samples: int) -> int:
+    """A sample time in whole milliseconds (nearest)."""
+    return round(samples * 1000 / RATE)
+
+
+def timestamp(samples: int) -> str:
+    """HH:MM:SS.mmm for a sample time: WebVTT's cues, chapter marks and comments."""
+    seconds, millis = divmod(milliseconds(samples), 1000)
+    minutes, s = divmod(seconds, 60)
+    hours, m = divmod(minutes, 60)
+    return f"{hours:02d}:{m:02d}:{s:02d}.{millis:03d}"
+
+
 def clock(samples: int) -> str:
     """'mm:ss', or 'h:mm:ss' past an hour."""
     seconds = int(samples // RATE)

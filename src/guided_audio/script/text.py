@@ -81,7 +81,7 @@ def _spoken_form(token: str, boundary: str | None) -> str:
 
 
 # --- saying words as a guide would ----------------------------------------------------------
-_ONES = [
+ONES = [
     "zero",
     "one",
     "two",
@@ -103,7 +103,7 @@ _ONES = [
     "eighteen",
     "nineteen",
 ]
-_TENS = ["_", "_", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
+TENS = ["_", "_", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
 _ORDINAL_ENDINGS = {
     "one": "first", "two": "second", "three": "third", "five": "fifth", "eight": "eighth",
     "nine": "ninth", "twelve": "twelfth",
@@ -126,10 +126,10 @@ _EDGE = re.compile(r"^([^\w\[]*)(.*?)([^\w\]%]*)$", re.DOTALL)
 def number_words(n: int) -> str:
     """0 .. 999 999 999 in words: 'one hundred twenty-five'."""
     if n < 20:
-        return _ONES[n]
+        return ONES[n]
     if n < 100:
         tens, ones = divmod(n, 10)
-        return _TENS[tens] + (f"-{_ONES[ones]}" if ones else "")
+        return TENS[tens] + (f"-{ONES[ones]}" if ones else "")
     for size, name in ((10**6, "million"), (1000, "thousand"), (100, "hundred")):
         if n >= size:
             high, rest = divmod(n, size)
@@ -159,7 +159,7 @@ def _number(text: str) -> str | None:
         return None
     words = number_words(int(match[1]))
     if match[2]:
-        words += " point " + " ".join(_ONES[int(d)] for d in match[2])
+        words += " point " + " ".join(ONES[int(d)] for d in match[2])
     return words + (" percent" if match[3] else "")
 
 

@@ -29,12 +29,13 @@ class Take:
 class Reading:
     """How this process reads speech, passed with every call (never set on an engine):
     where cut voice models are kept (None: voices are read whole), the inference threads
-    of a voice loaded now (None: onnxruntime's choice), and the latent frames a decoder
-    takes at once."""
+    of a voice loaded now (None: onnxruntime's choice), the latent frames a decoder takes
+    at once, and the context it takes either side (None: the voice's receptive field)."""
 
     models: Path | None
     threads: int | None
     decode_frames: int
+    decode_context: int | None = None
 
 
 # --- engines ---------------------------------------------------------------------------------

@@ -48,6 +48,9 @@ UNCUTTABLE_KEPT_BYTES = 4000  # of the cutter's error, kept beside a model it co
 FRONTS_KEPT = 8  # lines whose front stage is kept: a line's pace is solved on it, then read
 
 
+_Key = tuple[Path, Path | None]  # a voice model, and the folder its cut is kept in
+
+
 class PiperEngine(Engine):
     """Piper neural TTS, in-process; each voice model is loaded once per run.
 
@@ -70,11 +73,15 @@ class PiperEngine(Engine):
     # noise is seeded by the line, so a line sounds the same on every render).
     DURATION_NOISE = 0.0
 
-    def __init__(self) -> None:
-        self._loaded: dict[Path, Any] = {}  # PiperVoice (phonemes, config; a session if whole)
-        self._stages: dict[Path, Stages] = {}  # the model's sessions, when it is cut
-        self._fronts: dict[tuple[Path, str], list[Front]] = {}  # lines the front has read
-        self._single_threaded: set[Path] = set()  # voices whose sessions run no thread pool
+    def __init__(self, noise_scale: float | None = None) -> None:
+        """`noise_scale`: the voice's colour, None for the voice's own (0 reads without it,
+        the same whether the model is cut or whole)."""
+        self.noise_scale = noise_scale
+        # Voices by (model, where its cut is kept): a cut voice and a whole one differ.
+        self._loaded: dict[_Key, Any] = {}  # PiperVoice (phonemes, config; a session if whole)
+        self._stages: dict[_Key, Stages] = {}  # the model's sessions, when it is cut
+        self._fronts: dict[tuple[_Key, str], list[Front]] = {}  # lines the front has read
+        self._single_threaded: set[_Key] = set()  # voices whose sessions run no thread pool
 
     def fork_safe(self) -> bool:
         """Whether a process may fork now: every loaded voice runs inference on its
@@ -92,10 +99,15 @@ class PiperEngine(Engine):
         """Load a voice with one inference thread, before worker processes fork: they share
         it, loaded once, and each runs on a core of its own. False if it is already loaded
         with a thread pool (then no worker may fork)."""
-        path = self.model_path(spec)
-        if path not in self._loaded:
-            self._voice(path, replace(reading, threads=1))
-        return path in self._single_threaded
+        key = (self.model_path(spec), reading.models)
+        if key not in self._loaded:
+            self._voice(key[0], replace(reading, threads=1))
+        return key in self._single_threaded
+
+    def is_cut(self, spec: VoiceSpec, reading: Reading) -> bool:
+        """Whether the voice (loaded now if need be) is read in stages, cut."""
+        self._voice(self.model_path(spec), reading)
+        return (self.model_path(spec), reading.models) in self._stages
 
     @staticmethod
     def bundled() -> dict[str, Path]:
@@ -140,16 +152,17 @@ class PiperEngine(Engine):
         path = self.model_path(spec)
         stat = path.stat()
         digest = file_digest(path, stat.st_size, stat.st_mtime_ns)
+        colour = "" if self.noise_scale is None else f" noise {self.noise_scale}"
         return (
             f"piper-tts {package_version('piper-tts')} model {digest} length {self.LENGTH_SCALE}"
-            f" duration noise {self.DURATION_NOISE}"
+            f" duration noise {self.DURATION_NOISE}{colour}"
         )
 
     def _voice(self, path: Path, reading: Reading) -> Any:
         """The loaded voice; `reading.threads` sets its inference threads when it loads
         (None: onnxruntime's own choice, all cores, for one process alone)."""
-        threads = reading.threads
-        if path not in self._loaded:
+        threads, key = reading.threads, (path, reading.models)
+        if key not in self._loaded:
             try:
                 from piper import PiperConfig, PiperVoice
             except ImportError:
@@ -159,15 +172,17 @@ class PiperEngine(Engine):
                 if cut is not None:
                     config = json.loads(Path(f"{path}.json").read_text(encoding="utf-8"))
                     voice = PiperVoice(session=None, config=PiperConfig.from_dict(config))
-                    self._stages[path] = Stages(*(stage_session(stage, threads) for stage in cut))
+                    self._stages[key] = Stages(*(stage_session(stage, threads) for stage in cut))
                 else:
                     voice = _whole_voice(path, threads)
             except Exception as exc:  # onnxruntime raises many types for a bad model file
                 raise EngineError(f"cannot load Piper voice {path}: {exc}") from None
-            self._loaded[path] = voice
+            if self.noise_scale is not None:
+                voice.config.noise_scale = self.noise_scale
+            self._loaded[key] = voice
             if threads == 1:
-                self._single_threaded.add(path)
-        return self._loaded[path]
+                self._single_threaded.add(key)
+        return self._loaded[key]
 
     def _cut(self, path: Path, models: Path | None) -> list[Path] | None:
         """The model's stages, cut once into `models` by a child process (`piper_cut`: onnx
@@ -204,12 +219,13 @@ class PiperEngine(Engine):
         """Each sentence of `text` through the front (at length scale 1), kept for the
         reading that follows; None when the voice is not cut."""
         voice = self._voice(path, reading)
-        if path not in self._stages:
+        loaded = (path, reading.models)
+        if loaded not in self._stages:
             return None
-        key = (path, text)
+        key = (loaded, text)
         fronts = self._fronts.get(key)
         if fronts is None:
-            front_session = self._stages[path].front
+            front_session = self._stages[loaded].front
             names = [output.name for output in front_session.get_outputs()]
             fronts = []
             for phonemes in voice.phonemize(text):
@@ -253,7 +269,7 @@ class PiperEngine(Engine):
                     words += word_starts(aligned, sum(map(len, chunks)))
                 chunks.append(chunk.audio_float_array)
         else:
-            stages = self._stages[path]
+            stages = self._stages[path, reading.models]
             for sentence, front in enumerate(fronts):
                 values = model_inputs(voice, front.ids, length_scale, self.DURATION_NOISE)
                 values.update(front.values)
@@ -263,7 +279,9 @@ class PiperEngine(Engine):
                 add_flow_noise(stages.flow, values, front.width_name, (text, sentence))
                 _, frames, *_ = run_stage(stages.flow, values)
                 latent = stages.flow.get_outputs()[0].name
-                audio = decode_latent(stages.decoder, values, latent, reading.decode_frames)
+                audio = decode_latent(
+                    stages.decoder, values, latent, reading.decode_frames, reading.decode_context
+                )
                 samples = np.asarray(frames, np.int64).reshape(-1) * PIPER_HOP_SAMPLES
                 pairs = phoneme_samples(front.phonemes, voice.config.phoneme_id_map, samples)
                 if pairs is None:

@@ -69,9 +69,15 @@ def run_stage(session: Any, values: dict[str, Any]) -> list[Any]:
 
 
 def decode_latent(
-    decoder: Any, values: dict[str, Any], latent_name: str, chunk_frames: int
+    decoder: Any,
+    values: dict[str, Any],
+    latent_name: str,
+    chunk_frames: int,
+    context_frames: int | None = None,
 ) -> Audio:
-    """The decoder's audio, `chunk_frames` of the latent at a time."""
+    """The decoder's audio, `chunk_frames` of the latent at a time, each with
+    `context_frames` either side (None: the decoder's receptive field)."""
+    context = DECODE_CONTEXT_FRAMES if context_frames is None else context_frames
     feed = {i.name: values[i.name] for i in decoder.get_inputs()}
     latent = feed[latent_name]
     frames = int(latent.shape[-1])
@@ -81,7 +87,7 @@ def decode_latent(
     pieces = []
     for start in range(0, frames, chunk_frames):
         stop = min(frames, start + chunk_frames)
-        low, high = max(0, start - DECODE_CONTEXT_FRAMES), min(frames, stop + DECODE_CONTEXT_FRAMES)
+        low, high = max(0, start - context), min(frames, stop + context)
         feed[latent_name] = np.ascontiguousarray(latent[..., low:high])
         audio = np.asarray(decoder.run(None, feed)[0], np.float32).reshape(-1)
         hop = len(audio) // (high - low)

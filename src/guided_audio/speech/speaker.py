@@ -115,7 +115,7 @@ class Speaker:
             self._notify(
                 f"note: engine '{eng.name}' sends the script's text to Google to synthesise it"
             )
-        spec = self._first_read(phrase)
+        spec = self.first_reading(phrase)
         take = eng.synthesize(phrase.text, spec, self.reading)
         for _ in range(UNHURRY_TRIES):
             slower = self._unhurried(phrase, spec, take)
@@ -123,9 +123,9 @@ class Speaker:
                 break
             spec = slower
             take = eng.synthesize(phrase.text, spec, self.reading)
-        return self._store(phrase, take).samples
+        return self.store(phrase, take).samples
 
-    def _first_read(self, phrase: Phrase) -> VoiceSpec:
+    def first_reading(self, phrase: Phrase) -> VoiceSpec:
         """The pace of a line's first reading: slower at once where Piper would rush it
         (from its phoneme lengths, else predicted from its letters; the measured check
         after it still applies)."""
@@ -185,7 +185,7 @@ class Speaker:
             return replace(spec, pace=min(asked, spec.pace * FIRST_READ_WPM / wpm))
         return None
 
-    def _store(self, phrase: Phrase, take: Take) -> Entry:
+    def store(self, phrase: Phrase, take: Take) -> Entry:
         levelled = effects.level_speech(effects.resample(take.samples, take.rate, RATE))
         start, stop = effects.sounding_span(levelled, effects.VOICE_RMS_DB - TRIM_BELOW_VOICE_DB)
         if stop == start:
