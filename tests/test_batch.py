@@ -18,7 +18,7 @@ from guided_audio import batch, session
 from guided_audio.export.naming import MAX_NAME, safe_name
 from guided_audio.script.model import Phrase
 from guided_audio.session import Options, Report, Silent, timeline
-from guided_audio.speech import workers
+from guided_audio.speech import registry, workers
 from guided_audio.speech.speaker import Speaker
 
 SESSION = """\
@@ -92,6 +92,7 @@ def test_speech_made_in_process_keeps_to_guided_audio_jobs(
         monkeypatch.delenv("GUIDED_AUDIO_JOBS", raising=False)
     else:
         monkeypatch.setenv("GUIDED_AUDIO_JOBS", jobs)
+    registry.engine("piper").unload()  # loaded again below, with the threads asked for
     asked: list[int | None] = []
     real = onnxruntime.InferenceSession
 

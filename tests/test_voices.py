@@ -80,10 +80,10 @@ def _fresh_piper(piper: PiperEngine) -> Callable[[str], Engine]:
 def test_piper_in_stages_reads_as_the_whole_model(tmp_path: Path, text: str, pace: float) -> None:
     # The front (phoneme lengths), the flow and the decoder (audio) cut from the model say
     # what the whole model says: same samples (without the voice colour's noise), same words.
-    piper, spec = PiperEngine(noise_scale=0.0), VoiceSpec(pace=pace)
-    staged, whole = _reading(tmp_path / "models"), _reading(None)  # `whole`: no place for a cut
-    assert piper.is_cut(spec, staged) and not piper.is_cut(spec, whole)
-    a, b = piper.synthesize(text, spec, staged), piper.synthesize(text, spec, whole)
+    staged, whole = PiperEngine(noise_scale=0.0), PiperEngine(noise_scale=0.0)
+    spec, cut, uncut = VoiceSpec(pace=pace), _reading(tmp_path / "models"), _reading(None)
+    assert staged.is_cut(spec, cut) and not whole.is_cut(spec, uncut)  # `whole`: nowhere to cut
+    a, b = staged.synthesize(text, spec, cut), whole.synthesize(text, spec, uncut)
     assert a.rate == b.rate
     assert len(a.samples) == len(b.samples)
     assert a.words == b.words and a.words is not None and len(a.words) == len(text.split())

@@ -44,6 +44,19 @@ class Key:
     choices: tuple[str, ...] = ()
     example: Any = None  # what the starter template writes
     zero_ok: bool = False  # a duration of 0 is allowed (it means "none")
+    what: str | None = None  # how messages name the value (default: the key's name)
+    field: str | None = None  # the model's attribute it sets (default: the key's name)
+    like: str | None = None  # a number: a value it could be, in messages
+    hint: str | None = None  # a number: the hint under an out-of-range message
+    image: bool = False  # a path: an image (else an audio file)
+
+    @property
+    def said_as(self) -> str:
+        return self.what or self.name
+
+    @property
+    def attribute(self) -> str:
+        return self.field or self.name
 
     @property
     def shown_default(self) -> str:
@@ -76,33 +89,36 @@ VOICE = (
     Key("name", "text", "engine-specific voice (`guided-audio voices` lists them)"),
     Key("model", "path", "piper only: any Piper .onnx voice file, with its .onnx.json beside it"),
     Key("pace", "number", "speaking rate relative to the voice's guide pace", default=1.0,
-        low=0.25, high=2.0, example=1.0),
+        low=0.25, high=2.0, example=1.0, like="0.9",
+        hint="1.0 is the voice's default, a guide's pace"),
     Key("gap", "duration", "silence after each step (an explicit pause replaces it)",
-        default=3.5, low=0, high=MAX_GAP_S, zero_ok=True),
+        default=3.5, low=0, high=MAX_GAP_S, zero_ok=True, field="gap_s"),
     Key("sentence_pause", "duration", "silence after each sentence inside a `say`",
-        default=1.0, low=0, high=MAX_INNER_PAUSE_S, zero_ok=True),
+        default=1.0, low=0, high=MAX_INNER_PAUSE_S, zero_ok=True, field="sentence_pause_s"),
     Key("clause_pause", "duration", "silence after a comma, semicolon, colon, dash or ellipsis",
-        default=0.25, low=0, high=MAX_INNER_PAUSE_S, zero_ok=True),
+        default=0.25, low=0, high=MAX_INNER_PAUSE_S, zero_ok=True, field="clause_pause_s"),
 )  # fmt: skip
 
 MUSIC = (
     Key("bed", "text", "a built-in bed (drone, noise) or an audio file (mp3, wav, ogg, flac)",
         required=True, choices=BEDS, example="drone"),
     Key("level", "decibels", "the bed's loudness relative to the voice", default=-20.0,
-        low=-60, high=0, example="-22dB"),
+        low=-60, high=0, example="-22dB", field="level_db"),
     Key("duck", "decibels", "how far the bed dips while the voice speaks", default=8.0,
-        low=0, high=40, example="8dB"),
+        low=0, high=40, example="8dB", field="duck_db"),
     Key("fade", "duration", "fade in and out (and the handover between sections' beds)",
-        default=5.0, low=0, high=MAX_FADE_S, zero_ok=True, example="5s"),
+        default=5.0, low=0, high=MAX_FADE_S, zero_ok=True, example="5s", field="fade_s"),
 )  # fmt: skip
 
 PATTERN = (
-    Key("in", "duration", "breathing in", required=True, low=MIN_PHASE_S, high=MAX_PHASE_S),
+    Key("in", "duration", "breathing in", required=True, low=MIN_PHASE_S, high=MAX_PHASE_S,
+        what="'in'"),
     Key("hold", "duration", "holding after the in-breath (0: none)", low=MIN_PHASE_S,
-        high=MAX_PHASE_S, zero_ok=True),
-    Key("out", "duration", "breathing out", required=True, low=MIN_PHASE_S, high=MAX_PHASE_S),
+        high=MAX_PHASE_S, zero_ok=True, what="'hold'"),
+    Key("out", "duration", "breathing out", required=True, low=MIN_PHASE_S, high=MAX_PHASE_S,
+        what="'out'"),
     Key("rest", "duration", "resting after the out-breath (0: none)", low=MIN_PHASE_S,
-        high=MAX_PHASE_S, zero_ok=True),
+        high=MAX_PHASE_S, zero_ok=True, what="'rest'"),
 )  # fmt: skip
 
 BREATHE = (
@@ -112,14 +128,14 @@ BREATHE = (
     Key("cycles", "integer", "how many breaths (or `for` instead)", low=1, high=1000,
         example=4),
     Key("for", "duration", "how long, in whole breaths (or `cycles` instead)", low=0,
-        high=MAX_PAUSE_S),
+        high=MAX_PAUSE_S, what="'for'"),
     Key("cues", "choice", "what marks each phase: a spoken word, a rising or falling tone, "
         "both, or nothing", default="voice", choices=CUES, example="both"),
 )  # fmt: skip
 
 BELL = (
     Key("name", "choice", "a built-in, generated bell", required=True, choices=BELLS,
-        example="bowl"),
+        example="bowl", what="bell"),
     Key("strikes", "integer", "how many times it is struck", default=1, low=1, high=12),
 )  # fmt: skip
 
@@ -132,7 +148,8 @@ REFLECT = (
 
 STEPS = (
     Key("say", "said", "speak text; sentences and clauses get their exact pauses",
-        example="Welcome, {client}. You may stop at any time, and open your eyes."),
+        example="Welcome, {client}. You may stop at any time, and open your eyes.",
+        what="text to say"),
     Key("pause", "duration", "silence, exactly this long", low=0, high=MAX_PAUSE_S,
         example="10s"),
     Key("breathe", "mapping", "paced breathing with cues"),
@@ -156,7 +173,8 @@ SCRIPT = (
         example="A few minutes to arrive in the body, before or after a session."),
     Key("author", "text", "who wrote it (the artist tag)", example="Your name"),
     Key("album", "text", "the album tag (default: guided-audio)"),
-    Key("cover", "path", "a PNG or JPEG of at most 5 MB, embedded as the front cover"),
+    Key("cover", "path", "a PNG or JPEG of at most 5 MB, embedded as the front cover",
+        image=True),
     Key("pronounce", "mapping", "word -> respelling, or Piper phonemes in [[ ]]"),
     Key("variables", "mapping", "defaults for {name} in text; `--var name=value` overrides"),
     Key("voice", "mapping", "the voice for the whole script"),

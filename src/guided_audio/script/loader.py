@@ -21,9 +21,8 @@ from guided_audio.script.grammar import (
     AUDIO_SUFFIXES,
     BEDS,
     BELLS,
-    CUES,
-    ENGINES,
 )
+from guided_audio.script.kinds import Context, read_keys, read_value
 from guided_audio.script.model import (
     BREATH_PATTERNS,
     Bell,
@@ -34,6 +33,7 @@ from guided_audio.script.model import (
     Phase,
     Pronounce,
     Reflect,
+    Say,
     Script,
     Section,
     Sound,
@@ -44,15 +44,9 @@ from guided_audio.script.model import (
 from guided_audio.script.spoken import plain_text, read_variables, spoken_text
 from guided_audio.script.values import (
     Problems,
-    bounded_number,
     file_errors,
     missing_key,
-    ranged_db,
-    ranged_int,
     read_audio_file,
-    read_choice,
-    read_cover,
-    read_duration,
     read_fields,
     read_model_file,
     required_list,
@@ -62,7 +56,8 @@ from guided_audio.script.yamlnode import BOOL, NULL, Node, load, suggest
 # --- sections and steps ----------------------------------------------------------------------
 _STEP_KINDS = g.names(g.STEPS)
 _PACE = g.key(g.VOICE, "pace")
-
+_ENGINE = g.key(g.VOICE, "engine")
+_READ_AS_THEY_ARE = ("pace", "gap", "sentence_pause", "clause_pause")  # no other key's sway
 
 PACE_RANGE = (float(_PACE.low or 0), float(_PACE.high or 0))
 
@@ -90,12 +85,13 @@ class NoCatalog:
 
 
 def _voice(
-    node: Node, base: Path, inherited: VoiceSpec, p: Problems, catalog: Catalog
+    node: Node, context: Context, inherited: VoiceSpec, p: Problems, catalog: Catalog
 ) -> VoiceSpec:
+    base = context.base
     fields = read_fields(node, g.names(g.VOICE), "voice", p)
     spec = inherited
     if "engine" in fields:
-        engine = p.get(lambda: read_choice(fields["engine"][1], "engine", ENGINES), None)
+        engine = p.get(lambda: read_value(_ENGINE, fields["engine"][1], context), None)
         if engine and engine != spec.engine:
             spec = replace(spec, engine=engine, name=None, model=None)
     if "name" in fields:
@@ -118,30 +114,7 @@ def _voice(
             raw = model_node.text("model path")
             with file_errors(model_node, "voice model", raw):
                 spec = replace(spec, model=read_model_file(model_node, base, raw), name=None)
-    if "pace" in fields:
-        pace_node = fields["pace"][1]
-        with p.collect():
-            pace = pace_node.number("a pace like 0.9")
-            low, high = PACE_RANGE
-            if not low <= pace <= high:
-                pace_node.fail(
-                    f"pace must be from {low:g} to {high:g}, found {pace:g}",
-                    "1.0 is the voice's default, a guide's pace",
-                )
-            spec = replace(spec, pace=pace)
-    if "gap" in fields:
-        gap = p.get(lambda: bounded_number(g.VOICE, "gap", fields["gap"][1]), None)
-        if gap is not None:
-            spec = replace(spec, gap_s=gap)
-    if "sentence_pause" in fields:
-        with p.collect():
-            node = fields["sentence_pause"][1]
-            spec = replace(spec, sentence_pause_s=bounded_number(g.VOICE, "sentence_pause", node))
-    if "clause_pause" in fields:
-        with p.collect():
-            node = fields["clause_pause"][1]
-            spec = replace(spec, clause_pause_s=bounded_number(g.VOICE, "clause_pause", node))
-    return spec
+    return replace(spec, **read_keys(g.VOICE, fields, context, p, _READ_AS_THEY_ARE))
 
 
 PHONEME_HINT = "Piper phonemes (espeak IPA) look like [[ ɹˈeɪz ]]; a space parts words"
@@ -188,7 +161,7 @@ def _check_phonemes(node: Node, phonemes: str, spec: VoiceSpec, catalog: Catalog
             )
 
 
-def _music(node: Node, base: Path, p: Problems) -> Music | None:
+def _music(node: Node, context: Context, p: Problems) -> Music | None:
     if node.is_scalar and (node.tag in (NULL, BOOL) or str(node.raw.value) == "none"):
         if node.tag == BOOL and str(node.raw.value).lower() in ("true", "yes", "on"):
             node.fail("expected a music bed, found 'yes'", "write music: {bed: drone}")
@@ -203,23 +176,13 @@ def _music(node: Node, base: Path, p: Problems) -> Music | None:
         if name in BEDS:
             bed = name
         elif Path(name).suffix.lower() in AUDIO_SUFFIXES or "/" in name:
-            bed = read_audio_file(bed_node, base, "music bed")
+            bed = read_audio_file(bed_node, context.base, "music bed")
         else:
             bed_node.fail(f"unknown music bed '{name}'", suggest(name, BEDS) + " or an audio file")
-    music = Music(bed)
-    if "level" in fields:
-        level = p.get(lambda: ranged_db(g.MUSIC, "level", fields["level"][1]), None)
-        music = replace(music, level_db=level) if level is not None else music
-    if "duck" in fields:
-        duck = p.get(lambda: ranged_db(g.MUSIC, "duck", fields["duck"][1]), None)
-        music = replace(music, duck_db=duck) if duck is not None else music
-    if "fade" in fields:
-        fade = p.get(lambda: bounded_number(g.MUSIC, "fade", fields["fade"][1]), None)
-        music = replace(music, fade_s=fade) if fade is not None else music
-    return music
+    return Music(bed, **read_keys(g.MUSIC, fields, context, p, ("level", "duck", "fade")))
 
 
-def _pattern(node: Node, p: Problems) -> BreathPattern:
+def _pattern(node: Node, context: Context, p: Problems) -> BreathPattern:
     if node.is_scalar:
         name = node.text("breath pattern")
         if name not in BREATH_PATTERNS:
@@ -236,27 +199,26 @@ def _pattern(node: Node, p: Problems) -> BreathPattern:
             if phase.required:
                 node.fail(f"a custom breath pattern needs '{kind}'", "like {in: 4, out: 6}")
             continue
-        seconds = bounded_number(g.PATTERN, kind, fields[kind][1], f"'{kind}'")
+        seconds = read_value(phase, fields[kind][1], context)
         if seconds > 0:
             phases.append(Phase(kind, seconds))
     return BreathPattern("custom", tuple(phases))
 
 
-def _breathe(node: Node, p: Problems) -> Breathe:
+def _breathe(node: Node, context: Context, p: Problems) -> Breathe:
     fields = read_fields(node, g.names(g.BREATHE), "breathe", p)
     if "pattern" not in fields:
         node.fail("breathe needs a 'pattern'", suggest("", tuple(BREATH_PATTERNS)))
-    pattern = _pattern(fields["pattern"][1], p)
+    pattern = _pattern(fields["pattern"][1], context, p)
     cues = str(g.default(g.BREATHE, "cues"))
-    if "cues" in fields:
-        cues = p.get(lambda: read_choice(fields["cues"][1], "cues", CUES), cues)
+    cues = read_keys(g.BREATHE, fields, context, p, ("cues",)).get("cues", cues)
     if "cycles" in fields and "for" in fields:
         fields["for"][0].fail("give either 'cycles' or 'for', not both")
     if "cycles" in fields:
-        cycles = ranged_int(g.BREATHE, "cycles", fields["cycles"][1])
+        cycles = read_value(g.key(g.BREATHE, "cycles"), fields["cycles"][1], context)
     elif "for" in fields:
         for_node = fields["for"][1]
-        total = read_duration(for_node, "'for'")
+        total = read_value(g.key(g.BREATHE, "for"), for_node, context)
         cycles = math.floor(total / pattern.cycle_s + 1e-9)
         if cycles < 1:
             for_node.fail(
@@ -268,20 +230,20 @@ def _breathe(node: Node, p: Problems) -> Breathe:
     return Breathe(pattern, cycles, cues)
 
 
-def _bell(node: Node, p: Problems) -> Bell:
+def _bell(node: Node, context: Context, p: Problems) -> Bell:
     if node.is_scalar:
-        return Bell(read_choice(node, "bell", BELLS))
+        return Bell(read_value(g.key(g.STEPS, "bell"), node, context))
     fields = read_fields(node, g.names(g.BELL), "bell", p)
     if "name" not in fields:
         node.fail("bell needs a 'name'", "expected one of: " + ", ".join(BELLS))
-    name = read_choice(fields["name"][1], "bell", BELLS)
+    name = read_value(g.key(g.BELL, "name"), fields["name"][1], context)
     strikes = int(g.default(g.BELL, "strikes"))
     if "strikes" in fields:
-        strikes = ranged_int(g.BELL, "strikes", fields["strikes"][1])
+        strikes = read_value(g.key(g.BELL, "strikes"), fields["strikes"][1], context)
     return Bell(name, strikes)
 
 
-def _step(node: Node, base: Path, variables: Mapping[str, str], p: Problems) -> StepKind:
+def _step(node: Node, context: Context, p: Problems) -> StepKind:
     if node.is_scalar and str(node.raw.value) in _STEP_KINDS:
         node.fail(f"step '{node.raw.value}' needs a value", f"like '{node.raw.value}: ...'")
     if not node.is_mapping:
@@ -292,31 +254,31 @@ def _step(node: Node, base: Path, variables: Mapping[str, str], p: Problems) -> 
         node.fail(f"a step has exactly one kind, found {names}", "start a new '- ' item for each")
     kind, key, value = entries[0]
     if kind == "say":
-        return spoken_text(value, variables, "text to say")
+        said: Say = read_value(g.key(g.STEPS, "say"), value, context)
+        return said
     if kind == "pause":
-        return Pause(read_duration(value, "pause"))
+        return Pause(read_value(g.key(g.STEPS, "pause"), value, context))
     if kind == "breathe":
-        return _breathe(value, p)
+        return _breathe(value, context, p)
     if kind == "bell":
-        return _bell(value, p)
+        return _bell(value, context, p)
     if kind == "sound":
-        return Sound(read_audio_file(value, base, "sound"))
+        return Sound(read_value(g.key(g.STEPS, "sound"), value, context))
     if kind == "reflect":
         fields = read_fields(value, g.names(g.REFLECT), "reflect", p)
         if "question" not in fields:
             value.fail("reflect needs a 'question'")
-        question = spoken_text(fields["question"][1], variables, "question")
+        question = read_value(g.key(g.REFLECT, "question"), fields["question"][1], context)
         silence = float(g.default(g.REFLECT, "silence"))
         if "silence" in fields:
-            silence = read_duration(fields["silence"][1], "silence")
+            silence = read_value(g.key(g.REFLECT, "silence"), fields["silence"][1], context)
         return Reflect(question, silence)
     key.fail(f"unknown step kind '{kind}'", suggest(kind, _STEP_KINDS))
 
 
 def _section(
     node: Node,
-    base: Path,
-    variables: Mapping[str, str],
+    context: Context,
     voice: VoiceSpec,
     music: Music | None,
     pronounce: Pronounce,
@@ -326,13 +288,15 @@ def _section(
     fields = read_fields(node, g.names(g.SECTION), "a section", p)
     title = ""
     if "title" in fields:
-        title = p.get(lambda: plain_text(fields["title"][1], variables, "section title"), "")
+        title = p.get(
+            lambda: plain_text(fields["title"][1], context.variables, "section title"), ""
+        )
     else:
         p.items.append(missing_key(node, "a section needs a 'title'"))
     if "voice" in fields:
-        voice = p.get(lambda: _voice(fields["voice"][1], base, voice, p, catalog), voice)
+        voice = p.get(lambda: _voice(fields["voice"][1], context, voice, p, catalog), voice)
     if "music" in fields:
-        music = p.get(lambda: _music(fields["music"][1], base, p), music)
+        music = p.get(lambda: _music(fields["music"][1], context, p), music)
     if "pronounce" in fields:
         pronounce = p.get(
             lambda: _pronounce(fields["pronounce"][1], pronounce, voice, p, catalog), pronounce
@@ -342,7 +306,7 @@ def _section(
     for step_node in required_list(
         node, fields, "steps", missing, "a section needs at least one step", p
     ):
-        kind = p.get(lambda n=step_node: _step(n, base, variables, p), None)  # type: ignore[misc]
+        kind = p.get(lambda n=step_node: _step(n, context, p), None)  # type: ignore[misc]
         if kind is not None:
             loc = step_node.location
             steps.append(Step(kind, loc.line, loc.column))
@@ -390,22 +354,14 @@ def _load_script(
         title = p.get(lambda: plain_text(fields["title"][1], variables, "title"), "")
     else:
         p.items.append(missing_key(root, "the script needs a 'title'"))
-    description = author = album = None
-    if "description" in fields:
-        description = p.get(lambda: fields["description"][1].text("description"), None)
-    if "author" in fields:
-        author = p.get(lambda: fields["author"][1].text("author"), None)
-    if "album" in fields:
-        album = p.get(lambda: fields["album"][1].text("album"), None)
-    cover = None
-    if "cover" in fields:
-        cover = p.get(lambda: read_cover(fields["cover"][1], base), None)
+    context = Context(base, variables)
+    tags = read_keys(g.SCRIPT, fields, context, p, ("description", "author", "album", "cover"))
     voice = VoiceSpec()
     if "voice" in fields:
-        voice = p.get(lambda: _voice(fields["voice"][1], base, VoiceSpec(), p, catalog), voice)
+        voice = p.get(lambda: _voice(fields["voice"][1], context, VoiceSpec(), p, catalog), voice)
     music = None
     if "music" in fields:
-        music = p.get(lambda: _music(fields["music"][1], base, p), None)
+        music = p.get(lambda: _music(fields["music"][1], context, p), None)
     pronounce: Pronounce = ()
     if "pronounce" in fields:
         pronounce = p.get(lambda: _pronounce(fields["pronounce"][1], (), voice, p, catalog), ())
@@ -415,7 +371,7 @@ def _load_script(
         root, fields, "sections", missing, "'sections' needs at least one section", p
     ):
         section = p.get(
-            lambda n=node: _section(n, base, variables, voice, music, pronounce, p, catalog),  # type: ignore[misc]
+            lambda n=node: _section(n, context, voice, music, pronounce, p, catalog),  # type: ignore[misc]
             None,
         )
         if section is not None:
@@ -426,10 +382,7 @@ def _load_script(
         path=path,
         title=title,
         sections=tuple(sections),
-        description=description,
-        author=author,
-        album=album,
-        cover=cover,
+        **tags,
         variables=variables,
         voice=voice,
         music=music,

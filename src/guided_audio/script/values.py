@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import TypeVar
 
 from guided_audio.errors import Invalid, Problem
-from guided_audio.script import grammar as g
 from guided_audio.script.grammar import (
     AUDIO_SUFFIXES,
     MAX_PAUSE_S,
@@ -110,7 +109,7 @@ def duration_clock(seconds: float) -> str:
 _DB = re.compile(r"^([+-]?\d+(?:\.\d+)?)\s*db$", re.IGNORECASE)
 
 
-def _decibels(node: Node, what: str, low: float, high: float) -> float:
+def decibels(node: Node, what: str, low: float, high: float) -> float:
     value: float | None = None
     if node.is_scalar and node.tag not in (BOOL, NULL):
         raw = str(node.raw.value).strip()
@@ -126,23 +125,13 @@ def _decibels(node: Node, what: str, low: float, high: float) -> float:
     return value
 
 
-def _int(node: Node, what: str, low: int, high: int) -> int:
+def whole_number(node: Node, what: str, low: int, high: int) -> int:
     value = node.number(f"{what} (a whole number)")
     if value != int(value):
         node.fail(f"expected {what} as a whole number, found {node.describe()}")
     if not low <= value <= high:
         node.fail(f"{what} must be from {low} to {high}, found {int(value)}")
     return int(value)
-
-
-def ranged_db(keys: tuple[g.Key, ...], name: str, node: Node) -> float:
-    k = g.key(keys, name)
-    return _decibels(node, name, float(k.low or 0), float(k.high or 0))
-
-
-def ranged_int(keys: tuple[g.Key, ...], name: str, node: Node) -> int:
-    k = g.key(keys, name)
-    return _int(node, name, int(k.low or 0), int(k.high or 0))
 
 
 def read_choice(node: Node, what: str, choices: tuple[str, ...]) -> str:
@@ -201,17 +190,6 @@ def read_model_file(node: Node, base: Path, raw: str) -> Path:
     if not Path(f"{model}.json").is_file():
         node.fail(f"voice model '{raw}' has no '{model.name}.json' beside it")
     return model
-
-
-def bounded_number(
-    keys: tuple[g.Key, ...], name: str, node: Node, what: str | None = None
-) -> float:
-    """A duration key read with the grammar's bounds."""
-    k = g.key(keys, name)
-    seconds = read_duration(node, what or name, float(k.high or MAX_PAUSE_S), zero_ok=k.zero_ok)
-    if k.low and 0 < seconds < k.low:
-        node.fail(f"{what or name} must be at least {k.low:g}s, found {node.describe()}")
-    return seconds
 
 
 def required_list(

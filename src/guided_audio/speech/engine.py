@@ -61,6 +61,9 @@ class Engine(ABC):
     @abstractmethod
     def synthesize(self, text: str, spec: VoiceSpec, reading: Reading) -> Take: ...
 
+    def unload(self) -> None:  # noqa: B027 - most engines hold no voice in memory
+        """Let go of every loaded voice; the next reading loads it again, as it says."""
+
     def voiced_seconds(self, text: str, spec: VoiceSpec, reading: Reading) -> float | None:
         """How long `text` sounds (as trimmed) at `spec`, known without reading it; None
         when the engine cannot tell."""

@@ -48,9 +48,6 @@ UNCUTTABLE_KEPT_BYTES = 4000  # of the cutter's error, kept beside a model it co
 FRONTS_KEPT = 8  # lines whose front stage is kept: a line's pace is solved on it, then read
 
 
-_Key = tuple[Path, Path | None]  # a voice model, and the folder its cut is kept in
-
-
 class PiperEngine(Engine):
     """Piper neural TTS, in-process; each voice model is loaded once per run.
 
@@ -77,11 +74,11 @@ class PiperEngine(Engine):
         """`noise_scale`: the voice's colour, None for the voice's own (0 reads without it,
         the same whether the model is cut or whole)."""
         self.noise_scale = noise_scale
-        # Voices by (model, where its cut is kept): a cut voice and a whole one differ.
-        self._loaded: dict[_Key, Any] = {}  # PiperVoice (phonemes, config; a session if whole)
-        self._stages: dict[_Key, Stages] = {}  # the model's sessions, when it is cut
-        self._fronts: dict[tuple[_Key, str], list[Front]] = {}  # lines the front has read
-        self._single_threaded: set[_Key] = set()  # voices whose sessions run no thread pool
+        # A voice loads once (cut, or whole), as the first reading that asks for it says.
+        self._loaded: dict[Path, Any] = {}  # PiperVoice (phonemes, config; a session if whole)
+        self._stages: dict[Path, Stages] = {}  # the model's sessions, when it is cut
+        self._fronts: dict[tuple[Path, str], list[Front]] = {}  # lines the front has read
+        self._single_threaded: set[Path] = set()  # voices whose sessions run no thread pool
 
     def fork_safe(self) -> bool:
         """Whether a process may fork now: every loaded voice runs inference on its
@@ -99,15 +96,16 @@ class PiperEngine(Engine):
         """Load a voice with one inference thread, before worker processes fork: they share
         it, loaded once, and each runs on a core of its own. False if it is already loaded
         with a thread pool (then no worker may fork)."""
-        key = (self.model_path(spec), reading.models)
-        if key not in self._loaded:
-            self._voice(key[0], replace(reading, threads=1))
-        return key in self._single_threaded
+        path = self.model_path(spec)
+        if path not in self._loaded:
+            self._voice(path, replace(reading, threads=1))
+        return path in self._single_threaded
 
     def is_cut(self, spec: VoiceSpec, reading: Reading) -> bool:
-        """Whether the voice (loaded now if need be) is read in stages, cut."""
+        """Whether the voice (loaded now, as `reading` says, if it is not yet) is read in
+        stages, cut."""
         self._voice(self.model_path(spec), reading)
-        return (self.model_path(spec), reading.models) in self._stages
+        return self.model_path(spec) in self._stages
 
     @staticmethod
     def bundled() -> dict[str, Path]:
@@ -161,7 +159,7 @@ class PiperEngine(Engine):
     def _voice(self, path: Path, reading: Reading) -> Any:
         """The loaded voice; `reading.threads` sets its inference threads when it loads
         (None: onnxruntime's own choice, all cores, for one process alone)."""
-        threads, key = reading.threads, (path, reading.models)
+        threads, key = reading.threads, path
         if key not in self._loaded:
             try:
                 from piper import PiperConfig, PiperVoice
@@ -219,7 +217,7 @@ class PiperEngine(Engine):
         """Each sentence of `text` through the front (at length scale 1), kept for the
         reading that follows; None when the voice is not cut."""
         voice = self._voice(path, reading)
-        loaded = (path, reading.models)
+        loaded = path
         if loaded not in self._stages:
             return None
         key = (loaded, text)
@@ -269,7 +267,7 @@ class PiperEngine(Engine):
                     words += word_starts(aligned, sum(map(len, chunks)))
                 chunks.append(chunk.audio_float_array)
         else:
-            stages = self._stages[path, reading.models]
+            stages = self._stages[path]
             for sentence, front in enumerate(fronts):
                 values = model_inputs(voice, front.ids, length_scale, self.DURATION_NOISE)
                 values.update(front.values)
