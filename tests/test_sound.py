@@ -195,7 +195,7 @@ def test_bed_ducks_under_the_voice_by_duck_db(tmp_path: Path) -> None:
         return float(20 * np.log10(np.sqrt(np.mean(x**2))))
 
     def active_rms_db(x: np.ndarray) -> float:
-        """Speech level as the README defines it: 20 ms frames within 30 dB of the loudest."""
+        """Speech level as docs/design.md defines it: 20 ms frames within 30 dB of the loudest."""
         frames = x[: len(x) // 882 * 882, 0].reshape(-1, 882)
         levels = np.sqrt(np.mean(frames**2, axis=1))
         return rms_db(frames[levels >= levels.max() * 10 ** (-30 / 20)])

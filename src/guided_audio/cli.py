@@ -9,7 +9,6 @@ import click
 
 from guided_audio import __version__, session
 from guided_audio.batch import (
-    Outcome,
     export_many,
     library,
     options_for,
@@ -32,8 +31,7 @@ from guided_audio.dsp.effects import RATE
 from guided_audio.errors import GuidedAudioError, UsageError
 from guided_audio.export.encode import FORMATS
 from guided_audio.export.naming import DEFAULT_FOLDER, output_path
-from guided_audio.plan.pace import NARRATION_WPM, SENTENCE_WPM
-from guided_audio.plan.timeline import Timeline, clock
+from guided_audio.plan.timeline import clock
 from guided_audio.play import home, terminal
 from guided_audio.script import authoring
 from guided_audio.script.grammar import ENGINES
@@ -42,13 +40,13 @@ from guided_audio.script.spoken import parse_vars
 from guided_audio.session import (
     LineVoice,
     Options,
-    Paces,
     PlayOptions,
     check_all,
     new_script,
     preview_bell,
     say,
 )
+from guided_audio.show import show_plan, show_summary, show_words
 from guided_audio.speech import registry
 
 
@@ -119,9 +117,9 @@ def plan_command(
     scripts = scripts_in(list(files))
     if len(scripts) == 1 and not files[0].is_dir():
         timeline = session.timeline(scripts[0], options, Reporter(quiet), estimate=estimate)
-        _show_plan(timeline, marker)
+        show_plan(timeline, marker)
         if words:
-            _words(session.paces(scripts[0], timeline, options), marker)
+            show_words(session.paces(scripts[0], timeline, options), marker)
         return
     if not scripts:
         raise UsageError(f"no .yaml scripts in {', '.join(map(str, files))}")
@@ -135,35 +133,10 @@ def plan_command(
             click.echo()
         shown += 1
         click.echo(str(path))
-        _show_plan(planned, marker)
+        show_plan(planned, marker)
         if words:
-            _words(session.paces(path, planned, options_for(path, options)), marker)
+            show_words(session.paces(path, planned, options_for(path, options)), marker)
     sys.exit(worst)
-
-
-def _show_plan(timeline: Timeline, marker: str) -> None:
-    click.echo(timeline.title)
-    for index, span in enumerate(timeline.sections, start=1):
-        click.echo(f"  {marker}{clock(span.start):>8}  {index}. {span.title}")
-    click.echo(f"  {marker}{clock(timeline.total):>8}  total ({timeline.seconds:.2f} s)")
-
-
-def _words(paces: Paces, marker: str) -> None:
-    low, high = SENTENCE_WPM
-    click.echo("words a minute (a calm speaker: 130-170; narration: 90-120)")
-    for pace in paces.steps:
-        flag = "!" if not low <= pace.wpm <= high else " "
-        text = pace.text if len(pace.text) <= 50 else pace.text[:49] + "…"
-        click.echo(
-            f" {flag}{marker}{pace.wpm:5.0f}  {pace.words:3} words {pace.seconds:6.1f} s  {text}"
-        )
-    narration = paces.narration_wpm
-    if narration is None:
-        click.echo("  narration: no two say steps follow each other")
-    else:
-        low, high = NARRATION_WPM
-        flag = "!" if not low <= narration <= high else ""
-        click.echo(f"  narration: {marker}{narration:.0f} words a minute {flag}".rstrip())
 
 
 @main.command()
@@ -238,19 +211,8 @@ def export(
         ):
             outcomes.append(outcome)
             advance(1)
-    _summary(sorted(outcomes, key=lambda o: scripts.index(o.script)), quiet)
+    show_summary(sorted(outcomes, key=lambda o: scripts.index(o.script)), quiet)
     sys.exit(max((o.exit_code for o in outcomes), default=0))
-
-
-def _summary(outcomes: list[Outcome], quiet: bool) -> None:
-    for outcome in outcomes:
-        if outcome.report is not None and not quiet:
-            click.echo(outcome.report.line())
-        elif outcome.error is not None:
-            click.echo(f"FAILED {outcome.script}: {outcome.error}", err=True)
-    failed = sum(1 for o in outcomes if o.error is not None)
-    if not quiet or failed:
-        click.echo(f"{len(outcomes) - failed} exported, {failed} failed", err=True)
 
 
 @main.command()

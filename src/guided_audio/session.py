@@ -1,5 +1,5 @@
-"""The library's front door: one call per command, composing the pipeline stages
-script → plan → voice → mix → sinks. The CLI only parses options and prints.
+"""The library's front door: one call per command, composing the pipeline's stages
+script → plan → speech → mix → export / play. The CLI only parses options and prints.
 """
 
 from __future__ import annotations
