@@ -238,7 +238,8 @@ def test_a_stop_waits_for_a_step_that_must_not_be_cut_in_two(
             steps.append("the step goes on")
 
     before = {signum: signal.getsignal(signum) for signum in files.STOP_SIGNALS}
-    files.exit_quietly_on_signals()  # as a worker has it
+    files.exit_quietly_on_signals()  # SIGTERM as a worker has it; Ctrl-C as the CLI has it
+    signal.signal(signal.SIGINT, before[signal.SIGINT])
     quietly = signal.getsignal(signal.SIGTERM)
     try:
         with pytest.raises(stopped):

@@ -19,8 +19,11 @@ import pytest
 
 from conftest import (
     Pulse,
+    ahead_of_others,
     boundary,
     children,
+    cpu_times,
+    load_report,
     read_raw,
     read_wav_int16,
     segments,
@@ -77,8 +80,9 @@ def _command(*args: str) -> list[str]:
 
 def _run(args: list[str], env: dict[str, str], stdin: str = "") -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        _command(*args), input=stdin, capture_output=True, text=True, env=env, timeout=300
-    )
+        _command(*args), input=stdin, capture_output=True, text=True, env=env, timeout=300,
+        preexec_fn=ahead_of_others,
+    )  # fmt: skip
 
 
 def _export(script: Path, env: dict[str, str], *extra: str) -> np.ndarray:
@@ -115,6 +119,7 @@ def _spawn(args: list[str], env: dict[str, str]) -> pexpect.spawn[str]:
         encoding="utf-8",
         codec_errors="replace",  # Ctrl-C discards unread output, maybe half a character
         timeout=90,
+        preexec_fn=ahead_of_others,
     )
 
 
@@ -167,12 +172,14 @@ def test_real_time_playback_has_no_dropout(tmp_path: Path, pulse: Pulse, home: P
     exported = _export(script, env)
     assert 55 * RATE < len(exported) < 65 * RATE
     recording = tmp_path / "monitor.raw"
+    before = cpu_times()
     with pulse.recording(recording):
         played = _run(["play", str(script), "-q"], env)
     assert played.returncode == 0, played.stderr
     heard = read_raw(recording)
     found = segments(heard, exported)
-    assert len(found) == 1, found  # one run from start to end: nothing dropped or repeated
+    # one run from start to end: nothing dropped or repeated
+    assert len(found) == 1, f"{len(found)} runs: {found}; {load_report(before)}"
     start = found[0].start + found[0].shift  # where the recording first matches
     assert start < RATE  # (the drone fades in from zero: the first windows are silent)
     offset = found[0].start - start

@@ -48,10 +48,13 @@ class Windowed(ABC):
 class Mixer(Windowed):
     """Renders windows of a timeline; holds nothing but small sources and caches."""
 
-    def __init__(self, timeline: Timeline, speaker: Speaker) -> None:
+    def __init__(
+        self, timeline: Timeline, speaker: Speaker, drone_tiles: int | None = None
+    ) -> None:
+        """`drone_tiles`: how much of the drone's loop stays built (None: all of it)."""
         self.timeline = timeline
         self.speaker = speaker
-        self.drone_tiles = speaker.resources.drone_tiles
+        self.drone_tiles = drone_tiles
         self.duck = duck_spans(timeline.voice_spans())
         self.duck_starts = [s for s, _ in self.duck]
 

@@ -144,7 +144,11 @@ class LiveFeed(Feed):
             if isinstance(e.source, Phrase) and e.source not in lengths
         ]
         final = max(0, min(unknown) - self._guard) if unknown else timeline.total
-        return Snapshot(timeline, self._master(Mixer(timeline, self.speaker)), final)
+        return Snapshot(
+            timeline,
+            self._master(Mixer(timeline, self.speaker, self.speaker.resources.drone_tiles)),
+            final,
+        )
 
     def wait(self, timeout_s: float) -> None:
         with self._changed:
