@@ -87,6 +87,7 @@ def test_the_list_of_exceptions_names_real_fixtures() -> None:
     assert set(BEYOND_A_SCHEMA) <= {p.stem for p in FIXTURES}
 
 
+@pytest.mark.slow
 def test_new_writes_a_starter_that_validates(tmp_path: Path) -> None:
     result = cli("new", str(tmp_path / "evening-wind-down"))
     assert result.exit_code == 0, result.output
@@ -144,6 +145,7 @@ LONG_SILENCE_S = 20.0
 
 
 @pytest.mark.parametrize("path", [pytest.param(p, id=p.stem) for p in BUNDLED])
+@pytest.mark.slow
 def test_bundled_sessions_are_written_with_care(path: Path) -> None:
     # Who wrote it and what it is; an opening that says the listener may stop; every long
     # silence carried by a bed (so no one wonders whether the audio stopped).

@@ -83,6 +83,7 @@ def _pid_as_export(path: Path, out: Path, *_: object) -> tuple[Path, None, Repor
     ("jobs", "threads"),
     [pytest.param("1", 1, id="one-core"), pytest.param(None, None, id="every-core")],
 )
+@pytest.mark.slow
 def test_speech_made_in_process_keeps_to_guided_audio_jobs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, jobs: str | None, threads: int | None
 ) -> None:
@@ -127,6 +128,7 @@ def _spy_synthesis(monkeypatch: pytest.MonkeyPatch, log: Path) -> None:
 SPOKEN = "title: {title}\nsections:\n  - title: A\n    steps:\n      - say: {line}\n"
 
 
+@pytest.mark.slow
 def test_a_batch_makes_all_its_speech_at_once_before_any_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -148,6 +150,7 @@ def test_a_batch_makes_all_its_speech_at_once_before_any_file(
     assert sorted(p.name for p in (tmp_path / "out").glob("*.wav")) == ["one.wav", "two.wav"]
 
 
+@pytest.mark.slow
 def test_plan_shows_each_script_of_a_folder_after_making_all_their_speech(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -46,6 +46,7 @@ def _render(path: Path, cache: Path) -> None:
     render(path, Options(cache_dir=cache, loudness_lufs=None), Silent())
 
 
+@pytest.mark.slow
 def test_second_render_synthesises_nothing(tmp_path: Path, counted: list[str]) -> None:
     script = write(tmp_path, SCRIPT.format(second="A second line."))
     _render(script, tmp_path / "cache")
@@ -55,6 +56,7 @@ def test_second_render_synthesises_nothing(tmp_path: Path, counted: list[str]) -
     assert len(counted) == before
 
 
+@pytest.mark.slow
 def test_changed_line_rerenders_only_that_line(tmp_path: Path, counted: list[str]) -> None:
     script = write(tmp_path, SCRIPT.format(second="A second line."))
     _render(script, tmp_path / "cache")
@@ -78,6 +80,7 @@ def test_key_changes_with_what_changes_the_sound(tmp_path: Path) -> None:
     assert speaker.key(Phrase("Hello.", VoiceSpec(gap_s=2.0))) == speaker.key(base)
 
 
+@pytest.mark.slow
 def test_entries_are_private_and_complete(tmp_path: Path) -> None:
     script = write(tmp_path, SCRIPT.format(second="Private words."))
     cache = tmp_path / "cache"
@@ -100,6 +103,7 @@ def test_an_existing_open_cache_folder_is_made_private(tmp_path: Path) -> None:
     assert stat.S_IMODE(cache.stat().st_mode) == 0o700
 
 
+@pytest.mark.slow
 def test_corrupt_entry_is_rendered_again(tmp_path: Path) -> None:
     speaker = Speaker(SpeechCache(tmp_path))
     phrase = Phrase("Repair me.", VoiceSpec())
@@ -111,6 +115,7 @@ def test_corrupt_entry_is_rendered_again(tmp_path: Path) -> None:
     assert speaker.cache.read(speaker.key(phrase)) is not None
 
 
+@pytest.mark.slow
 def test_two_processes_share_one_cache(tmp_path: Path) -> None:
     script = write(tmp_path, SCRIPT.format(second="Two renders at once."))
     cache = tmp_path / "cache"
@@ -195,6 +200,7 @@ assert piper.fork_safe()
 
 
 @pytest.mark.parametrize("how", ["workers", "dies"])
+@pytest.mark.slow
 def test_speech_renders_on_several_workers_into_one_cache(tmp_path: Path, how: str) -> None:
     # In a fresh process (here the engine is loaded already, and forking is then avoided).
     # "dies": a worker that is killed leaves the rest to the parent, which finishes them.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -53,3 +55,12 @@ def test_bad_loudness_option(tmp_path: Path, value: str, message: str) -> None:
     result = cli("export", str(script), "--loudness", value)
     assert result.exit_code == 2
     assert message in result.stderr
+
+
+def test_python_dash_m_runs_the_same_command_line() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "guided_audio", "--version"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"guided-audio, version {__version__}"

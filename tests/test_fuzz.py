@@ -82,6 +82,7 @@ def mutated(draw: st.DrawFn) -> bytes:
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
 @given(content=mutated())
+@pytest.mark.slow
 def test_mutated_scripts_give_located_project_errors_or_plan(
     tmp_path: Path, content: bytes
 ) -> None:

@@ -129,6 +129,7 @@ sections:
 """
 
 
+@pytest.mark.slow
 def test_a_session_is_joined_where_only_the_bed_sounds(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -158,6 +159,7 @@ def test_a_session_is_joined_where_only_the_bed_sounds(
 
 
 @pytest.mark.parametrize("parts", [pytest.param(2, id="two-parts"), pytest.param(3, id="three")])
+@pytest.mark.slow
 def test_joined_parts_decode_as_one_encoding(
     encoded: dict[int, tuple[Path, Measured]], parts: int
 ) -> None:
@@ -236,6 +238,7 @@ def test_the_meter_decodes_an_mp3_on_the_grid_ffmpeg_decodes_it_on(tmp_path: Pat
     assert ours[10:20].min() > 1e3 * max(ours[9], ours[20])
 
 
+@pytest.mark.slow
 def test_with_no_clean_frame_to_join_at_it_is_encoded_in_one_part(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -115,6 +115,7 @@ def test_mp3_has_a_table_of_contents_tags_and_the_cover(exported: tuple[Path, Pa
     assert pictures[0].data == png()
 
 
+@pytest.mark.slow
 def test_players_read_the_mp3s_length_from_its_header(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -277,6 +278,7 @@ PROBE_RATE = 8000  # decoded at a low rate: an hour of mono is 57 MB, onsets sti
 
 
 @pytest.mark.parametrize("suffix", [".mp3", ".m4b"])
+@pytest.mark.slow
 def test_chapters_stay_on_the_sound_over_an_hour(tmp_path: Path, suffix: str) -> None:
     # Chapter times are checked against where each section's bell is heard in the decoded
     # file: encoder delay or drift would move the sound away from its chapter.

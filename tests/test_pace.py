@@ -53,6 +53,7 @@ def _in_engine(path: Path, engine: str, folder: Path) -> Path:
 
 
 @pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.slow
 def test_bundled_scripts_speak_at_a_guides_pace(tmp_path: Path, engine: str) -> None:
     report = []
     for original in SCRIPTS:
@@ -90,6 +91,7 @@ sections:
         pytest.param(False, 1.6, id="from-letters"),  # a model that cannot be cut
     ],
 )
+@pytest.mark.slow
 def test_most_lines_are_read_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cut: bool, most_readings_per_line: float
 ) -> None:
@@ -124,6 +126,7 @@ def test_most_lines_are_read_once(
 
 
 @pytest.mark.parametrize("pace", [pytest.param(1.0, id="pace-1"), pytest.param(0.8, id="pace-0.8")])
+@pytest.mark.slow
 def test_piper_knows_a_lines_length_before_reading_it(tmp_path: Path, pace: float) -> None:
     speaker = Speaker(SpeechCache(tmp_path))
     speaker.cache.ensure_writable()

@@ -124,6 +124,7 @@ def _spawn(args: list[str], env: dict[str, str]) -> pexpect.spawn[str]:
 
 
 # --- exactness -------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_play_sounds_exactly_like_the_export(tmp_path: Path, pulse: Pulse, home: Path) -> None:
     script = write(tmp_path, SHORT)
     capture = tmp_path / "capture.raw"
@@ -143,6 +144,7 @@ def test_play_sounds_exactly_like_the_export(tmp_path: Path, pulse: Pulse, home:
     )
 
 
+@pytest.mark.slow
 def test_a_cold_start_plays_every_sound_where_the_export_puts_it(
     tmp_path: Path, pulse: Pulse, home: Path
 ) -> None:
@@ -158,6 +160,7 @@ def test_a_cold_start_plays_every_sound_where_the_export_puts_it(
     assert np.array_equal(heard[: len(exported)], exported)
 
 
+@pytest.mark.slow
 def test_real_time_playback_has_no_dropout(tmp_path: Path, pulse: Pulse, home: Path) -> None:
     script = write(
         tmp_path,
@@ -203,6 +206,7 @@ def _play_keys_session(
     return script, capture, exported, _timeline(script), child
 
 
+@pytest.mark.slow
 def test_keys_pause_seek_next_section_and_volume(tmp_path: Path, pulse: Pulse, home: Path) -> None:
     script, capture, exported, timeline, child = _play_keys_session(tmp_path, pulse)
     child.expect("“Welcome.")  # the caption shows the sentence being spoken
@@ -250,6 +254,7 @@ def test_keys_pause_seek_next_section_and_volume(tmp_path: Path, pulse: Pulse, h
     assert str(script.resolve()) in saved
 
 
+@pytest.mark.slow
 def test_end_gently_fades_out_and_goes_to_the_closing_section(
     tmp_path: Path, pulse: Pulse, home: Path
 ) -> None:
@@ -285,6 +290,7 @@ def test_end_gently_fades_out_and_goes_to_the_closing_section(
         pytest.param("hangup", 129, id="closed-terminal"),
     ],
 )
+@pytest.mark.slow
 def test_leaving_restores_the_terminal_and_resume_continues_there(
     tmp_path: Path, pulse: Pulse, home: Path, how: str, status: int
 ) -> None:
@@ -333,6 +339,7 @@ def test_leaving_restores_the_terminal_and_resume_continues_there(
 @pytest.mark.parametrize(
     "wanted", [pytest.param("3", id="number"), pytest.param("closing", id="title")]
 )
+@pytest.mark.slow
 def test_from_starts_at_a_section(tmp_path: Path, pulse: Pulse, home: Path, wanted: str) -> None:
     script = write(tmp_path, KEYS)
     capture = tmp_path / "capture.raw"
@@ -357,6 +364,7 @@ def test_from_naming_no_section_lists_them(tmp_path: Path, home: Path) -> None:
     )
 
 
+@pytest.mark.slow
 def test_a_damaged_resume_file_is_ignored_with_a_note(
     tmp_path: Path, pulse: Pulse, home: Path
 ) -> None:
@@ -407,6 +415,7 @@ sections:
 """
 
 
+@pytest.mark.slow
 def test_journal_keeps_every_answer_given_even_when_interrupted(
     tmp_path: Path, pulse: Pulse, home: Path
 ) -> None:
@@ -439,6 +448,7 @@ def test_journal_keeps_every_answer_given_even_when_interrupted(
 
 
 # --- backends and the bell preview -----------------------------------------------------------
+@pytest.mark.slow
 def test_simpleaudio_backend_where_it_works(tmp_path: Path, pulse: Pulse, home: Path) -> None:
     script = write(tmp_path, SHORT)
     capture = tmp_path / "capture.raw"
@@ -460,6 +470,7 @@ def test_simpleaudio_backend_where_it_works(tmp_path: Path, pulse: Pulse, home: 
     assert np.array_equal(heard[: len(exported)], exported)
 
 
+@pytest.mark.slow
 def test_bell_preview_plays_one_strike(tmp_path: Path, pulse: Pulse) -> None:
     from guided_audio.dsp import sounds
 

@@ -165,6 +165,7 @@ def test_end_gently_in_the_last_section_stops_after_the_fade() -> None:
     assert END_FADE - PERIOD <= sounding[-1] <= END_FADE + PERIOD
 
 
+@pytest.mark.slow
 def test_a_cold_feed_never_plays_past_what_is_final(tmp_path: Path) -> None:
     script_path = write(
         tmp_path,

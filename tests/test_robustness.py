@@ -89,6 +89,7 @@ def _hear(wav: Path, start: int, end: int) -> float:
         pytest.param(lambda b: b[:44] + b[44:][::-1], id="replaced"),
     ],
 )
+@pytest.mark.slow
 def test_a_damaged_cache_entry_is_rendered_again_never_played(
     tmp_path: Path, damage: object
 ) -> None:
@@ -172,6 +173,7 @@ def test_a_missing_ffmpeg_for_a_sound_file_says_so(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.slow
 def test_a_read_only_cache_still_validates_but_cannot_export(tmp_path: Path) -> None:
     if os.geteuid() == 0:
         blocker = tmp_path / "file"  # root writes anywhere: use a path under a file instead
@@ -194,6 +196,7 @@ def test_a_read_only_cache_still_validates_but_cannot_export(tmp_path: Path) -> 
     assert line.endswith("set GUIDED_AUDIO_CACHE to a writable folder")
 
 
+@pytest.mark.slow
 def test_a_full_cache_disk_is_one_line(tmp_path: Path) -> None:
     from test_export import on_a_small_disk
 

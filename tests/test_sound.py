@@ -302,6 +302,7 @@ def _true_peak_db(audio: np.ndarray) -> float:
         pytest.param("body-scan.yaml", ["--loudness", "-19"], -19.0, id="body-scan-mp3-19"),
     ],
 )
+@pytest.mark.slow
 def test_exports_meet_loudness_and_true_peak(
     tmp_path: Path, script: str, args: list[str], target: float
 ) -> None:
@@ -333,6 +334,7 @@ def _drums(tmp_path: Path) -> None:
     write_wav(tmp_path / "drums.wav", np.tile(burst, 8) * 0.9)
 
 
+@pytest.mark.slow
 def test_overlays_never_clip_and_the_limiter_holds_peaks(tmp_path: Path) -> None:
     _drums(tmp_path)
     script = write(tmp_path, LOUD_OVERLAYS)
@@ -403,6 +405,7 @@ def test_no_join_steps_larger_than_the_speech_itself(tmp_path: Path) -> None:
 
 
 # --- never quadratic, never whole ------------------------------------------------------------
+@pytest.mark.slow
 def test_an_hour_streams_in_flat_memory(tmp_path: Path) -> None:
     steps = "".join(
         f"      - say: Minute {m % 3}.\n      - pause: 58s\n      - bell: chime\n"
@@ -495,6 +498,7 @@ BUNDLED = sorted((Path(__file__).parent.parent / "scripts").glob("*.yaml"))
 
 
 @pytest.mark.parametrize("path", [pytest.param(p, id=p.stem) for p in BUNDLED])
+@pytest.mark.slow
 def test_bundled_session_exports(tmp_path: Path, path: Path) -> None:
     out = tmp_path / f"{path.stem}.flac"
     result = cli("export", str(path), "-o", str(out), "-q")
@@ -506,6 +510,7 @@ def test_bundled_session_exports(tmp_path: Path, path: Path) -> None:
     assert _true_peak_db(audio) <= -1.0
 
 
+@pytest.mark.slow
 def test_loudness_holds_when_the_limiter_dominates(tmp_path: Path) -> None:
     """Mostly silence and peaky bells: reaching -16 LUFS needs heavy limiting.
 

@@ -126,6 +126,7 @@ def _onsets(audio: NDArray[np.float32], min_gap_s: float) -> list[int]:
     return [int(loud[0]), *(int(loud[g + 1]) for g in gaps)]
 
 
+@pytest.mark.slow
 def test_piper_word_times_match_the_words_heard(tmp_path: Path) -> None:
     # Piper pauses at commas inside one phrase: each word after a pause starts with an
     # onset that can be measured, and its alignment time must agree within 50 ms.

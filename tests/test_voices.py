@@ -43,6 +43,7 @@ def _reading(models: Path | None, decode_frames: int = DECODE_CHUNK_FRAMES) -> R
     return Reading(models, None, decode_frames)
 
 
+@pytest.mark.slow
 def test_piper_model_is_loaded_once_per_run(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -77,6 +78,7 @@ def _fresh_piper(piper: PiperEngine) -> Callable[[str], Engine]:
         pytest.param("Welcome back. Stay a while, and rest here.", 0.7, id="two-sentences-slow"),
     ],
 )
+@pytest.mark.slow
 def test_piper_in_stages_reads_as_the_whole_model(tmp_path: Path, text: str, pace: float) -> None:
     # The front (phoneme lengths), the flow and the decoder (audio) cut from the model say
     # what the whole model says: same samples (without the voice colour's noise), same words.
@@ -93,6 +95,7 @@ def test_piper_in_stages_reads_as_the_whole_model(tmp_path: Path, text: str, pac
 SIXTEEN_BIT_STEP = 1 / 32768
 
 
+@pytest.mark.slow
 def test_piper_decodes_in_chunks_as_at_once(tmp_path: Path) -> None:
     # The decoder's memory follows the length it decodes at once, so it decodes a chunk at a
     # time with its receptive field of context either side: the samples stay the same, to
@@ -126,6 +129,7 @@ class _Logged(PiperEngine):
         return super().synthesize(text, spec, reading)
 
 
+@pytest.mark.slow
 def test_only_worker_processes_decode_in_larger_chunks(tmp_path: Path) -> None:
     # A process that makes speech beside other work (`play`'s player, a batch's files, an
     # export on one worker) decodes lean chunks; worker processes that only make speech
@@ -153,6 +157,7 @@ def test_only_worker_processes_decode_in_larger_chunks(tmp_path: Path) -> None:
     assert decoded() == [(False, DECODE_CHUNK_FRAMES)]
 
 
+@pytest.mark.slow
 def test_this_process_works_meanwhile_while_its_workers_speak(tmp_path: Path) -> None:
     # A cold export measures its beds while the workers make its speech: here, after they
     # fork (a thread at work while a process forks would leave its locks in the child).
@@ -218,6 +223,7 @@ def test_piper_accepts_any_model_file(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
 
 
+@pytest.mark.slow
 def test_piper_reads_a_line_the_same_every_time(tmp_path: Path) -> None:
     # Timing is the product: phoneme lengths are the model's own, not sampled from noise,
     # and the voice's colour is noise seeded by the line: the same samples every time, so
