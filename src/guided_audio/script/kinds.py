@@ -38,8 +38,7 @@ def read_value(k: g.Key, node: Node, context: Context) -> Any:
     raises a located problem (Invalid)."""
     what = k.said_as
     if k.kind == "duration":
-        high = float(k.high if k.high is not None else MAX_PAUSE_S)
-        seconds = read_duration(node, what, high or MAX_PAUSE_S, zero_ok=k.zero_ok)
+        seconds = read_duration(node, what, float(k.high or MAX_PAUSE_S), zero_ok=k.zero_ok)
         if k.low and 0 < seconds < k.low:
             node.fail(f"{what} must be at least {k.low:g}s, found {node.describe()}")
         return seconds

@@ -104,8 +104,9 @@ class PiperEngine(Engine):
     def is_cut(self, spec: VoiceSpec, reading: Reading) -> bool:
         """Whether the voice (loaded now, as `reading` says, if it is not yet) is read in
         stages, cut."""
-        self._voice(self.model_path(spec), reading)
-        return self.model_path(spec) in self._stages
+        path = self.model_path(spec)
+        self._voice(path, reading)
+        return path in self._stages
 
     @staticmethod
     def bundled() -> dict[str, Path]:
@@ -159,8 +160,8 @@ class PiperEngine(Engine):
     def _voice(self, path: Path, reading: Reading) -> Any:
         """The loaded voice; `reading.threads` sets its inference threads when it loads
         (None: onnxruntime's own choice, all cores, for one process alone)."""
-        threads, key = reading.threads, path
-        if key not in self._loaded:
+        threads = reading.threads
+        if path not in self._loaded:
             try:
                 from piper import PiperConfig, PiperVoice
             except ImportError:
@@ -170,17 +171,17 @@ class PiperEngine(Engine):
                 if cut is not None:
                     config = json.loads(Path(f"{path}.json").read_text(encoding="utf-8"))
                     voice = PiperVoice(session=None, config=PiperConfig.from_dict(config))
-                    self._stages[key] = Stages(*(stage_session(stage, threads) for stage in cut))
+                    self._stages[path] = Stages(*(stage_session(stage, threads) for stage in cut))
                 else:
                     voice = _whole_voice(path, threads)
             except Exception as exc:  # onnxruntime raises many types for a bad model file
                 raise EngineError(f"cannot load Piper voice {path}: {exc}") from None
             if self.noise_scale is not None:
                 voice.config.noise_scale = self.noise_scale
-            self._loaded[key] = voice
+            self._loaded[path] = voice
             if threads == 1:
-                self._single_threaded.add(key)
-        return self._loaded[key]
+                self._single_threaded.add(path)
+        return self._loaded[path]
 
     def _cut(self, path: Path, models: Path | None) -> list[Path] | None:
         """The model's stages, cut once into `models` by a child process (`piper_cut`: onnx
@@ -217,13 +218,12 @@ class PiperEngine(Engine):
         """Each sentence of `text` through the front (at length scale 1), kept for the
         reading that follows; None when the voice is not cut."""
         voice = self._voice(path, reading)
-        loaded = path
-        if loaded not in self._stages:
+        if path not in self._stages:
             return None
-        key = (loaded, text)
+        key = (path, text)
         fronts = self._fronts.get(key)
         if fronts is None:
-            front_session = self._stages[loaded].front
+            front_session = self._stages[path].front
             names = [output.name for output in front_session.get_outputs()]
             fronts = []
             for phonemes in voice.phonemize(text):

@@ -219,9 +219,7 @@ class Speaker:
 
     def release_voices(self) -> None:
         """Let go of every loaded voice (the mix that follows speech needs none)."""
-        piper = self.engines("piper")
-        if isinstance(piper, PiperEngine):
-            piper.unload()
+        self.engines("piper").unload()
 
     def ready_to_fork(self, phrases: list[Phrase]) -> bool:
         """Load the Piper voices these phrases need, one inference thread each, and say
