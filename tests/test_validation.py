@@ -165,6 +165,27 @@ def test_var_overrides_the_default(tmp_path: Path) -> None:
     assert script.title == "For Sam"
 
 
+def test_values_are_read_as_yaml_1_2_reads_them(tmp_path: Path) -> None:
+    """As an editor reads them: yes/no/on/off are text, numbers may be 1e3 or 0x10, and
+    `music: off` (or no, none, false) is no bed."""
+    from guided_audio.script.loader import load_script
+    from guided_audio.script.model import Pause, Say
+
+    path = write(
+        tmp_path,
+        "title: Readings\nvariables: {consent: yes, mood: on}\nmusic: off\nsections:\n"
+        "  - title: A\n    music: no\n    steps:\n      - say: yes\n"
+        "      - say: '{consent}, {mood} we go'\n      - pause: 1e1\n      - pause: 0x10\n"
+        "  - title: B\n    music: false\n    steps:\n      - pause: 1m30.5s\n",
+    )
+    script = load_script(path, {})
+    kinds = [step.kind for section in script.sections for step in section.steps]
+    assert [k.text for k in kinds[:2] if isinstance(k, Say)] == ["yes", "yes, on we go"]
+    assert [k.seconds for k in kinds[2:] if isinstance(k, Pause)] == [10.0, 16.0, 90.5]
+    assert script.music is None
+    assert [section.music for section in script.sections] == [None, None]
+
+
 def test_every_bundled_script_is_valid() -> None:
     scripts = sorted((Path(__file__).parent.parent / "scripts").glob("*.yaml"))
     assert len(scripts) >= 2

@@ -6,45 +6,88 @@ starter, and the format table of `docs/writing-scripts.md`. All three are genera
 from __future__ import annotations
 
 import json
+from fractions import Fraction
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from guided_audio.script import grammar as g
+from guided_audio.script import patterns
 from guided_audio.script.grammar import Key
+from guided_audio.script.patterns import Bound
+from guided_audio.script.values import duration_clock
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
-DURATION_PATTERN = (
-    r"^\s*(\d+(\.\d+)?\s*|(\d+(\.\d+)?h)?(\d+(\.\d+)?m)?(\d+(\.\d+)?s)?(\d+(\.\d+)?ms)?)\s*$"
-)
-DECIBELS_PATTERN = r"^\s*[-+]?\d+(\.\d+)?\s*(dB|db|DB)?\s*$"
 NONBLANK = r"\S"
 WORD_PATTERN = r"^\w[\w'.\u2019-]*$"
 SCHEMA_FILE = "script.schema.json"
+# What an editor says when a value is not of its kind (JSON Schema's `errorMessage`, which
+# yaml-language-server shows in place of "Incorrect type" and the pattern itself).
+_WANTED = {
+    "text": "expected text",
+    "said": "expected text to say",
+    "path": "expected a file path, relative to the script",
+}
 
 
 # --- JSON Schema ------------------------------------------------------------------------------
+def duration_ranges(k: Key) -> list[tuple[Bound, Bound]]:
+    """The durations key `k` allows, as ranges of seconds (a zero may stand apart)."""
+    high: Bound = (Fraction(k.high if k.high is not None else g.MAX_PAUSE_S), True)
+    zero: Bound = (Fraction(0), True)
+    if k.low:
+        return ([(zero, zero)] if k.zero_ok else []) + [((Fraction(k.low), True), high)]
+    return [((Fraction(0), k.zero_ok), high)]
+
+
+def _wanted(k: Key) -> str:
+    if k.kind == "duration":
+        top = duration_clock(float(k.high if k.high is not None else g.MAX_PAUSE_S))
+        if k.low:
+            span = f"from {k.low:g}s to {top}" + (", or 0" if k.zero_ok else "")
+        else:
+            span = f"{'from 0 ' if k.zero_ok else ''}up to {top}"
+        return f"expected a duration like 7s or 1m30s, {span}"
+    if k.kind == "decibels":
+        return f"expected decibels like -20dB, from {k.low:g}dB to {k.high:g}dB"
+    if k.kind == "number":
+        return f"expected a number from {k.low:g} to {k.high:g}, like {k.like}"
+    if k.kind == "integer":
+        return f"expected a whole number from {k.low:g} to {k.high:g}"
+    if k.kind == "choice":
+        return "expected one of: " + ", ".join(k.choices)
+    return _WANTED[k.kind]
+
+
 def _value(k: Key) -> dict[str, Any]:
     """The schema of one key's value (without its description)."""
+    wanted = {"errorMessage": _wanted(k)}
     if k.kind in ("text", "said", "path"):
-        return {"type": "string", "pattern": NONBLANK}
+        return {"type": "string", "pattern": NONBLANK, **wanted}
     if k.kind == "duration":
-        number: dict[str, Any] = {"type": "number"}
+        ranges = duration_ranges(k)
+        (low, _), (high, _) = ranges[-1]
+        number: dict[str, Any] = {"type": ["number", "string"]}
         number["minimum" if k.zero_ok else "exclusiveMinimum"] = 0
-        if k.high is not None:
-            number["maximum"] = k.high
-        return {"anyOf": [number, {"type": "string", "pattern": DURATION_PATTERN}]}
+        number["maximum"] = float(high)
+        if low > 0 and k.zero_ok:
+            number["not"] = {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": k.low}
+        elif low > 0:
+            number["minimum"] = float(low)
+            del number["exclusiveMinimum"]
+        return {**number, "pattern": patterns.duration_pattern(ranges), **wanted}
     if k.kind == "decibels":
         return {
-            "anyOf": [
-                {"type": "number", "minimum": k.low, "maximum": k.high},
-                {"type": "string", "pattern": DECIBELS_PATTERN},
-            ]
+            "type": ["number", "string"],
+            "minimum": k.low,
+            "maximum": k.high,
+            "pattern": patterns.decibels_pattern(float(k.low or 0), float(k.high or 0)),
+            **wanted,
         }
     if k.kind in ("number", "integer"):
-        return {"type": k.kind, "minimum": k.low, "maximum": k.high}
+        return {"type": k.kind, "minimum": k.low, "maximum": k.high, **wanted}
     if k.kind == "choice":
-        return {"enum": list(k.choices)}
+        return {"enum": list(k.choices), **wanted}
     raise AssertionError(k)
 
 
@@ -71,7 +114,7 @@ def json_schema() -> dict[str, Any]:
     music = {
         "anyOf": [
             {"$ref": "#/$defs/music"},
-            {"const": "none"},
+            {"enum": list(g.NO_MUSIC)},
             {"type": "null"},
             {"const": False},
         ]
@@ -100,19 +143,11 @@ def json_schema() -> dict[str, Any]:
         "bell": {"anyOf": [{"enum": list(g.BELLS)}, {"$ref": "#/$defs/bell"}]},
         "reflect": {"$ref": "#/$defs/reflect"},
     }
-    step = {
-        "oneOf": [
-            {
-                "type": "object",
-                "properties": {
-                    k.name: {"description": k.doc, **(steps_special.get(k.name) or _value(k))}
-                },
-                "required": [k.name],
-                "additionalProperties": False,
-            }
-            for k in g.STEPS
-        ]
-    }
+    # One object with every kind as a property (not a oneOf of six), so an editor offers
+    # the kinds by name as you type and names a misspelt one without follow-ons.
+    step = _object(g.STEPS, steps_special)
+    step["minProperties"] = step["maxProperties"] = 1
+    step["errorMessage"] = "a step is one of: " + ", ".join(g.names(g.STEPS))
     section = _object(
         g.SECTION,
         {

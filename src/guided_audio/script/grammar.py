@@ -9,6 +9,7 @@ The validator (`script.py`) takes its keys, ranges and defaults from here; the J
 from __future__ import annotations
 
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any
 
 ENGINES = ("piper", "espeak", "gtts")
@@ -18,6 +19,7 @@ CUES = ("voice", "tone", "both", "none")
 PATTERNS = ("box", "4-7-8", "resonance", "sigh")
 AUDIO_SUFFIXES = (".mp3", ".wav", ".ogg", ".flac")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+NO_MUSIC = ("none", "off", "no")  # `music: none` (or off, no, false, empty): no bed
 
 MAX_PAUSE_S = 3600.0
 MAX_SESSION_S = 4 * 3600.0
@@ -27,6 +29,15 @@ MAX_FADE_S = 600.0
 MAX_PHASE_S = 120.0
 MIN_PHASE_S = 0.5  # shorter is not a breath (and would make a session of millions of events)
 MAX_EVENTS = 100_000  # sounds in one session: far above any real one, far below trouble
+# How durations are written: parts in this order, each at most once (`1h30m`, `1m30.5s`,
+# `500ms`). Seconds in one of the unit, and how many of it a part may hold when it follows a
+# larger one: `1m90s` is written 2m30s. Only the last part may have a fraction.
+DURATION_UNITS: tuple[tuple[str, Fraction, int], ...] = (
+    ("h", Fraction(3600), 0),
+    ("m", Fraction(60), 60),
+    ("s", Fraction(1), 60),
+    ("ms", Fraction(1, 1000), 1000),
+)
 SCHEMA_ID = "https://guided-audio.invalid/script.schema.json"
 
 
@@ -161,7 +172,7 @@ STEPS = (
 SECTION = (
     Key("title", "text", "the chapter's title", required=True, example="Arriving"),
     Key("voice", "mapping", "changes to the script's voice for this section"),
-    Key("music", "mapping", "this section's bed (or `none`)"),
+    Key("music", "mapping", "this section's bed (or `none` for silence under it)"),
     Key("pronounce", "mapping", "more word -> respelling entries for this section"),
     Key("steps", "list", "what happens, in order", required=True),
 )  # fmt: skip

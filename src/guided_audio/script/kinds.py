@@ -38,10 +38,8 @@ def read_value(k: g.Key, node: Node, context: Context) -> Any:
     raises a located problem (Invalid)."""
     what = k.said_as
     if k.kind == "duration":
-        seconds = read_duration(node, what, float(k.high or MAX_PAUSE_S), zero_ok=k.zero_ok)
-        if k.low and 0 < seconds < k.low:
-            node.fail(f"{what} must be at least {k.low:g}s, found {node.describe()}")
-        return seconds
+        high = float(k.high or MAX_PAUSE_S)
+        return read_duration(node, what, high, zero_ok=k.zero_ok, minimum=float(k.low or 0))
     if k.kind == "decibels":
         return decibels(node, what, float(k.low or 0), float(k.high or 0))
     if k.kind == "integer":

@@ -21,6 +21,7 @@ from guided_audio.script.grammar import (
     AUDIO_SUFFIXES,
     BEDS,
     BELLS,
+    NO_MUSIC,
 )
 from guided_audio.script.kinds import Context, read_keys, read_value
 from guided_audio.script.model import (
@@ -162,10 +163,15 @@ def _check_phonemes(node: Node, phonemes: str, spec: VoiceSpec, catalog: Catalog
 
 
 def _music(node: Node, context: Context, p: Problems) -> Music | None:
-    if node.is_scalar and (node.tag in (NULL, BOOL) or str(node.raw.value) == "none"):
-        if node.tag == BOOL and str(node.raw.value).lower() in ("true", "yes", "on"):
-            node.fail("expected a music bed, found 'yes'", "write music: {bed: drone}")
+    if node.is_scalar and (node.tag in (NULL, BOOL) or str(node.raw.value) in NO_MUSIC):
+        if node.tag == BOOL and str(node.raw.value).lower() == "true":
+            node.fail("expected a music bed, found 'true'", "write music: {bed: drone}")
         return None
+    if node.is_scalar:
+        node.fail(
+            f"expected a music bed like {{bed: drone}}, or none, found {node.describe()}",
+            "write music: none for no bed",
+        )
     fields = read_fields(node, g.names(g.MUSIC), "music", p)
     if "bed" not in fields:
         node.fail("music needs a 'bed'", "a built-in bed (drone, noise) or an audio file")

@@ -15,7 +15,7 @@ from guided_audio.script.model import (
     Pause,
     Say,
 )
-from guided_audio.script.values import duration_clock, duration_from_text
+from guided_audio.script.values import DurationForm, duration_clock, duration_from_text
 from guided_audio.script.yamlnode import BOOL, NULL, Node, suggest
 
 # --- spoken text -----------------------------------------------------------------------------
@@ -61,15 +61,20 @@ def spoken_text(node: Node, variables: Mapping[str, str], what: str = "text") ->
                 raise at(i, "unclosed '[' in text", "inline pauses look like [pause 3s]")
             tag = raw[i + 1 : end].strip()
             match = _INLINE_PAUSE.match(tag)
-            seconds = duration_from_text(match.group(1)) if match else None
+            try:
+                seconds = duration_from_text(match.group(1)) if match else None
+            except DurationForm:
+                seconds = None
             if seconds is None or seconds <= 0:
                 raise at(
                     i, f"unknown inline tag '[{tag}]'", "inline pauses look like [pause 3s] or [3s]"
                 )
             if seconds > MAX_PAUSE_S:
-                raise at(i, f"inline pause is {duration_clock(seconds)}; the most allowed is 1h")
+                raise at(
+                    i, f"inline pause is {duration_clock(float(seconds))}; the most allowed is 1h"
+                )
             parts.append("".join(buffer))
-            parts.append(Pause(seconds))
+            parts.append(Pause(float(seconds)))
             buffer = []
             i = end + 1
         elif ch == "<" and re.match(r"</?[A-Za-z!?%]", raw[i:]):

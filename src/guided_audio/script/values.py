@@ -4,19 +4,22 @@ audio and image files. Each reader takes a YAML node and raises a located proble
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from fractions import Fraction
 from pathlib import Path
 from typing import TypeVar
 
 from guided_audio.errors import Invalid, Problem
 from guided_audio.script.grammar import (
     AUDIO_SUFFIXES,
+    DURATION_UNITS,
     MAX_PAUSE_S,
     MAX_SESSION_S,
 )
-from guided_audio.script.yamlnode import BOOL, NULL, Node, suggest
+from guided_audio.script.yamlnode import STR, Node, suggest
 
 # --- collecting problems ---------------------------------------------------------------------
 T = TypeVar("T")
@@ -58,43 +61,96 @@ def read_fields(
 
 
 # --- values ----------------------------------------------------------------------------------
-_DURATION = re.compile(
-    r"^(?:(?P<h>\d+(?:\.\d+)?)h)?(?:(?P<m>\d+(?:\.\d+)?)m)?"
-    r"(?:(?P<s>\d+(?:\.\d+)?)s)?(?:(?P<ms>\d+(?:\.\d+)?)ms)?$"
-)
+_NUMBER = r"\d+(?:\.\d+)?"
+_UNITS = sorted((u for u, _, _ in DURATION_UNITS), key=len, reverse=True)  # ms before m
+_PART = re.compile(f" *({_NUMBER}) *({'|'.join(_UNITS)})", re.IGNORECASE)
+_UNIT_NAMES = {"h": "hours", "m": "minutes", "s": "seconds", "ms": "milliseconds"}
 DURATION_FORMS = "a duration like 7s or 1m30s"
 
 
-def duration_from_text(text: str) -> float | None:
-    """Seconds for '7', '1.5s', '500ms', '1m30s', '1h'; None if it is not a duration."""
-    text = text.strip().lower().replace(" ", "")
-    if re.fullmatch(r"\d+(?:\.\d+)?", text):
-        return float(text)
-    match = _DURATION.match(text)
-    if not text or not match or not any(match.groupdict().values()):
+class DurationForm(ValueError):
+    """A duration whose parts are in a form it cannot have (`1m90s`, `1.5m30s`); `seconds`
+    is what it adds up to, if its parts are in order."""
+
+    def __init__(self, reason: str, seconds: Fraction | None = None) -> None:
+        super().__init__(reason)
+        self.seconds = seconds
+
+
+def duration_text(seconds: Fraction) -> str:
+    """How a duration is best written: 7s, 1m30s, 1h05m, 2m0.5s."""
+    hours, rest = divmod(seconds, 3600)
+    minutes, rest = divmod(rest, 60)
+    parts = [f"{int(hours)}h" if hours else "", f"{int(minutes)}m" if minutes else ""]
+    if rest or not (hours or minutes):
+        parts.append(f"{float(rest):g}s")
+    return "".join(parts)
+
+
+def duration_from_text(text: str) -> Fraction | None:
+    """Seconds, exactly, for '7', '1.5s', '500ms', '1m30s', '1h'; None if it is not a
+    duration. Raises DurationForm for parts out of order or too large for their place."""
+    text = text.strip()
+    if re.fullmatch(_NUMBER, text):
+        return Fraction(text)
+    parts: list[tuple[str, str]] = []
+    at = 0
+    while at < len(text):
+        match = _PART.match(text, at)
+        if match is None:
+            return None
+        parts.append((match.group(1), match.group(2).lower()))
+        at = match.end()
+    if not parts:
         return None
-    parts = match.groupdict()
-    scale = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
-    return sum(float(v) * scale[k] for k, v in parts.items() if v)
+    order = [u for u, _, _ in DURATION_UNITS]
+    places = [order.index(unit) for _, unit in parts]
+    if places != sorted(set(places)):
+        raise DurationForm("its parts go once each, largest first")
+    total = sum((Fraction(n) * DURATION_UNITS[order.index(u)][1] for n, u in parts), Fraction(0))
+    for index, (number, unit) in enumerate(parts):
+        limit = DURATION_UNITS[order.index(unit)][2]
+        if index < len(parts) - 1 and "." in number:
+            raise DurationForm("only its last part may have a fraction", total)
+        if index > 0 and Fraction(number) >= limit:
+            name = _UNIT_NAMES[unit]
+            raise DurationForm(f"{name} after a larger unit must be fewer than {limit}", total)
+    return total
 
 
 def read_duration(
-    node: Node, what: str, maximum: float = MAX_PAUSE_S, zero_ok: bool = False
+    node: Node,
+    what: str,
+    maximum: float = MAX_PAUSE_S,
+    zero_ok: bool = False,
+    minimum: float = 0.0,
 ) -> float:
-    seconds: float | None = None
-    if node.is_scalar and node.tag not in (BOOL, NULL):
-        seconds = duration_from_text(str(node.raw.value))
-        if seconds is None and str(node.raw.value).strip().startswith("-"):
+    """A duration from `minimum` (a zero too if `zero_ok`) to `maximum` seconds."""
+    seconds: Fraction | None = None
+    number = node.numeric()
+    if number is not None:
+        seconds = Fraction(number) if math.isfinite(number) else None
+    elif node.is_scalar and node.tag == STR:
+        raw = str(node.raw.value)
+        try:
+            seconds = duration_from_text(raw)
+        except DurationForm as exc:
+            hint = f"write {duration_text(exc.seconds)}" if exc.seconds is not None else None
+            node.fail(f"{node.describe()} is not a duration as written: {exc}", hint)
+        if seconds is None and raw.strip().startswith("-"):
             node.fail(f"{what} must be greater than 0, found {node.describe()}", DURATION_FORMS)
     if seconds is None:
         node.fail(f"expected {DURATION_FORMS}, found {node.describe()}", "7, 7s, 500ms, 2m, 1h")
-    if seconds <= 0 and not zero_ok:
+    if seconds <= 0 and not (zero_ok and seconds == 0):
         node.fail(f"{what} must be greater than 0, found {node.describe()}")
-    if seconds > maximum:
+    if seconds > Fraction(maximum):
         node.fail(
-            f"{what} is {duration_clock(seconds)}; the most allowed is {duration_clock(maximum)}"
+            f"{what} is {duration_clock(float(seconds))}; "
+            f"the most allowed is {duration_clock(maximum)}"
         )
-    return seconds
+    if 0 < seconds < Fraction(minimum):
+        node.fail(f"{what} must be at least {minimum:g}s, found {node.describe()}")
+    return float(seconds)
 
 
 def duration_clock(seconds: float) -> str:
@@ -106,23 +162,26 @@ def duration_clock(seconds: float) -> str:
     return f"{h}h{m:02d}m" if h else (f"{m}m{s:02d}s" if m else f"{s}s")
 
 
-_DB = re.compile(r"^([+-]?\d+(?:\.\d+)?)\s*db$", re.IGNORECASE)
+_DB = re.compile(r"^([+-]?\d+(?:\.\d+)?) *db$", re.IGNORECASE)
 
 
 def decibels(node: Node, what: str, low: float, high: float) -> float:
-    value: float | None = None
-    if node.is_scalar and node.tag not in (BOOL, NULL):
+    value: Fraction | None = None
+    number = node.numeric()
+    if number is not None:
+        value = Fraction(number) if math.isfinite(number) else None
+    elif node.is_scalar and node.tag == STR:
         raw = str(node.raw.value).strip()
         match = _DB.match(raw)
         if match:
-            value = float(match.group(1))
+            value = Fraction(match.group(1))
         elif re.fullmatch(r"[+-]?\d+(?:\.\d+)?", raw):
-            value = float(raw)
+            value = Fraction(raw)
     if value is None:
         node.fail(f"expected {what} in dB like -20dB, found {node.describe()}")
-    if not low <= value <= high:
-        node.fail(f"{what} must be between {low:g}dB and {high:g}dB, found {value:g}dB")
-    return value
+    if not Fraction(low) <= value <= Fraction(high):
+        node.fail(f"{what} must be between {low:g}dB and {high:g}dB, found {float(value):g}dB")
+    return float(value)
 
 
 def whole_number(node: Node, what: str, low: int, high: int) -> int:

@@ -2,7 +2,10 @@
 
 Only the composer runs: nothing is constructed, so no tag can execute code. Tags, anchors
 and aliases are refused outright, as are tabs in indentation, deep nesting and huge or
-binary files. Validators call `Node.fail(...)` and never format a location themselves.
+binary files. Plain scalars are typed by YAML 1.2's core schema, as editors read them:
+only true/false are booleans (`yes`, `no`, `on`, `off` are text), numbers are decimal,
+0o octal or 0x hex, and `1:30` is text. Validators call `Node.fail(...)` and never format
+a location themselves.
 """
 
 from __future__ import annotations
@@ -124,15 +127,23 @@ class Node:
         return value
 
     def number(self, what: str) -> float:
-        if self.is_scalar and self.tag in (INT, FLOAT):
-            try:
-                value = float(str(self.raw.value).replace("_", ""))
-            except ValueError:
-                pass
-            else:
-                if math.isfinite(value):
-                    return value
-        self.fail(f"expected {what}, found {self.describe()}")
+        value = self.numeric()
+        if value is None or not math.isfinite(value):
+            self.fail(f"expected {what}, found {self.describe()}")
+        return value
+
+    def numeric(self) -> float | None:
+        """The value of a number as YAML 1.2 reads it (7, -1.5, 1e3, 0o17, 0x1F, .inf),
+        or None for anything else."""
+        if not self.is_scalar or self.tag not in (INT, FLOAT):
+            return None
+        text = str(self.raw.value)
+        if text.lower().endswith((".inf", ".nan")):
+            return float(text.replace(".", "", 1))
+        if self.tag == INT:
+            base = {"0o": 8, "0x": 16}.get(text[:2], 10)
+            return float(int(text[2:] if base != 10 else text, base))
+        return float(text)
 
     def scalar_column(self, offset: int) -> int:
         """Column offset of character `offset` of a one-line scalar's value, else 0."""
@@ -156,11 +167,40 @@ def suggest(word: str, choices: list[str] | tuple[str, ...]) -> str:
     return "expected one of: " + ", ".join(choices)
 
 
-class _Composer(yaml.SafeLoader):
-    """SafeLoader used only to compose; refuses tags, anchors, aliases and deep nesting."""
+class CoreSchema(yaml.resolver.BaseResolver):
+    """YAML 1.2's core schema (yaml.org/spec/1.2.2 section 10.3), in place of PyYAML's 1.1."""
+
+
+_CORE = (
+    (BOOL, r"true|True|TRUE|false|False|FALSE", "tTfF"),
+    (NULL, r"~|null|Null|NULL|", "~nN"),
+    (INT, r"[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+", "-+0123456789"),
+    (
+        FLOAT,
+        r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?"
+        r"|[-+]?\.(inf|Inf|INF)|\.nan|\.NaN|\.NAN",
+        "-+.0123456789",
+    ),
+)
+for _tag, _pattern, _first in _CORE:
+    # The first characters a match may start with; "" is the empty scalar (null).
+    _starts = [*_first, ""] if _tag == NULL else list(_first)
+    CoreSchema.add_implicit_resolver(_tag, re.compile(f"^(?:{_pattern})$"), _starts)
+
+
+class _Composer(
+    yaml.reader.Reader, yaml.scanner.Scanner, yaml.parser.Parser, yaml.composer.Composer,
+    CoreSchema,
+):  # fmt: skip
+    """A composer only (no constructor), typing scalars by the core schema; refuses tags,
+    anchors, aliases and deep nesting."""
 
     def __init__(self, text: str, path: str) -> None:
-        super().__init__(text)
+        yaml.reader.Reader.__init__(self, text)
+        yaml.scanner.Scanner.__init__(self)
+        yaml.parser.Parser.__init__(self)
+        yaml.composer.Composer.__init__(self)
+        CoreSchema.__init__(self)
         self._path = path
         self._depth = 0
 
