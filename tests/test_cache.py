@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import stat
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from guided_audio.speech.engine import Reading, Take
 from guided_audio.speech.piper import PiperEngine
 from guided_audio.speech.speaker import Speaker
 
+ROOT = Path(__file__).parent.parent
 SCRIPT = """\
 title: Cache
 sections:
@@ -207,3 +209,42 @@ def test_speech_renders_on_several_workers_into_one_cache(tmp_path: Path, how: s
     done = subprocess.run([sys.executable, "-c", PARALLEL, str(tmp_path), how],
                           capture_output=True, text=True, check=False)  # fmt: skip
     assert done.returncode == 0, done.stderr
+
+
+def _tree(folder: Path) -> set[str]:
+    return {str(p.relative_to(folder)) for p in folder.rglob("*")}
+
+
+@pytest.mark.slow
+def test_validate_leaves_nothing_where_it_runs(tmp_path: Path) -> None:
+    """Outside a project the cache is the user's ($XDG_CACHE_HOME/guided-audio), made once;
+    inside one (a folder with audio_cache/, here or above) it is the project's."""
+    script = tmp_path / "box.yaml"
+    script.write_text((ROOT / "scripts" / "box-breathing.yaml").read_text(encoding="utf-8"))
+    home, xdg = tmp_path / "home", tmp_path / "xdg"
+    env = {k: v for k, v in os.environ.items() if k != "GUIDED_AUDIO_CACHE"}
+    env |= {"HOME": str(home), "XDG_CACHE_HOME": str(xdg)}
+
+    def validate(where: Path) -> None:
+        where.mkdir(parents=True, exist_ok=True)
+        done = subprocess.run(
+            [sys.executable, "-m", "guided_audio", "validate", str(script)],
+            cwd=where, env=env, capture_output=True, text=True, check=False, timeout=300,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+
+    validate(home)
+    assert _tree(home) == set()
+    cache = xdg / "guided-audio"
+    assert stat.S_IMODE(cache.stat().st_mode) == 0o700
+    made = _tree(cache)
+    assert any(name.endswith(".wav") for name in made)  # the cue words, measured
+    validate(home)
+    assert _tree(cache) == made and _tree(home) == set()  # nothing made twice
+
+    practice = tmp_path / "practice"
+    (practice / "audio_cache").mkdir(parents=True)
+    validate(practice / "clients" / "sam")
+    assert _tree(practice / "clients") == {"sam"}
+    assert _tree(practice / "audio_cache") >= {n for n in made if n.endswith(".wav")}
+    assert _tree(cache) == made

@@ -70,7 +70,7 @@ class Silent:
 class Options:
     variables: Mapping[str, str] = field(default_factory=dict)
     loudness_lufs: float | None = DEFAULT_LOUDNESS_LUFS  # None: the raw mix, no gain or limiter
-    cache_dir: Path | None = None  # None: $GUIDED_AUDIO_CACHE or ./audio_cache
+    cache_dir: Path | None = None  # None: SpeechCache.default()
     resources: Resources = field(default_factory=Resources.from_environment)
 
 

@@ -31,6 +31,17 @@ class Entry:
 
 
 # --- cache -----------------------------------------------------------------------------------
+PROJECT_CACHE = "audio_cache"
+
+
+def user_cache_folder() -> Path:
+    """`$XDG_CACHE_HOME/guided-audio`, or `~/.cache/guided-audio` (the XDG default, also
+    when the variable holds a relative path, which the specification says to ignore)."""
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    base = Path(xdg) if os.path.isabs(xdg) else Path.home() / ".cache"
+    return base / "guided-audio"
+
+
 class SpeechCache:
     """Rendered phrases as 16-bit WAV files under a folder readable by its owner only."""
 
@@ -40,7 +51,17 @@ class SpeechCache:
 
     @classmethod
     def default(cls) -> SpeechCache:
-        return cls(Path(os.environ.get("GUIDED_AUDIO_CACHE") or "audio_cache"))
+        """`$GUIDED_AUDIO_CACHE`; else the project's `audio_cache/` folder, in the current
+        folder or one above it; else the user's cache folder. Never a new folder where a
+        command happens to run."""
+        chosen = os.environ.get("GUIDED_AUDIO_CACHE")
+        if chosen:
+            return cls(Path(chosen))
+        here = Path.cwd()
+        for folder in (here, *here.parents):
+            if (folder / PROJECT_CACHE).is_dir():
+                return cls(folder / PROJECT_CACHE)
+        return cls(user_cache_folder())
 
     def ensure_writable(self) -> None:
         try:
