@@ -3,6 +3,7 @@ the docs' format table; `list` and `new` on a real folder."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -82,11 +83,25 @@ def test_schema_command_prints_it() -> None:
 
 
 @pytest.mark.parametrize("path", [pytest.param(p, id=p.stem) for p in BUNDLED])
-def test_bundled_scripts_pass_the_schema_and_name_it(path: Path) -> None:
+def test_bundled_scripts_pass_the_schema_wherever_they_are_copied(path: Path) -> None:
+    """No path to the schema inside them, which a copy elsewhere would break: the
+    checkout's editor settings map scripts/*.yaml to it (.vscode/settings.json)."""
     assert _schema_errors(path) == []
-    first = path.read_text(encoding="utf-8").splitlines()[0]
-    assert first == authoring.modeline("../src/guided_audio/script.schema.json")
-    assert (path.parent / "../src/guided_audio/script.schema.json").resolve().is_file()
+    assert "yaml-language-server" not in path.read_text(encoding="utf-8")
+
+
+def test_the_checkouts_editor_settings_map_the_library_to_the_schema() -> None:
+    settings = json.loads((ROOT / ".vscode" / "settings.json").read_text(encoding="utf-8"))
+    [(schema, globs)] = settings["yaml.schemas"].items()
+    assert (ROOT / schema).resolve() == authoring.schema_path().resolve()
+    assert globs == ["scripts/*.yaml"]
+
+
+def test_schema_tells_where_it_is_installed() -> None:
+    path = cli("schema", "--path").stdout.strip()
+    assert Path(path).read_text(encoding="utf-8") == authoring.shipped_schema()
+    modeline = cli("schema", "--modeline").stdout.strip()
+    assert modeline == f"# yaml-language-server: $schema={Path(path).as_uri()}"
 
 
 @pytest.mark.parametrize("path", [pytest.param(p, id=p.stem) for p in FIXTURES])

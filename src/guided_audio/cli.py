@@ -8,14 +8,7 @@ from pathlib import Path
 import click
 
 from guided_audio import __version__, session
-from guided_audio.batch import (
-    export_many,
-    library,
-    options_for,
-    plan_many,
-    scripts_in,
-    speak_all,
-)
+from guided_audio.batch import export_many, library, options_for, plan_many, scripts_in, speak_all
 from guided_audio.console import (
     SCRIPT,
     Group,
@@ -416,8 +409,7 @@ def list_command(folder: Path, variables: tuple[str, ...]) -> None:
 def new_command(name: Path, title: str | None) -> None:
     """Write a commented starter script that validates; never overwrites a file.
 
-    Its first line lets VS Code or Neovim (yaml-language-server) complete and check it
-    against the schema that `guided-audio schema` prints.
+    Its first line points editors at the installed schema (`guided-audio schema`).
 
     \b
     Example:
@@ -429,14 +421,25 @@ def new_command(name: Path, title: str | None) -> None:
 
 
 @main.command("schema")
-def schema_command() -> None:
+@click.option("--path", "show", flag_value="path", help="Print where the installed schema is.")
+@click.option(
+    "--modeline", "show", flag_value="modeline", help="Print a first line that points to it."
+)
+def schema_command(show: str | None) -> None:
     """Print the JSON Schema (draft 2020-12) of the script format.
 
-    Editors use it through a first line in a script:
-    # yaml-language-server: $schema=PATH-OR-URL-OF-THE-SCHEMA
+    Editors check scripts with it (yaml-language-server: VS Code, Neovim): map a folder
+    of scripts to the `--path` file in their settings, or begin a script with the
+    `--modeline` line. See docs/writing-scripts.md.
 
     \b
-    Example:
+    Examples:
+      guided-audio schema --path
       guided-audio schema > script.schema.json
     """
-    click.echo(authoring.shipped_schema(), nl=False)
+    if show == "path":
+        click.echo(str(authoring.schema_path()))
+    elif show == "modeline":
+        click.echo(authoring.modeline(authoring.schema_path().as_uri()))
+    else:
+        click.echo(authoring.shipped_schema(), nl=False)
