@@ -11,6 +11,9 @@ test_need=()
 command -v pulseaudio >/dev/null 2>&1 || test_need+=(pulseaudio)
 command -v parec >/dev/null 2>&1 || test_need+=(pulseaudio-utils)
 ls /usr/lib/*/alsa-lib/libasound_module_pcm_pulse.so >/dev/null 2>&1 || test_need+=(libasound2-plugins)
+# The editor tests drive the real yaml-language-server (tests/editor), an npm package.
+command -v node >/dev/null 2>&1 || test_need+=(nodejs)
+command -v npm >/dev/null 2>&1 || test_need+=(npm)
 extras=dev
 if command -v gcc >/dev/null 2>&1 && python3 -c 'import sys; sys.exit(sys.version_info >= (3, 12))'; then
   # Where a compiler exists, the simpleaudio backend is built and tested too.
@@ -24,6 +27,10 @@ if [ ${#test_need[@]} -gt 0 ]; then
 fi
 
 EXTRAS=$extras ./setup.sh
+# Installed as the lock pins it, again only when the lock has changed since.
+if [ ! tests/editor/node_modules/.package-lock.json -nt tests/editor/package-lock.json ]; then
+  (cd tests/editor && npm ci --no-audit --no-fund --silent)
+fi
 .venv/bin/ruff check src tests bench
 .venv/bin/ruff format --check src tests bench
 .venv/bin/mypy

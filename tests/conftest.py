@@ -22,6 +22,30 @@ from guided_audio.cli import main
 
 RATE = 44100
 
+# Invalid fixtures (tests/fixtures/invalid) whose rule a JSON Schema cannot state, and why.
+# Every other one must be rejected by the schema too, in the editor as by `validate`
+# (test_authoring, test_editor): the two cannot drift apart silently.
+BEYOND_A_SCHEMA = {
+    "anchor": "anchors are refused while composing YAML, before any value is seen",
+    "duplicate-key": "a YAML parser keeps the last of two equal keys",
+    "empty-file": "an empty file is no document: there is nothing to check",
+    "cue-too-long": "needs the spoken cue's rendered length",
+    "too-long-session": "needs the rendered timeline",
+    "inline-tag": "inside the text",
+    "markup": "inside the text",
+    "template-code": "inside the text",
+    "undefined-variable": "inside the text, against the variables",
+    "missing-bed-file": "the file system",
+    "missing-model": "the file system",
+    "damaged-wav": "the file's bytes",
+    "absurd-rate": "the file's bytes",
+    "missing-sound": "the file system",
+    "not-audio": "the file's content",
+    "undecodable-sound": "the file's content",
+    "unknown-voice": "the voices installed here",
+    "pronounce-bad-phonemes": "the voice's phoneme set",
+}
+
 # CI may start the suite as a background job, with SIGINT ignored; children inherit that,
 # and Python then never turns Ctrl-C into KeyboardInterrupt. The tests press Ctrl-C.
 if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:

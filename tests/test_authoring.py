@@ -11,7 +11,7 @@ import jsonschema
 import pytest
 import yaml
 
-from conftest import cli, write
+from conftest import BEYOND_A_SCHEMA, cli, write
 from guided_audio import session
 from guided_audio.script import authoring, grammar, yamlnode
 from guided_audio.script.yamlnode import BOOL, INT, NULL, Node
@@ -21,28 +21,6 @@ ROOT = Path(__file__).parent.parent
 BUNDLED = sorted((ROOT / "scripts").glob("*.yaml"))
 FIXTURES = sorted((ROOT / "tests" / "fixtures" / "invalid").glob("*.yaml"))
 VALIDATOR = jsonschema.Draft202012Validator(authoring.json_schema())
-
-# Invalid fixtures whose rule a JSON Schema cannot state, and why. Every other fixture that
-# is YAML at all must be rejected by the schema too: the two cannot drift apart silently.
-BEYOND_A_SCHEMA = {
-    "anchor": "anchors are refused while composing YAML, before any value is seen",
-    "duplicate-key": "a YAML parser keeps the last of two equal keys",
-    "cue-too-long": "needs the spoken cue's rendered length",
-    "too-long-session": "needs the rendered timeline",
-    "inline-tag": "inside the text",
-    "markup": "inside the text",
-    "template-code": "inside the text",
-    "undefined-variable": "inside the text, against the variables",
-    "missing-bed-file": "the file system",
-    "missing-model": "the file system",
-    "damaged-wav": "the file's bytes",
-    "absurd-rate": "the file's bytes",
-    "missing-sound": "the file system",
-    "not-audio": "the file's content",
-    "undecodable-sound": "the file's content",
-    "unknown-voice": "the voices installed here",
-    "pronounce-bad-phonemes": "the voice's phoneme set",
-}
 
 
 def _data(node: Node) -> Any:

@@ -61,7 +61,8 @@ def _wanted(k: Key) -> str:
 
 def _value(k: Key) -> dict[str, Any]:
     """The schema of one key's value (without its description)."""
-    wanted = {"errorMessage": _wanted(k)}
+    # The key's name first: the editor shows one of two equal messages on a line.
+    wanted = {"errorMessage": f"{k.name}: {_wanted(k)}"}
     if k.kind in ("text", "said", "path"):
         return {"type": "string", "pattern": NONBLANK, **wanted}
     if k.kind == "duration":
@@ -98,6 +99,8 @@ def _object(keys: tuple[Key, ...], special: dict[str, dict[str, Any]]) -> dict[s
         properties[k.name] = {"description": k.doc, **value}
         if k.default is not None:
             properties[k.name]["default"] = k.default
+        elif k.example is not None and k.kind not in ("mapping", "list"):
+            properties[k.name]["examples"] = [k.example]  # what completion writes
     out: dict[str, Any] = {
         "type": "object",
         "properties": properties,
@@ -109,26 +112,45 @@ def _object(keys: tuple[Key, ...], special: dict[str, dict[str, Any]]) -> dict[s
     return out
 
 
+def _choices(what: str, choices: tuple[str, ...]) -> str:
+    return f"expected {what}: {', '.join(choices[:-1])} or {choices[-1]}, or a mapping"
+
+
+def _bed() -> dict[str, Any]:
+    suffixes = "|".join(
+        "".join(f"[{c}{c.upper()}]" if c.isalpha() else c for c in suffix[1:])
+        for suffix in g.AUDIO_SUFFIXES
+    )
+    return {
+        "type": "string",
+        "pattern": rf"^({'|'.join(g.BEDS)})$|\.({suffixes})$|/",
+        "examples": list(g.BEDS),
+        "errorMessage": f"expected a built-in bed ({', '.join(g.BEDS)}) or an audio file "
+        "(mp3, wav, ogg, flac)",
+    }
+
+
 def json_schema() -> dict[str, Any]:
     """The script format as JSON Schema (draft 2020-12)."""
-    music = {
+    music = {"$ref": "#/$defs/music"}
+    # A mapping, or `none` (off, no, false, nothing): one schema, not an anyOf, so a wrong
+    # word gets this message rather than "Incorrect type".
+    music_def = {
+        **_object(g.MUSIC, {"bed": _bed()}),
+        "type": ["object", "string", "null", "boolean"],
+        "pattern": "^(" + "|".join(g.NO_MUSIC) + ")$",
+        "patternErrorMessage": "expected a music bed like {bed: drone}, or none",
+        "not": {"const": True},
+    }
+    pattern = {
         "anyOf": [
-            {"$ref": "#/$defs/music"},
-            {"enum": list(g.NO_MUSIC)},
-            {"type": "null"},
-            {"const": False},
+            {"enum": list(g.PATTERNS), "errorMessage": _choices("a breath pattern", g.PATTERNS)},
+            {"$ref": "#/$defs/pattern"},
         ]
     }
-    bed = {
-        "anyOf": [
-            {"enum": list(g.BEDS)},
-            {"type": "string", "pattern": r"(?i)(\.(mp3|wav|ogg|flac)$|/)"},
-        ]
-    }
-    pattern = {"anyOf": [{"enum": list(g.PATTERNS)}, {"$ref": "#/$defs/pattern"}]}
     pronounce = {
         "type": "object",
-        "propertyNames": {"pattern": WORD_PATTERN},
+        "propertyNames": {"pattern": WORD_PATTERN, "errorMessage": "a key is one word"},
         "additionalProperties": {"type": "string", "pattern": NONBLANK},
     }
     variables = {
@@ -140,7 +162,12 @@ def json_schema() -> dict[str, Any]:
     breathe["oneOf"] = [{"required": ["cycles"]}, {"required": ["for"]}]
     steps_special: dict[str, dict[str, Any]] = {
         "breathe": {"$ref": "#/$defs/breathe"},
-        "bell": {"anyOf": [{"enum": list(g.BELLS)}, {"$ref": "#/$defs/bell"}]},
+        "bell": {
+            "anyOf": [
+                {"enum": list(g.BELLS), "errorMessage": _choices("a bell", g.BELLS)},
+                {"$ref": "#/$defs/bell"},
+            ]
+        },
         "reflect": {"$ref": "#/$defs/reflect"},
     }
     # One object with every kind as a property (not a oneOf of six), so an editor offers
@@ -177,7 +204,7 @@ def json_schema() -> dict[str, Any]:
         **script,
         "$defs": {
             "voice": _object(g.VOICE, {}),
-            "music": _object(g.MUSIC, {"bed": bed}),
+            "music": music_def,
             "pattern": _object(g.PATTERN, {}),
             "breathe": breathe,
             "bell": _object(g.BELL, {}),
