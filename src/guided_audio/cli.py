@@ -433,7 +433,7 @@ def schema_command(show: str | None) -> None:
     `--modeline` line. See docs/writing-scripts.md.
 
     \b
-    Examples:
+    Example:
       guided-audio schema --path
       guided-audio schema > script.schema.json
     """

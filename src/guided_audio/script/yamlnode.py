@@ -142,7 +142,8 @@ class Node:
             return float(text.replace(".", "", 1))
         if self.tag == INT:
             base = {"0o": 8, "0x": 16}.get(text[:2], 10)
-            return float(int(text[2:] if base != 10 else text, base))
+            whole = int(text[2:] if base != 10 else text, base)
+            return float(whole) if abs(whole) < 10**300 else math.copysign(math.inf, whole)
         return float(text)
 
     def scalar_column(self, offset: int) -> int:
