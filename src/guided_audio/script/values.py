@@ -128,6 +128,8 @@ def read_duration(
     """A duration from `minimum` (a zero too if `zero_ok`) to `maximum` seconds."""
     seconds: Fraction | None = None
     number = node.numeric()
+    if number == math.inf:
+        node.fail(f"{what} is far too long; the most allowed is {duration_clock(maximum)}")
     if number is not None:
         seconds = Fraction(number) if math.isfinite(number) else None
     elif node.is_scalar and node.tag == STR:

@@ -143,7 +143,7 @@ class Node:
         if self.tag == INT:
             base = {"0o": 8, "0x": 16}.get(text[:2], 10)
             whole = int(text[2:] if base != 10 else text, base)
-            return float(whole) if abs(whole) < 10**300 else math.copysign(math.inf, whole)
+            return float(whole) if abs(whole) < 10**300 else (math.inf if whole > 0 else -math.inf)
         return float(text)
 
     def scalar_column(self, offset: int) -> int:
