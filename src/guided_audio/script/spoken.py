@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from fractions import Fraction
 
 from guided_audio.errors import Invalid, UsageError
 from guided_audio.script.grammar import (
@@ -70,9 +71,8 @@ def spoken_text(node: Node, variables: Mapping[str, str], what: str = "text") ->
                     i, f"unknown inline tag '[{tag}]'", "inline pauses look like [pause 3s] or [3s]"
                 )
             if seconds > MAX_PAUSE_S:
-                raise at(
-                    i, f"inline pause is {duration_clock(float(seconds))}; the most allowed is 1h"
-                )
+                clock = duration_clock(float(min(seconds, Fraction(10**300))))
+                raise at(i, f"inline pause is {clock}; the most allowed is 1h")
             parts.append("".join(buffer))
             parts.append(Pause(float(seconds)))
             buffer = []

@@ -147,7 +147,7 @@ def read_duration(
         node.fail(f"{what} must be greater than 0, found {node.describe()}")
     if seconds > Fraction(maximum):
         node.fail(
-            f"{what} is {duration_clock(float(seconds))}; "
+            f"{what} is {duration_clock(float(min(seconds, Fraction(10**300))))}; "
             f"the most allowed is {duration_clock(maximum)}"
         )
     if 0 < seconds < Fraction(minimum):
