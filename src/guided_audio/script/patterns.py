@@ -129,44 +129,32 @@ def whole_numbers(low: int, high: int) -> str | None:
 
 
 # --- numbers with a fraction ------------------------------------------------------------------
-def _number_at_most(bound: Bound) -> str | None:
+def _number_beyond(bound: Bound, below: bool) -> str | None:
+    """Unsigned decimal numbers at most (`below`) or at least the bound."""
     x, inclusive = bound
     whole, rest = floor(x), x - floor(x)
-    below_whole = _at_most_int(whole - 1) + r"(?:\.\d+)?" if whole > 0 else None
-    fraction = _fraction(rest, below=True, inclusive=inclusive)
-    if fraction is None:
-        at_whole = None
-    elif _empty_fraction_ok(rest, True, inclusive):
-        at_whole = f"0*{whole}(?:\\.(?=\\d){fraction})?"
+    if below:
+        other = _at_most_int(whole - 1) + r"(?:\.\d+)?" if whole > 0 else None
     else:
-        at_whole = f"0*{whole}\\.(?=\\d){fraction}"
-    return _either([below_whole, at_whole])
-
-
-def _number_at_least(bound: Bound) -> str | None:
-    x, inclusive = bound
-    whole, rest = floor(x), x - floor(x)
-    above_whole = _at_least_int(whole + 1) + r"(?:\.\d+)?"
-    fraction = _fraction(rest, below=False, inclusive=inclusive)
-    if fraction is None:
-        at_whole = None
-    elif _empty_fraction_ok(rest, False, inclusive):
-        at_whole = f"0*{whole}(?:\\.(?=\\d){fraction})?"
-    else:
-        at_whole = f"0*{whole}\\.(?=\\d){fraction}"
-    return _either([above_whole, at_whole])
+        other = _at_least_int(whole + 1) + r"(?:\.\d+)?"
+    fraction = _fraction(rest, below, inclusive)
+    at_whole = None
+    if fraction is not None:
+        optional = "?" if _empty_fraction_ok(rest, below, inclusive) else ""
+        at_whole = f"0*{whole}(?:\\.(?=\\d){fraction}){optional}"
+    return _either([other, at_whole])
 
 
 def numbers(low: Bound, high: Bound) -> str | None:
     """Unsigned decimal numbers (7, 07, 7.25) from low to high; None if there are none."""
     if low[0] > high[0] or (low[0] == high[0] and not (low[1] and high[1])):
         return None
-    at_most = _number_at_most(high)
+    at_most = _number_beyond(high, below=True)
     if at_most is None:
         return None
     if low == (Fraction(0), True):
         return at_most
-    at_least = _number_at_least(low)
+    at_least = _number_beyond(low, below=False)
     if at_least is None:
         return None
     return f"(?={at_least}(?![\\d.])){at_most}"
