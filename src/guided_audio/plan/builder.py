@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 
 from guided_audio.dsp import sounds
 from guided_audio.dsp.effects import RATE, seconds_to_samples
 from guided_audio.errors import DecodeError, Location, Problem, ScriptError
+from guided_audio.plan import fit
+from guided_audio.plan.fit import Stretch
 from guided_audio.plan.timeline import (
     BLEND,
     CROSS,
@@ -25,9 +28,10 @@ from guided_audio.plan.timeline import (
     Tone,
 )
 from guided_audio.script import text
-from guided_audio.script.grammar import MAX_EVENTS, MAX_SESSION_S
+from guided_audio.script.grammar import MAX_EVENTS, MAX_SESSION_S, STRETCH
 from guided_audio.script.model import (
     Bell,
+    Bounds,
     Breathe,
     Pause,
     Phrase,
@@ -43,6 +47,7 @@ from guided_audio.script.model import (
 # What each breath phase says when cues include the voice.
 CUE_WORDS = {"in": "in", "hold": "hold", "out": "out", "rest": "rest"}
 TOP_UP_WORD = "more"  # a second inhale in a row (the sigh pattern)
+FREE = Bounds()  # a silence the author did not bound: the grammar's defaults
 
 
 def estimate_speech(phrase: Phrase) -> int:
@@ -97,12 +102,21 @@ def _cue_words(breathe: Breathe) -> list[str]:
 
 
 class _Builder:
-    def __init__(self, script: Script, measure: Measure, file_length: FileLength) -> None:
+    def __init__(
+        self,
+        script: Script,
+        measure: Measure,
+        file_length: FileLength,
+        lengths: Sequence[int] | None = None,
+    ) -> None:
         self.script = script
         self.measure = measure
         self.file_length = file_length
+        self.lengths = lengths  # the stretchable elements' lengths, in order (None: natural)
+        self.stretches: list[Stretch] = []
         self.cursor = seconds_to_samples(LEAD_IN_S)
         self.pending_gap = 0
+        self.pending_kind: str | None = None
         self.events: list[Event] = []
         self.breaths: list[BreathSpan] = []
         self.problems: list[Problem] = []
@@ -114,16 +128,49 @@ class _Builder:
         path = str(self.script.path)
         self.problems.append(Problem(Location(path, step.line, step.column), path, message, hint))
 
+    def _stretch(self, natural: int, kind: str | None, bounds: Bounds = FREE) -> int:
+        """A stretchable element's length: natural, or as fitted to a --length."""
+        if kind is None or natural == 0:
+            return natural
+        tier, shortest, longest = STRETCH[kind]
+        low, high = round(natural * shortest), round(natural * longest)
+        if bounds.fixed:
+            low = high = natural
+        if bounds.min_s is not None:
+            low = seconds_to_samples(bounds.min_s)
+        if bounds.max_s is not None:
+            high = seconds_to_samples(bounds.max_s)
+        self.stretches.append(Stretch(natural, min(low, natural), max(high, natural), tier))
+        return natural if self.lengths is None else self.lengths[len(self.stretches) - 1]
+
+    def _owe(self, samples: int, kind: str | None) -> None:
+        self.pending_gap, self.pending_kind = samples, kind
+
     def _begin_sound(self) -> int:
         """Start of the next sound: after the gap owed by the previous sound, if any."""
-        self.cursor += self.pending_gap
+        self.cursor += self._stretch(self.pending_gap, self.pending_kind)
         self.pending_gap = 0
         return self.cursor
 
-    def _silence(self, seconds: float) -> None:
+    def _silence(self, seconds: float, kind: str, bounds: Bounds = FREE) -> None:
         # An explicit silence replaces the gap: what the author writes is what is heard.
         self.pending_gap = 0
-        self.cursor += seconds_to_samples(seconds)
+        self.cursor += self._stretch(seconds_to_samples(seconds), kind, bounds)
+
+    def _cycles(self, breathe: Breathe) -> int:
+        """A breathing practice's cycles: as written, or as fitted to a --length."""
+        if breathe.cycle_range is None:
+            return breathe.cycles
+        low, high = breathe.cycle_range
+        choices = tuple(
+            seconds_to_samples(k * breathe.pattern.cycle_s) for k in range(low, high + 1)
+        )
+        natural = seconds_to_samples(breathe.cycles * breathe.pattern.cycle_s)
+        tier = STRETCH["breathe"][0]
+        self.stretches.append(Stretch(natural, choices[0], choices[-1], tier, choices))
+        if self.lengths is None:
+            return breathe.cycles
+        return low + choices.index(self.lengths[len(self.stretches) - 1])
 
     def _add(
         self, start: int, length: int, source: Source, kind: str, caption: Caption | None = None
@@ -138,14 +185,14 @@ class _Builder:
         voice = section.voice
         # Sentence and clause pauses are owed gaps like `gap`: an inline pause replaces them.
         owed = {
-            text.SENTENCE: seconds_to_samples(voice.sentence_pause_s),
-            text.CLAUSE: seconds_to_samples(voice.clause_pause_s),
-            text.END: 0,
+            text.SENTENCE: (seconds_to_samples(voice.sentence_pause_s), "sentence"),
+            text.CLAUSE: (seconds_to_samples(voice.clause_pause_s), None),
+            text.END: (0, None),
         }
         self._begin_sound()
         for part in say.parts:
             if isinstance(part, Pause):
-                self._silence(part.seconds)
+                self._silence(part.seconds, "sentence")
                 continue
             for fragment in _fragments(part, section):
                 start = self._begin_sound()
@@ -153,17 +200,18 @@ class _Builder:
                 length = self.measure(phrase)
                 self._add(start, length, phrase, "speech", Caption(self.sentence, fragment.words))
                 self.cursor += length
-                self.pending_gap = owed[fragment.ends]
+                self._owe(*owed[fragment.ends])
                 if fragment.ends != text.CLAUSE:
                     self.sentence += 1
-        self.pending_gap = seconds_to_samples(voice.gap_s)
+        self._owe(seconds_to_samples(voice.gap_s), "gap")
 
     def breathe(self, step: Step, breathe: Breathe, voice: VoiceSpec) -> None:
         start = self._begin_sound()
         words = _cue_words(breathe)
         # Phase boundaries come from cumulative seconds, so no rounding drift over many cycles.
         cycle_s = breathe.pattern.cycle_s
-        for cycle in range(breathe.cycles):
+        cycles = self._cycles(breathe)
+        for cycle in range(cycles):
             offset_s = cycle * cycle_s
             for phase, word in zip(breathe.pattern.phases, words, strict=True):
                 phase_start = start + seconds_to_samples(offset_s)
@@ -186,8 +234,8 @@ class _Builder:
                 if breathe.cues in ("tone", "both") and phase.kind in ("in", "out"):
                     tone = Tone(phase.kind, sounds.tone_seconds(phase_length / RATE))
                     self._add(phase_start, seconds_to_samples(tone.seconds), tone, "tone")
-        self.cursor = start + seconds_to_samples(breathe.cycles * cycle_s)
-        self.pending_gap = seconds_to_samples(voice.gap_s)
+        self.cursor = start + seconds_to_samples(cycles * cycle_s)
+        self._owe(seconds_to_samples(voice.gap_s), "gap")
 
     def bell(self, bell: Bell, voice: VoiceSpec) -> None:
         start = self._begin_sound()
@@ -196,7 +244,7 @@ class _Builder:
         for strike in range(bell.strikes):
             self._add(start + strike * spacing, ring, BellStrike(bell.name), "bell")
         self.cursor = start + (bell.strikes - 1) * spacing + ring
-        self.pending_gap = seconds_to_samples(voice.gap_s)
+        self._owe(seconds_to_samples(voice.gap_s), "gap")
 
     def sound(self, step: Step, sound: Sound, voice: VoiceSpec) -> None:
         start = self._begin_sound()
@@ -207,7 +255,7 @@ class _Builder:
             return
         self._add(start, length, sound.path, "sound")
         self.cursor = start + length
-        self.pending_gap = seconds_to_samples(voice.gap_s)
+        self._owe(seconds_to_samples(voice.gap_s), "gap")
 
     def step(self, step: Step, section: Section) -> None:
         self.step_index += 1
@@ -215,10 +263,10 @@ class _Builder:
         if isinstance(kind, Say):
             self.say(kind, section)
         elif isinstance(kind, Pause):
-            self._silence(kind.seconds)
+            self._silence(kind.seconds, "pause", kind.bounds)
         elif isinstance(kind, Reflect):
             self.say(kind.question, section)
-            self._silence(kind.silence_s)
+            self._silence(kind.silence_s, "silence", kind.bounds)
         elif isinstance(kind, Breathe):
             self.breathe(step, kind, section.voice)
         elif isinstance(kind, Bell):
@@ -235,9 +283,70 @@ class _TooMany(Exception):
     """The timeline passed MAX_EVENTS: stop building at once, and say where."""
 
 
-def build(script: Script, measure: Measure, file_length: FileLength) -> Timeline:
-    """The whole session as events at exact sample times; ScriptError for timing problems."""
-    builder = _Builder(script, measure, file_length)
+def build(
+    script: Script, measure: Measure, file_length: FileLength, length: int | None = None
+) -> Timeline:
+    """The whole session as events at exact sample times, `length` samples long if given
+    (OutOfRange if it cannot be); ScriptError for timing problems."""
+    timeline, stretches = _build(script, measure, file_length)
+    if length is None or length == timeline.total:
+        return timeline
+    for candidate in _shorter_versions(script):
+        if candidate is not script:
+            timeline, stretches = _build(candidate, measure, file_length)
+        shorter, longer = fit.reach(stretches)
+        if timeline.total - shorter <= length:
+            break
+    if not timeline.total - shorter <= length <= timeline.total + longer:
+        raise OutOfRange(*reach(script, measure, file_length))
+    lengths = fit.fit(stretches, length - timeline.total)
+    fitted, _ = _build(candidate, measure, file_length, lengths)
+    assert fitted.total == length, (fitted.total, length)
+    return fitted
+
+
+class OutOfRange(ValueError):
+    """A --length the session cannot be: `shortest` and `longest` say what it can be."""
+
+    def __init__(self, shortest: int, longest: int) -> None:
+        super().__init__(shortest, longest)
+        self.shortest, self.longest = shortest, longest
+
+
+def _shorter_versions(script: Script) -> Iterator[Script]:
+    """The script, then without its optional sections one by one: the lowest priority
+    first, then the latest."""
+    yield script
+    optional = sorted(
+        (i for i, s in enumerate(script.sections) if s.optional),
+        key=lambda i: (script.sections[i].priority, -i),
+    )
+    left_out: set[int] = set()
+    for index in optional:
+        left_out.add(index)
+        kept = tuple(s for i, s in enumerate(script.sections) if i not in left_out)
+        if kept:
+            yield replace(script, sections=kept)
+
+
+def reach(script: Script, measure: Measure, file_length: FileLength) -> tuple[int, int]:
+    """The shortest and the longest the session can be made, in samples."""
+    timeline, stretches = _build(script, measure, file_length)
+    longest = timeline.total + fit.reach(stretches)[1]
+    shortest = timeline.total - fit.reach(stretches)[0]
+    for candidate in _shorter_versions(script):
+        timeline, stretches = _build(candidate, measure, file_length)
+        shortest = min(shortest, timeline.total - fit.reach(stretches)[0])
+    return shortest, longest
+
+
+def _build(
+    script: Script,
+    measure: Measure,
+    file_length: FileLength,
+    lengths: Sequence[int] | None = None,
+) -> tuple[Timeline, list[Stretch]]:
+    builder = _Builder(script, measure, file_length, lengths)
     boundaries: list[int] = []
     for index, section in enumerate(script.sections):
         # A section starts where its first step starts: a sound after the owed gap,
@@ -268,7 +377,7 @@ def build(script: Script, measure: Measure, file_length: FileLength) -> Timeline
         SectionSpan(section.title, start, end)
         for section, start, end in zip(script.sections, boundaries, ends, strict=True)
     )
-    return Timeline(
+    timeline = Timeline(
         title=script.title,
         events=tuple(sorted(builder.events, key=lambda e: e.start)),
         sections=spans,
@@ -276,6 +385,7 @@ def build(script: Script, measure: Measure, file_length: FileLength) -> Timeline
         total=total,
         breaths=tuple(builder.breaths),
     )
+    return timeline, builder.stretches
 
 
 def _beds(script: Script, spans: tuple[SectionSpan, ...], total: int) -> tuple[BedSpan, ...]:

@@ -56,6 +56,8 @@ def _wanted(k: Key) -> str:
         return f"expected a whole number from {k.low:g} to {k.high:g}"
     if k.kind == "choice":
         return "expected one of: " + ", ".join(k.choices)
+    if k.kind == "boolean":
+        return "expected true or false"
     return _WANTED[k.kind]
 
 
@@ -89,6 +91,8 @@ def _value(k: Key) -> dict[str, Any]:
         return {"type": k.kind, "minimum": k.low, "maximum": k.high, **wanted}
     if k.kind == "choice":
         return {"enum": list(k.choices), **wanted}
+    if k.kind == "boolean":
+        return {"type": "boolean", **wanted}
     raise AssertionError(k)
 
 
@@ -127,6 +131,24 @@ def _bed() -> dict[str, Any]:
         "examples": list(g.BEDS),
         "errorMessage": f"expected a built-in bed ({', '.join(g.BEDS)}) or an audio file "
         "(mp3, wav, ogg, flac)",
+    }
+
+
+def _pause() -> dict[str, Any]:
+    """A duration, or a mapping {for, min, max, flex}: one schema (a duration's checks
+    apply to numbers and text, the mapping's to mappings), so a wrong duration still gets
+    the duration's message."""
+    duration = _value(g.key(g.STEPS, "pause"))
+    message = duration.pop("errorMessage")
+    # The mapping's keys sit behind if/then: a schema with `properties` at the top would
+    # make completion write `pause:` as a mapping, where `pause: 10s` is what most want.
+    return {
+        **duration,
+        "type": [*duration["type"], "object"],
+        "patternErrorMessage": message,
+        "examples": ["10s"],
+        "if": {"type": "object"},
+        "then": {"$ref": "#/$defs/pause"},
     }
 
 
@@ -169,6 +191,7 @@ def json_schema() -> dict[str, Any]:
             ]
         },
         "reflect": {"$ref": "#/$defs/reflect"},
+        "pause": _pause(),
     }
     # One object with every kind as a property (not a oneOf of six), so an editor offers
     # the kinds by name as you type and names a misspelt one without follow-ons.
@@ -207,6 +230,7 @@ def json_schema() -> dict[str, Any]:
             "music": music_def,
             "pattern": _object(g.PATTERN, {}),
             "breathe": breathe,
+            "pause": _object(g.PAUSE, {}),
             "bell": _object(g.BELL, {}),
             "reflect": _object(g.REFLECT, {}),
             "step": step,

@@ -16,6 +16,7 @@ ENGINES = ("piper", "espeak", "gtts")
 BELLS = ("bowl", "chime", "gong")
 BEDS = ("drone", "noise")
 CUES = ("voice", "tone", "both", "none")
+FLEX = ("auto", "none")  # `flex: none` keeps a step's length at every --length
 PATTERNS = ("box", "4-7-8", "resonance", "sigh")
 AUDIO_SUFFIXES = (".mp3", ".wav", ".ogg", ".flac")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -38,6 +39,17 @@ DURATION_UNITS: tuple[tuple[str, Fraction, int], ...] = (
     ("s", Fraction(1), 60),
     ("ms", Fraction(1, 1000), 1000),
 )
+# How a session stretches to a `--length`: which elements change, in which tier (the
+# highest takes the change first; plan/fit.py), and their default bounds as fractions of
+# their natural length. Speech, bells, sounds and clause pauses never change.
+STRETCH = {
+    "pause": (2, 0.5, 4.0),  # an explicit pause
+    "silence": (2, 0.5, 4.0),  # a reflection's silence
+    "breathe": (2, 0.5, 4.0),  # breathing written with `for:`, in whole cycles
+    "gap": (1, 0.8, 1.5),  # after each step: moves least
+    "sentence": (1, 0.8, 1.5),  # after each sentence, and an inline [pause]
+}
+MIN_LENGTH_S = 10.0  # a --length shorter than this is not a session
 SCHEMA_ID = "https://guided-audio.invalid/script.schema.json"
 
 
@@ -88,6 +100,7 @@ KINDS = {
     "integer": "a whole number",
     "decibels": "-20dB (or a bare number of dB)",
     "choice": "one of the listed words",
+    "boolean": "true or false",
     "path": "a file path, relative to the script",
     "mapping": "a mapping of its own keys",
     "list": "a list",
@@ -132,16 +145,31 @@ PATTERN = (
         high=MAX_PHASE_S, zero_ok=True, what="'rest'"),
 )  # fmt: skip
 
+_FLEX_DOC = "none: the same length at every --length (auto: it stretches)"
 BREATHE = (
     Key("pattern", "choice", "box (4-4-4-4), 4-7-8, resonance (5.5 in, 5.5 out), sigh "
         "(2 in, 1 in, 6 out), or a mapping {in, hold, out, rest}", required=True,
         choices=PATTERNS, example="box"),
     Key("cycles", "integer", "how many breaths (or `for` instead)", low=1, high=1000,
         example=4),
-    Key("for", "duration", "how long, in whole breaths (or `cycles` instead)", low=0,
-        high=MAX_PAUSE_S, what="'for'"),
+    Key("for", "duration", "how long, in whole breaths (or `cycles` instead); stretches with "
+        "--length", low=0, high=MAX_PAUSE_S, what="'for'"),
     Key("cues", "choice", "what marks each phase: a spoken word, a rising or falling tone, "
         "both, or nothing", default="voice", choices=CUES, example="both"),
+    Key("min_cycles", "integer", "the fewest breaths a --length may make it", low=1,
+        high=1000),
+    Key("max_cycles", "integer", "the most breaths a --length may make it", low=1, high=1000),
+    Key("flex", "choice", _FLEX_DOC, default="auto", choices=FLEX),
+)  # fmt: skip
+
+PAUSE = (
+    Key("for", "duration", "silence, exactly this long", required=True, low=0,
+        high=MAX_PAUSE_S, what="pause"),
+    Key("min", "duration", "the shortest a --length may make it", low=0, high=MAX_PAUSE_S,
+        what="'min'"),
+    Key("max", "duration", "the longest a --length may make it", low=0, high=MAX_PAUSE_S,
+        what="'max'"),
+    Key("flex", "choice", _FLEX_DOC, default="auto", choices=FLEX),
 )  # fmt: skip
 
 BELL = (
@@ -155,14 +183,19 @@ REFLECT = (
         example="What do you notice in your body right now?"),
     Key("silence", "duration", "then silence to reflect (`play --journal` asks it after)",
         default=30.0, low=0, high=MAX_PAUSE_S, example="30s"),
+    Key("min", "duration", "the shortest a --length may make the silence", low=0,
+        high=MAX_PAUSE_S, what="'min'"),
+    Key("max", "duration", "the longest a --length may make the silence", low=0,
+        high=MAX_PAUSE_S, what="'max'"),
+    Key("flex", "choice", _FLEX_DOC, default="auto", choices=FLEX),
 )  # fmt: skip
 
 STEPS = (
     Key("say", "said", "speak text; sentences and clauses get their exact pauses",
         example="Welcome, {client}. You may stop at any time, and open your eyes.",
         what="text to say"),
-    Key("pause", "duration", "silence, exactly this long", low=0, high=MAX_PAUSE_S,
-        example="10s"),
+    Key("pause", "duration", "silence, exactly this long (or {for, min, max, flex})", low=0,
+        high=MAX_PAUSE_S, example="10s"),
     Key("breathe", "mapping", "paced breathing with cues"),
     Key("bell", "choice", "a bell: a name, or {name, strikes}", choices=BELLS, example="bowl"),
     Key("sound", "path", "an audio file (mp3, wav, ogg, flac), at its own length"),
@@ -175,6 +208,10 @@ SECTION = (
     Key("music", "mapping", "this section's bed (or `none` for silence under it)"),
     Key("pronounce", "mapping", "more word -> respelling entries for this section"),
     Key("steps", "list", "what happens, in order", required=True),
+    Key("optional", "boolean", "left out when a --length is shorter than the session can be "
+        "with it", default=False),
+    Key("priority", "integer", "of optional sections, the lowest is left out first (then the "
+        "latest)", default=1, low=1, high=9),
 )  # fmt: skip
 
 SCRIPT = (
@@ -199,6 +236,7 @@ MAPS: dict[str, tuple[Key, ...]] = {
     "voice": VOICE,
     "music": MUSIC,
     "breathe": BREATHE,
+    "pause": PAUSE,
     "a breath pattern": PATTERN,
     "bell": BELL,
     "reflect": REFLECT,

@@ -22,7 +22,7 @@ from guided_audio.script.values import (
     read_duration,
     whole_number,
 )
-from guided_audio.script.yamlnode import Node
+from guided_audio.script.yamlnode import BOOL, Node
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,10 @@ def read_value(k: g.Key, node: Node, context: Context) -> Any:
         return value
     if k.kind == "choice":
         return read_choice(node, what, k.choices)
+    if k.kind == "boolean":
+        if node.tag != BOOL:
+            node.fail(f"expected true or false for {what}, found {node.describe()}")
+        return str(node.raw.value).lower() == "true"
     if k.kind == "text":
         return node.text(what)
     if k.kind == "said":

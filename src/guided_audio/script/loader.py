@@ -17,6 +17,7 @@ import yaml
 
 from guided_audio.errors import Invalid, Problem, ScriptError, UsageError
 from guided_audio.script import grammar as g
+from guided_audio.script.flex import read_bounds, read_cycle_range
 from guided_audio.script.grammar import (
     AUDIO_SUFFIXES,
     BEDS,
@@ -233,7 +234,7 @@ def _breathe(node: Node, context: Context, p: Problems) -> Breathe:
             )
     else:
         node.fail("breathe needs 'cycles' or 'for'", "like cycles: 6 or for: 3m")
-    return Breathe(pattern, cycles, cues)
+    return Breathe(pattern, cycles, cues, read_cycle_range(fields, cycles, context))
 
 
 def _bell(node: Node, context: Context, p: Problems) -> Bell:
@@ -263,7 +264,13 @@ def _step(node: Node, context: Context, p: Problems) -> StepKind:
         said: Say = read_value(g.key(g.STEPS, "say"), value, context)
         return said
     if kind == "pause":
-        return Pause(read_value(g.key(g.STEPS, "pause"), value, context))
+        if not value.is_mapping:
+            return Pause(read_value(g.key(g.STEPS, "pause"), value, context))
+        fields = read_fields(value, g.names(g.PAUSE), "pause", p)
+        if "for" not in fields:
+            value.fail("pause needs 'for'", "like pause: {for: 30s, min: 10s, max: 2m}")
+        seconds = read_value(g.key(g.PAUSE, "for"), fields["for"][1], context)
+        return Pause(seconds, read_bounds(g.PAUSE, fields, seconds, "the pause", context))
     if kind == "breathe":
         return _breathe(value, context, p)
     if kind == "bell":
@@ -278,7 +285,9 @@ def _step(node: Node, context: Context, p: Problems) -> StepKind:
         silence = float(g.default(g.REFLECT, "silence"))
         if "silence" in fields:
             silence = read_value(g.key(g.REFLECT, "silence"), fields["silence"][1], context)
-        return Reflect(question, silence)
+        return Reflect(
+            question, silence, read_bounds(g.REFLECT, fields, silence, "the silence", context)
+        )
     key.fail(f"unknown step kind '{kind}'", suggest(kind, _STEP_KINDS))
 
 
@@ -316,7 +325,8 @@ def _section(
         if kind is not None:
             loc = step_node.location
             steps.append(Step(kind, loc.line, loc.column))
-    return Section(title, voice, music, tuple(steps), pronounce)
+    extra = read_keys(g.SECTION, fields, context, p, ("optional", "priority"))
+    return Section(title, voice, music, tuple(steps), pronounce, **extra)
 
 
 def load_script(

@@ -32,8 +32,19 @@ class Phrase:
 
 
 @dataclass(frozen=True)
+class Bounds:
+    """What a `--length` may do to a silence: its shortest and longest (None: the grammar's
+    default), or nothing at all (`fixed`)."""
+
+    min_s: float | None = None
+    max_s: float | None = None
+    fixed: bool = False
+
+
+@dataclass(frozen=True)
 class Pause:
     seconds: float
+    bounds: Bounds = Bounds()
 
 
 @dataclass(frozen=True)
@@ -78,6 +89,8 @@ class Breathe:
     pattern: BreathPattern
     cycles: int
     cues: str = "voice"
+    # Whole cycles a --length may give it; None: it keeps its count (written with cycles:).
+    cycle_range: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -95,6 +108,7 @@ class Sound:
 class Reflect:
     question: Say
     silence_s: float
+    bounds: Bounds = Bounds()
 
 
 StepKind = Say | Pause | Breathe | Bell | Sound | Reflect
@@ -125,6 +139,8 @@ class Section:
     music: Music | None
     steps: tuple[Step, ...]
     pronounce: Pronounce = ()
+    optional: bool = False  # left out when a --length is too short for it
+    priority: int = 1  # of optional sections, the lowest is left out first
 
 
 @dataclass(frozen=True)
