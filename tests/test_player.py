@@ -176,7 +176,7 @@ def test_a_cold_feed_never_plays_past_what_is_final(tmp_path: Path) -> None:
     options = Options(cache_dir=cache, loudness_lufs=None)
     script = load_script(script_path)
     speaker = open_speaker(options, Silent())
-    feed = live_feed(script, speaker, None)
+    feed = live_feed(script, speaker, options)
     try:
         first = feed.snapshot()
         assert not first.exact or first.final == first.timeline.total

@@ -126,7 +126,7 @@ def export_many(
     work = [
         _Job(
             script,
-            default_output(script, audio_format, options.variables, folder),
+            default_output(script, audio_format, options.variables, folder, options.length_s),
             options,
             force,
             with_transcript,

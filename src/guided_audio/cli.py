@@ -8,12 +8,14 @@ from pathlib import Path
 import click
 
 from guided_audio import __version__, session
+from guided_audio.audition import LineVoice, preview_bell, say
 from guided_audio.batch import export_many, library, options_for, plan_many, scripts_in, speak_all
 from guided_audio.console import (
     SCRIPT,
     Group,
     Reporter,
     backend_option,
+    length_option,
     loudness_target,
     mastering_option,
     quiet_option,
@@ -30,15 +32,7 @@ from guided_audio.script import authoring
 from guided_audio.script.grammar import ENGINES
 from guided_audio.script.loader import PACE_RANGE
 from guided_audio.script.spoken import parse_vars
-from guided_audio.session import (
-    LineVoice,
-    Options,
-    PlayOptions,
-    check_all,
-    new_script,
-    preview_bell,
-    say,
-)
+from guided_audio.session import Options, PlayOptions, check_all, new_script
 from guided_audio.show import show_plan, show_summary, show_words
 from guided_audio.speech import registry
 
@@ -87,9 +81,15 @@ def validate(files: tuple[Path, ...], variables: tuple[str, ...], quiet: bool) -
     help="Also each spoken step's words a minute, flagged outside a guide's range.",
 )
 @render_options
+@length_option
 @quiet_option
 def plan_command(
-    files: tuple[Path, ...], estimate: bool, words: bool, variables: tuple[str, ...], quiet: bool
+    files: tuple[Path, ...],
+    estimate: bool,
+    words: bool,
+    variables: tuple[str, ...],
+    length: float | None,
+    quiet: bool,
 ) -> None:
     """Show sections, their start times and the total length.
 
@@ -102,10 +102,10 @@ def plan_command(
     \b
     Example:
       guided-audio plan scripts/grounding.yaml --estimate
-      guided-audio plan scripts/grounding.yaml --words
+      guided-audio plan scripts/body-scan.yaml --length 12m
       guided-audio plan scripts/
     """
-    options = Options(variables=parse_vars(variables))
+    options = Options(variables=parse_vars(variables), length_s=length)
     marker = "~" if estimate else ""
     scripts = scripts_in(list(files))
     if len(scripts) == 1 and not files[0].is_dir():
@@ -159,6 +159,7 @@ def plan_command(
     help="Write NAME.vtt beside the audio: timed sentences and words (default: on).",
 )
 @render_options
+@length_option
 @mastering_option
 @quiet_option
 def export(
@@ -169,24 +170,25 @@ def export(
     force: bool,
     transcript: bool,
     variables: tuple[str, ...],
+    length: float | None,
     loudness: str,
     quiet: bool,
 ) -> None:
     """Render sessions to audio files, with chapters, tags, a transcript and a measured report.
 
-    Formats: mp3 (default), wav, flac, ogg, opus, m4a and m4b (AAC, for Apple's players).
-    A folder, or several scripts, export in parallel into -o (default sessions/); each
-    --var value joins the file names. The exit status says whether all succeeded.
+    Formats: mp3 (default), wav, flac, ogg, opus, m4a, m4b. Scripts export in parallel into
+    -o (default sessions/); --var values and --length join the names (body-scan-12m.mp3).
 
     \b
     Example:
       guided-audio export scripts/grounding.yaml -o grounding.m4b
-      guided-audio export scripts/ --var client=Sam -j 2
+      guided-audio export scripts/ --var client=Sam --length 12m -j 2
     """
-    options = Options(variables=parse_vars(variables), loudness_lufs=loudness_target(loudness))
+    lufs = loudness_target(loudness)
+    options = Options(variables=parse_vars(variables), loudness_lufs=lufs, length_s=length)
     scripts = scripts_in(list(files))
     if len(scripts) == 1 and not files[0].is_dir():
-        out = output_path(scripts[0], output, audio_format, options.variables)
+        out = output_path(scripts[0], output, audio_format, options.variables, length)
         _, _, report = session.export(scripts[0], out, options, Reporter(quiet), force, transcript)
         if not quiet:
             click.echo(report.line())
@@ -217,6 +219,7 @@ def export(
 @click.option("--journal", is_flag=True, help="Afterwards, answer the session's reflect questions.")
 @backend_option
 @render_options
+@length_option
 @mastering_option
 @quiet_option
 def play(
@@ -226,6 +229,7 @@ def play(
     journal: bool,
     backend: str,
     variables: tuple[str, ...],
+    length: float | None,
     loudness: str,
     quiet: bool,
 ) -> None:
@@ -238,9 +242,10 @@ def play(
     \b
     Example:
       guided-audio play scripts/grounding.yaml
-      guided-audio play scripts/body-scan.yaml --resume --journal
+      guided-audio play scripts/body-scan.yaml --length 8m --resume
     """
-    options = Options(variables=parse_vars(variables), loudness_lufs=loudness_target(loudness))
+    lufs = loudness_target(loudness)
+    options = Options(variables=parse_vars(variables), loudness_lufs=lufs, length_s=length)
     view = terminal.TerminalView() if terminal.interactive(quiet) else terminal.PlainView(quiet)
     play_options = PlayOptions(backend, resume, from_section, journal)
     played = session.play(file, options, Reporter(quiet), view, play_options)

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import click
 
 from guided_audio.errors import GuidedAudioError
+from guided_audio.plan.length import parse_length
 from guided_audio.play.devices import BACKENDS, DEFAULT_BACKEND
 from guided_audio.session import DEFAULT_LOUDNESS_LUFS
 
@@ -98,6 +99,16 @@ def render_options(fn: F) -> F:
         help="Set a script variable (repeatable), e.g. --var client=Sam.",
     )(fn)
     return fn
+
+
+def length_option(fn: F) -> F:
+    return click.option(
+        "--length",
+        metavar="DURATION",
+        callback=lambda _ctx, _param, value: None if value is None else parse_length(value),
+        help="The session at this length (12m, 1h05m): silences and breaths give or take, "
+        "speech is untouched.",
+    )(fn)
 
 
 def mastering_option(fn: F) -> F:

@@ -12,9 +12,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
-from guided_audio.dsp import sounds
 from guided_audio.dsp.decode import file_length
-from guided_audio.dsp.effects import RATE
+from guided_audio.dsp.effects import RATE, seconds_to_samples
 from guided_audio.errors import GuidedAudioError, UsageError
 from guided_audio.export import transcript
 from guided_audio.export.naming import default_output
@@ -26,19 +25,20 @@ from guided_audio.mix.mixer import Mixer, Windowed, fingerprint
 from guided_audio.plan import builder
 from guided_audio.plan import pace as plan_pace
 from guided_audio.plan.builder import build, cue_phrases, estimate_speech
+from guided_audio.plan.length import at_length
 from guided_audio.plan.pace import StepPace, step_paces
-from guided_audio.plan.timeline import SectionSpan, Timeline, clock
-from guided_audio.play.devices import DEFAULT_BACKEND, Clip, open_output
-from guided_audio.play.feed import LiveFeed, StaticFeed, cached_lengths
+from guided_audio.plan.timeline import Measure, Timeline, clock
+from guided_audio.play.devices import DEFAULT_BACKEND, open_output
+from guided_audio.play.feed import LiveFeed, cached_lengths
 from guided_audio.play.home import JournalEntry, Positions, journal_file
 from guided_audio.play.player import PREFILL, At, AtSection, Player, section_target
 from guided_audio.resources import Resources
 from guided_audio.script import authoring
-from guided_audio.script.loader import line_script, load_script
-from guided_audio.script.model import Phrase, Reflect, Script, VoiceSpec
+from guided_audio.script.loader import load_script
+from guided_audio.script.model import Phrase, Reflect, Script
 from guided_audio.speech import registry
 from guided_audio.speech.cache import SpeechCache
-from guided_audio.speech.registry import CATALOG, names
+from guided_audio.speech.registry import CATALOG
 from guided_audio.speech.speaker import Speaker
 from guided_audio.speech.workers import speaking
 
@@ -72,6 +72,7 @@ class Options:
     loudness_lufs: float | None = DEFAULT_LOUDNESS_LUFS  # None: the raw mix, no gain or limiter
     cache_dir: Path | None = None  # None: SpeechCache.default()
     resources: Resources = field(default_factory=Resources.from_environment)
+    length_s: float | None = None  # --length: the session fitted to it (None: natural)
 
 
 @dataclass(frozen=True)
@@ -114,10 +115,14 @@ def timeline(path: Path, options: Options, reporter: Reporter, estimate: bool = 
     """The accurate timeline (rendering uncached speech), or an instant estimate."""
     script = load_with_voices(path, options.variables)
     if estimate:
-        return build(script, estimate_speech, file_length)
+        return fitted(script, estimate_speech, options)
     speaker = open_speaker(options, reporter)
     synthesize(speaker, builder.phrases(script), reporter)
-    return build(script, speaker.length, file_length)
+    return fitted(script, speaker.length, options)
+
+
+def fitted(script: Script, measure: Measure, options: Options) -> Timeline:
+    return at_length(script, measure, file_length, options.length_s)
 
 
 @dataclass(frozen=True)
@@ -165,16 +170,16 @@ def _check_timing(script: Script, options: Options, reporter: Reporter) -> None:
 
 
 def render(path: Path, options: Options, reporter: Reporter) -> Rendered:
-    return _render(load_with_voices(path, options.variables), options, reporter)
+    return render_script(load_with_voices(path, options.variables), options, reporter)
 
 
-def _render(script: Script, options: Options, reporter: Reporter) -> Rendered:
+def render_script(script: Script, options: Options, reporter: Reporter) -> Rendered:
     speaker = open_speaker(options, reporter)
     beds = [section.music.bed for section in script.sections if section.music is not None]
     with synthesizing(speaker, builder.phrases(script), reporter) as waiting:
         if waiting:  # the beds' loops are measured while the workers speak
             prepare_beds(beds)
-    tl = build(script, speaker.length, file_length)
+    tl = fitted(script, speaker.length, options)
     mixer = Mixer(tl, speaker)
     target = options.loudness_lufs
     if target is None:
@@ -223,10 +228,10 @@ def export(
     force: bool = False,
     with_transcript: bool = True,
 ) -> tuple[Path, Rendered, Report]:
-    out = out or default_output(path, variables=options.variables)
+    out = out or default_output(path, variables=options.variables, length_s=options.length_s)
     script = load_with_voices(path, options.variables)  # bad input first: nothing is touched
     check_output(out, force)
-    rendered = _render(script, options, reporter)
+    rendered = render_script(script, options, reporter)
     vtt, chapters = sidecars(out)
     with reporter.progress(f"Writing {out}", rendered.timeline.total) as advance:
         seconds, lufs, dbtp = write_file(
@@ -288,7 +293,7 @@ def play(
     _check_timing(script, options, reporter)  # bad input is reported exactly as validate does
     titles = [section.title for section in script.sections]
     start: At | AtSection = At(0)
-    positions = Positions()
+    positions = Positions(length_s=options.length_s)
     if play_options.from_section is not None:
         start = section_target(titles, play_options.from_section)
     elif play_options.resume:
@@ -301,7 +306,11 @@ def play(
             start = At(saved)
     output = open_output(play_options.backend)  # no device: say so before any work
     speaker = open_speaker(replace(options, resources=options.resources.for_playing()), reporter)
-    player = Player(live_feed(script, speaker, options.loudness_lufs), start)
+    if options.length_s is not None:
+        # A fitted session moves every silence as speech is measured: make it all first.
+        synthesize(speaker, builder.phrases(script), reporter)
+        titles = [span.title for span in fitted(script, speaker.length, options).sections]
+    player = Player(live_feed(script, speaker, options), start)
     outcome = "interrupted"
     try:
         if not player.wait_ready(PREFILL, timeout_s=60.0) and player.error is None:
@@ -328,19 +337,21 @@ def play(
     return Played(script, outcome, player.position, written)
 
 
-def live_feed(script: Script, speaker: Speaker, target: float | None) -> LiveFeed:
+def live_feed(script: Script, speaker: Speaker, options: Options) -> LiveFeed:
     """The gain is the measured one when the cache has it, else predicted from the levelled
     speech; the limiter is on either way (unless loudness is off)."""
+    target = options.loudness_lufs
+    length = None if options.length_s is None else seconds_to_samples(options.length_s)
     if target is None:
-        return LiveFeed(script, speaker, lambda mixer: mixer)
+        return LiveFeed(script, speaker, lambda mixer: mixer, length=length)
     gain_db = None
     cached = cached_lengths(script, speaker)
     lengths, todo = cached
     if not todo:
-        timeline = build(script, lengths.__getitem__, file_length)
+        timeline = fitted(script, lengths.__getitem__, options)
         gain_db = speaker.cache.measurement(_loudness_key(timeline, speaker, target))
     gain = predicted_gain(target) if gain_db is None else gain_db
-    return LiveFeed(script, speaker, lambda mixer: Master(mixer, gain), cached)
+    return LiveFeed(script, speaker, lambda mixer: Master(mixer, gain), cached, length)
 
 
 def _journal(script: Script, path: Path, view: PlayerView) -> Path | None:
@@ -357,70 +368,6 @@ def _journal(script: Script, path: Path, view: PlayerView) -> Path | None:
             break
         entry.add(question, answer)
     return entry.path if entry.written else None
-
-
-@dataclass(frozen=True)
-class LineVoice:
-    """`say`'s voice: a script's, changed by any of these that are given."""
-
-    script: Path | None = None
-    engine: str | None = None
-    name: str | None = None
-    pace: float | None = None
-
-
-def say(
-    line: str,
-    line_voice: LineVoice,
-    options: Options,
-    reporter: Reporter,
-    out: Path | None = None,
-    backend: str = DEFAULT_BACKEND,
-) -> Rendered:
-    """Speak one line as a session would (normaliser, pauses, pace), to the speakers or `out`."""
-    base = load_with_voices(line_voice.script, options.variables) if line_voice.script else None
-    spec = base.voice if base else VoiceSpec()
-    if line_voice.engine and line_voice.engine != spec.engine:
-        spec = replace(spec, engine=line_voice.engine, name=None, model=None)
-    if line_voice.name:
-        known = names(spec.engine)
-        if known is not None and line_voice.name not in known:
-            raise UsageError(
-                f"--voice {line_voice.name}: unknown {spec.engine} voice; "
-                f"available: {', '.join(known)}"
-            )
-        spec = replace(spec, name=line_voice.name, model=None)
-    if line_voice.pace is not None:
-        spec = replace(spec, pace=line_voice.pace)
-    script = line_script(line, base, spec)
-    if out is not None:
-        check_output(out, force=True)
-    rendered = _render(script, options, reporter)
-    if out is not None:
-        write_file(out, rendered.source)
-        return rendered
-    _play_static(rendered.timeline, rendered.source, backend)
-    return rendered
-
-
-def _play_static(timeline: Timeline, source: Windowed, backend: str) -> None:
-    output = open_output(backend)
-    player = Player(StaticFeed(timeline, source))
-    try:
-        player.wait_ready(PREFILL, timeout_s=10.0)
-        output.start(player.pull, player.wait_ready)
-        player.finished.wait()
-        output.drain()
-    finally:
-        output.close()
-        player.close()
-
-
-def preview_bell(name: str, backend: str = DEFAULT_BACKEND) -> None:
-    """Play one strike of a built-in bell."""
-    clip = Clip(sounds.bell(name))
-    timeline = Timeline(name, (), (SectionSpan(name, 0, clip.total),), (), clip.total)
-    _play_static(timeline, clip, backend)
 
 
 def new_script(path: Path, title: str) -> Path:

@@ -91,8 +91,10 @@ class LiveFeed(Feed):
         speaker: Speaker,
         master: Callable[[Mixer], Windowed],
         cached: tuple[dict[Phrase, int], list[Phrase]] | None = None,
+        length: int | None = None,  # samples: fitted to a --length (speech all measured)
     ) -> None:
         self.script = script
+        self.length = length
         self.speaker = speaker
         self._master = master
         self._guard = final_guard(script)
@@ -137,7 +139,7 @@ class LiveFeed(Feed):
             known = lengths.get(phrase)
             return estimate_speech(phrase) if known is None else known
 
-        timeline = build(self.script, measure, file_length)
+        timeline = build(self.script, measure, file_length, self.length)
         unknown = [
             e.start
             for e in timeline.events

@@ -48,10 +48,12 @@ def write_private(path: Path, text: str) -> None:
 
 # --- where each session was left -------------------------------------------------------------
 class Positions:
-    """Play positions keyed by the script's resolved path (not its text: edits keep it)."""
+    """Play positions keyed by the script's resolved path (not its text: edits keep it),
+    and the --length it plays at: each length keeps its own place."""
 
-    def __init__(self, path: Path | None = None) -> None:
+    def __init__(self, path: Path | None = None, length_s: float | None = None) -> None:
         self.path = path or home() / "state" / "positions.json"
+        self.length_s = length_s
         self.note: str | None = None  # set when the file was damaged and ignored
 
     def _load(self) -> dict[str, dict[str, object]]:
@@ -67,9 +69,9 @@ class Positions:
             return {}
         return data
 
-    @staticmethod
-    def key(script: Path) -> str:
-        return str(script.resolve())
+    def key(self, script: Path) -> str:
+        where = str(script.resolve())
+        return where if self.length_s is None else f"{where} at {self.length_s:g}s"
 
     def get(self, script: Path) -> int | None:
         sample = self._load().get(self.key(script), {}).get("sample")
