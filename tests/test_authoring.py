@@ -139,7 +139,7 @@ def test_list_shows_the_library_and_invalid_scripts_as_invalid(tmp_path: Path) -
     assert lines[0].startswith("broken.yaml") and " INVALID  " in lines[0]
     assert lines[0].endswith("5:16: expected a duration like 7s or 1m30s, found '7 parsecs' "
                              "(7, 7s, 500ms, 2m, 1h)")  # fmt: skip
-    assert lines[1].split() == ["fine.yaml", "01:32", "2", "sections", "Fine"]
+    assert lines[1].split() == ["fine.yaml", "01:32", "0:47-6:02", "2", "sections", "Fine"]
     assert lines[2].strip() == "A short one."
 
 

@@ -15,6 +15,7 @@ from guided_audio.errors import GuidedAudioError, UsageError
 from guided_audio.export.naming import default_output
 from guided_audio.files import exit_quietly_on_signals
 from guided_audio.plan.builder import build, estimate_speech, phrases
+from guided_audio.plan.length import span
 from guided_audio.plan.timeline import Measure, Timeline
 from guided_audio.play.feed import cached_lengths
 from guided_audio.script.model import Phrase, Script
@@ -167,6 +168,7 @@ class LibraryEntry:
     seconds: float = 0.0
     estimated: bool = False  # some speech is not cached yet: its length is estimated
     error: str | None = None
+    span: str = ""  # the lengths a --length can make it: 6:40-31:00
 
 
 def library(folder: Path, options: Options) -> Iterator[LibraryEntry]:
@@ -178,11 +180,13 @@ def library(folder: Path, options: Options) -> Iterator[LibraryEntry]:
         try:
             script = load_with_voices(path, options.variables)
             lengths, todo = cached_lengths(script, speaker)
-            timeline = build(script, _known_or_estimated(lengths), file_length)
+            measure = _known_or_estimated(lengths)
+            timeline = build(script, measure, file_length)
         except GuidedAudioError as exc:
             yield LibraryEntry(path, None, error=str(exc).splitlines()[0])
             continue
-        yield LibraryEntry(path, script, timeline.seconds, bool(todo))
+        reach = span(script, measure, file_length)
+        yield LibraryEntry(path, script, timeline.seconds, bool(todo), span=reach)
 
 
 def _known_or_estimated(lengths: dict[Phrase, int]) -> Measure:

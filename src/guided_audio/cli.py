@@ -402,8 +402,8 @@ def list_command(folder: Path, variables: tuple[str, ...]) -> None:
             click.echo(f"{name:28} INVALID  {entry.error}")
             continue
         length = ("~" if entry.estimated else "") + clock(round(entry.seconds * RATE))
-        sections = len(entry.script.sections)
-        click.echo(f"{name:28} {length:>8}  {sections:2} sections  {entry.script.title}")
+        sections, title = len(entry.script.sections), entry.script.title
+        click.echo(f"{name:28} {length:>8} {entry.span:>13} {sections:2} sections  {title}")
         if entry.script.description:
             click.echo(f"{'':28} {entry.script.description}")
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 
 
 @dataclass(frozen=True)
@@ -113,15 +114,31 @@ def fit(elements: Sequence[Stretch], change: int) -> list[int]:
     rest_change = target - fixed_total - sum(e.natural for e in rest)
     shorter, longer = reach(rest)
     if not -shorter <= rest_change <= longer:
-        # Rounding asked too much of the silences: move cycles one at a time back
-        # toward their natural count until the silences can carry the rest.
-        for i in sorted(cycles, key=lambda i: -abs(lengths[i] - elements[i].natural)):
-            while not -shorter <= rest_change <= longer and lengths[i] != elements[i].natural:
-                choices = elements[i].choices
-                step = -1 if lengths[i] > elements[i].natural else 1
-                new = choices[choices.index(int(lengths[i])) + step]
-                rest_change += int(lengths[i]) - new
-                lengths[i] = new
+        # Rounding asked too much of the silences: move cycles one choice at a time the
+        # way that relieves them (a cycle more when the silences would pass their longest,
+        # one less when their shortest) until the silences can carry the rest. They move
+        # in the order rounding moves them as the change grows: the highest tier first (it
+        # takes any change first), then by the share per weight at which each would round
+        # to that choice (exact; shares grow by weight), then by position; back towards
+        # natural in the reverse order. So a larger change never takes a cycle back.
+        way = 1 if rest_change > longer else -1
+        ahead = way * change > 0
+        while rest_change > longer if way > 0 else rest_change < -shorter:
+            moves: list[tuple[tuple[int, Fraction, int], int, int]] = []
+            for i in cycles:
+                e = elements[i]
+                at = e.choices.index(int(lengths[i])) + way
+                if 0 <= at < len(e.choices):
+                    # Half way between the two choices, as share per weight.
+                    turn = Fraction(int(lengths[i]) + e.choices[at] - 2 * e.natural, 2)
+                    turn = way * turn / max(e.weight, 1)
+                    key = (-e.tier, turn, i) if ahead else (e.tier, turn, -i)
+                    moves.append((key, i, e.choices[at]))
+            if not moves:
+                break
+            _, i, new = min(moves)
+            rest_change += int(lengths[i]) - new
+            lengths[i] = new
         if not -shorter <= rest_change <= longer:
             raise OutOfReach(change)
     rest_shares = _share(rest, float(rest_change))
