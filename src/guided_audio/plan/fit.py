@@ -120,7 +120,8 @@ def fit(elements: Sequence[Stretch], change: int) -> list[int]:
         # in the order rounding moves them as the change grows: the highest tier first (it
         # takes any change first), then by the share per weight at which each would round
         # to that choice (exact; shares grow by weight), then by position; back towards
-        # natural in the reverse order. So a larger change never takes a cycle back.
+        # natural in the reverse order, and no further than natural. So a larger change
+        # never takes a cycle back.
         way = 1 if rest_change > longer else -1
         ahead = way * change > 0
         while rest_change > longer if way > 0 else rest_change < -shorter:
@@ -128,7 +129,8 @@ def fit(elements: Sequence[Stretch], change: int) -> list[int]:
             for i in cycles:
                 e = elements[i]
                 at = e.choices.index(int(lengths[i])) + way
-                if 0 <= at < len(e.choices):
+                back = (int(lengths[i]) - e.natural) * way < 0
+                if 0 <= at < len(e.choices) and (ahead or back):
                     # Half way between the two choices, as share per weight.
                     turn = Fraction(int(lengths[i]) + e.choices[at] - 2 * e.natural, 2)
                     turn = way * turn / max(e.weight, 1)
