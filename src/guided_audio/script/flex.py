@@ -6,11 +6,33 @@ where they contradict the step.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any
 
 from guided_audio.script import grammar as g
 from guided_audio.script.kinds import Context, read_value
 from guided_audio.script.model import Bounds
 from guided_audio.script.yamlnode import Node
+
+
+def _bounded(
+    keys: tuple[g.Key, ...],
+    fields: dict[str, tuple[Node, Node]],
+    names: tuple[str, str],
+    natural: float,
+    context: Context,
+    contradicts: Callable[[str, Any], str],
+) -> tuple[Any, Any, bool]:
+    """The two bounds `names` a step gives (None where absent) and whether `flex: none`
+    fixes it; a located error where a bound passes the step's own `natural` value."""
+    read = {name: read_value(g.key(keys, name), fields[name][1], context)
+            for name in (*names, "flex") if name in fields}  # fmt: skip
+    low, high = read.get(names[0]), read.get(names[1])
+    if low is not None and low > natural:
+        fields[names[0]][1].fail(contradicts(names[0], low))
+    if high is not None and high < natural:
+        fields[names[1]][1].fail(contradicts(names[1], high))
+    return low, high, read.get("flex") == "none"
 
 
 def read_bounds(
@@ -21,14 +43,13 @@ def read_bounds(
     context: Context,
 ) -> Bounds:
     """A silence's `min`, `max` and `flex`: located errors where they contradict it."""
-    read = {name: read_value(g.key(keys, name), fields[name][1], context)
-            for name in ("min", "max", "flex") if name in fields}  # fmt: skip
-    low, high = read.get("min"), read.get("max")
-    if low is not None and low > seconds:
-        fields["min"][1].fail(f"'min' is {low:g}s, longer than {what} ({seconds:g}s)")
-    if high is not None and high < seconds:
-        fields["max"][1].fail(f"'max' is {high:g}s, shorter than {what} ({seconds:g}s)")
-    return Bounds(low, high, read.get("flex") == "none")
+
+    def contradicts(name: str, value: float) -> str:
+        side = "longer" if name == "min" else "shorter"
+        return f"'{name}' is {value:g}s, {side} than {what} ({seconds:g}s)"
+
+    low, high, fixed = _bounded(keys, fields, ("min", "max"), seconds, context, contradicts)
+    return Bounds(low, high, fixed)
 
 
 def read_cycle_range(
@@ -36,14 +57,14 @@ def read_cycle_range(
 ) -> tuple[int, int] | None:
     """The whole cycles a --length may give a breathing practice: `min_cycles` and
     `max_cycles`, else the grammar's default share around a `for:`; None if it is fixed."""
-    read = {name: read_value(g.key(g.BREATHE, name), fields[name][1], context)
-            for name in ("min_cycles", "max_cycles", "flex") if name in fields}  # fmt: skip
-    low, high = read.get("min_cycles"), read.get("max_cycles")
-    if low is not None and low > cycles:
-        fields["min_cycles"][1].fail(f"'min_cycles' is {low}, more than the {cycles} cycles")
-    if high is not None and high < cycles:
-        fields["max_cycles"][1].fail(f"'max_cycles' is {high}, fewer than the {cycles} cycles")
-    if read.get("flex") == "none" or (low is None and high is None and "for" not in fields):
+
+    def contradicts(name: str, value: int) -> str:
+        side = "more" if name == "min_cycles" else "fewer"
+        return f"'{name}' is {value}, {side} than the {cycles} cycles"
+
+    names = ("min_cycles", "max_cycles")
+    low, high, fixed = _bounded(g.BREATHE, fields, names, cycles, context, contradicts)
+    if fixed or (low is None and high is None and "for" not in fields):
         return None
     _, shortest, longest = g.STRETCH["breathe"]
     return (
