@@ -22,14 +22,18 @@ from __future__ import annotations
 import os
 from dataclasses import replace
 from itertools import pairwise
+from pathlib import Path
 
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from conftest import cli
+from guided_audio.dsp.effects import RATE, seconds_to_samples
+from guided_audio.plan.builder import OutOfRange, build, estimate_speech
 from guided_audio.plan.fit import OutOfReach, Stretch, fit, reach
+from guided_audio.script.loader import load_script
 
-RATE = 44100
 MAX_NATURAL = RATE * 120  # two minutes
 CYCLE_S = (11, 16, 19, 9)
 EXAMPLES = int(os.environ.get("GUIDED_AUDIO_FIT_EXAMPLES", "150"))
@@ -333,3 +337,24 @@ def test_shares_follow_the_naturals(case: Case) -> None:
 @given(sessions())
 def test_no_change_gives_the_naturals(elements: list[Stretch]) -> None:
     assert fit(elements, 0) == [e.natural for e in elements]
+
+
+def test_a_length_whole_cycles_cannot_meet_is_a_clear_answer(tmp_path: Path) -> None:
+    """Inside the range, but between two whole cycles with no silence to carry the rest:
+    one line, exit 2, no traceback."""
+    script = tmp_path / "cycles.yaml"
+    script.write_text(
+        "title: Cycles\nvoice: {gap: 0}\nsections:\n  - title: A\n    steps:\n"
+        "      - breathe: {pattern: box, for: 48s, cues: tone, min_cycles: 2, max_cycles: 4}\n",
+        encoding="utf-8",
+    )
+    natural = build(load_script(script), estimate_speech, lambda _: 0).total
+    between = natural + seconds_to_samples(8)  # half a 16 s cycle more
+    with pytest.raises(OutOfRange) as caught:
+        build(load_script(script), estimate_speech, lambda _: 0, between)
+    assert caught.value.whole_cycles
+    assert caught.value.shortest < between < caught.value.longest
+    result = cli("plan", str(script), "--estimate", "--length", f"{between / RATE:.6f}")
+    assert result.exit_code == 2, result.output
+    assert "whole breath cycles cannot make it exactly that long" in result.stderr
+    assert "Traceback" not in result.output

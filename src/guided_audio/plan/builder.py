@@ -299,18 +299,23 @@ def build(
             break
     if not timeline.total - shorter <= length <= timeline.total + longer:
         raise OutOfRange(*reach(script, measure, file_length))
-    lengths = fit.fit(stretches, length - timeline.total)
+    try:
+        lengths = fit.fit(stretches, length - timeline.total)
+    except fit.OutOfReach:  # inside the range, but whole cycles leave the silences short
+        raise OutOfRange(*reach(script, measure, file_length), whole_cycles=True) from None
     fitted, _ = _build(candidate, measure, file_length, lengths)
     assert fitted.total == length, (fitted.total, length)
     return fitted
 
 
 class OutOfRange(ValueError):
-    """A --length the session cannot be: `shortest` and `longest` say what it can be."""
+    """A --length the session cannot be: `shortest` and `longest` say what it can be;
+    `whole_cycles`: the length lies between them, but whole breath cycles miss it."""
 
-    def __init__(self, shortest: int, longest: int) -> None:
+    def __init__(self, shortest: int, longest: int, whole_cycles: bool = False) -> None:
         super().__init__(shortest, longest)
         self.shortest, self.longest = shortest, longest
+        self.whole_cycles = whole_cycles
 
 
 def _shorter_versions(script: Script) -> Iterator[Script]:
@@ -331,12 +336,13 @@ def _shorter_versions(script: Script) -> Iterator[Script]:
 
 def reach(script: Script, measure: Measure, file_length: FileLength) -> tuple[int, int]:
     """The shortest and the longest the session can be made, in samples."""
-    timeline, stretches = _build(script, measure, file_length)
-    longest = timeline.total + fit.reach(stretches)[1]
-    shortest = timeline.total - fit.reach(stretches)[0]
-    for candidate in _shorter_versions(script):
+    shortest = longest = 0
+    for candidate in _shorter_versions(script):  # the whole script first, then shorter ones
         timeline, stretches = _build(candidate, measure, file_length)
-        shortest = min(shortest, timeline.total - fit.reach(stretches)[0])
+        shorter, longer = fit.reach(stretches)
+        if candidate is script:
+            shortest, longest = timeline.total - shorter, timeline.total + longer
+        shortest = min(shortest, timeline.total - shorter)
     return shortest, longest
 
 

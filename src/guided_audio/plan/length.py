@@ -41,10 +41,14 @@ def at_length(
     try:
         return build(script, measure, file_length, target)
     except OutOfRange as exc:
-        raise UsageError(
-            f"{script.path.name}: --length {length_text(length_s or 0)}: this session can be "
-            f"{minutes(exc.shortest, up=True)} to {minutes(exc.longest)}"
-        ) from None
+        asked = f"{script.path.name}: --length {length_text(length_s or 0)}"
+        can_be = f"{minutes(exc.shortest, up=True)} to {minutes(exc.longest)}"
+        if exc.whole_cycles:
+            raise UsageError(
+                f"{asked}: whole breath cycles cannot make it exactly that long; a little "
+                f"longer or shorter may work (this session can be {can_be})"
+            ) from None
+        raise UsageError(f"{asked}: this session can be {can_be}") from None
 
 
 def span(script: Script, measure: Measure, file_length: FileLength) -> str:
