@@ -335,6 +335,23 @@ def test_leaving_restores_the_terminal_and_resume_continues_there(
     assert abs(first.start + first.shift - saved) < RATE  # within a second of the place
 
 
+@pytest.mark.slow
+def test_a_session_at_a_length_plays_exactly_like_its_export(
+    tmp_path: Path, pulse: Pulse, home: Path
+) -> None:
+    script = write(tmp_path, SHORT.replace("short playback test", "test at another length"))
+    capture = tmp_path / "capture.raw"
+    env = {**pulse.alsa_capture_env(tmp_path, capture), "GUIDED_AUDIO_CACHE": str(tmp_path / "c")}
+    played = _run(["play", str(script), "--loudness", "off", "--length", "30s"], env)
+    assert played.returncode == 0, played.stderr
+    assert played.stderr.splitlines()[0].startswith("[1/2] Hello  00:00 / 00:30")
+    exported = _export(script, env, "--loudness", "off", "--length", "30s")
+    assert len(exported) == 30 * RATE
+    heard = read_raw(capture)
+    assert np.array_equal(heard[: len(exported)], exported)
+    assert not heard[len(exported) :].any()
+
+
 # --- choosing where to start, and what goes wrong -------------------------------------------
 @pytest.mark.parametrize(
     "wanted", [pytest.param("3", id="number"), pytest.param("closing", id="title")]

@@ -125,6 +125,16 @@ def fitted(script: Script, measure: Measure, options: Options) -> Timeline:
     return at_length(script, measure, file_length, options.length_s)
 
 
+def reach(path: Path, options: Options, reporter: Reporter) -> tuple[float, float]:
+    """The shortest and the longest a --length can make the session, in seconds (uncached
+    speech is rendered first)."""
+    script = load_with_voices(path, options.variables)
+    speaker = open_speaker(options, reporter)
+    synthesize(speaker, builder.phrases(script), reporter)
+    shortest, longest = builder.reach(script, speaker.length, file_length)
+    return shortest / RATE, longest / RATE
+
+
 @dataclass(frozen=True)
 class Paces:
     steps: list[StepPace]
@@ -292,6 +302,12 @@ def play(
     script = load_with_voices(path, options.variables)
     _check_timing(script, options, reporter)  # bad input is reported exactly as validate does
     titles = [section.title for section in script.sections]
+    speaker = open_speaker(replace(options, resources=options.resources.for_playing()), reporter)
+    if options.length_s is not None:
+        # A fitted session moves every silence as speech is measured: make it all first
+        # (a length it cannot be is bad input, told before the device is looked for).
+        synthesize(speaker, builder.phrases(script), reporter)
+        titles = [span.title for span in fitted(script, speaker.length, options).sections]
     start: At | AtSection = At(0)
     positions = Positions(length_s=options.length_s)
     if play_options.from_section is not None:
@@ -305,11 +321,6 @@ def play(
         else:
             start = At(saved)
     output = open_output(play_options.backend)  # no device: say so before any work
-    speaker = open_speaker(replace(options, resources=options.resources.for_playing()), reporter)
-    if options.length_s is not None:
-        # A fitted session moves every silence as speech is measured: make it all first.
-        synthesize(speaker, builder.phrases(script), reporter)
-        titles = [span.title for span in fitted(script, speaker.length, options).sections]
     player = Player(live_feed(script, speaker, options), start)
     outcome = "interrupted"
     try:
