@@ -20,6 +20,7 @@ from conftest import RATE, cli, write
 from guided_audio import session
 from guided_audio.dsp.effects import seconds_to_samples
 from guided_audio.plan.timeline import Event, Timeline
+from guided_audio.play.home import Positions
 from guided_audio.session import Options, Silent
 from guided_audio.speech.piper import PiperEngine
 
@@ -252,7 +253,7 @@ def test_out_of_range_names_the_lengths_it_can_be(tmp_path: Path, small: Path) -
         ("soon", "--length soon: expected a duration like 12m, 1h05m or 90s"),
         ("0", "--length 0: a session is at least 10s long"),
         ("5s", "--length 5s: a session is at least 10s long"),
-        ("-5m", "--length -5m: expected a duration like 12m, 1h05m or 90s"),
+        ("-5m", "--length -5m: a length is more than zero, like 12m"),
         ("30s12m", "--length 30s12m: its parts go once each, largest first"),
     ],
 )
@@ -272,3 +273,14 @@ def test_a_section_left_out_at_a_length_cannot_be_played_from(small: Path) -> No
     result = cli("play", str(small), "--length", length, "--from", "Two")
     assert result.exit_code == 2, result.output
     assert "One" in result.stderr and "Three" in result.stderr, result.stderr
+
+
+def test_each_length_keeps_its_own_resume_place(tmp_path: Path, small: Path) -> None:
+    saved = tmp_path / "positions.json"
+    Positions(saved).set(small, 3 * RATE)
+    Positions(saved, length_s=60).set(small, 40 * RATE)
+    assert Positions(saved).get(small) == 3 * RATE
+    assert Positions(saved, length_s=60).get(small) == 40 * RATE
+    assert Positions(saved, length_s=90).get(small) is None
+    Positions(saved, length_s=60).clear(small)
+    assert Positions(saved).get(small) == 3 * RATE

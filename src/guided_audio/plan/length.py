@@ -16,6 +16,8 @@ from guided_audio.script.values import DurationForm, duration_from_text, duratio
 
 def parse_length(text: str) -> float:
     """`--length 12m` in seconds; a UsageError for anything that is not a length."""
+    if text.strip().startswith("-"):
+        raise UsageError(f"--length {text}: a length is more than zero, like 12m")
     try:
         seconds = duration_from_text(text)
     except DurationForm as exc:
