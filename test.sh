@@ -11,9 +11,12 @@ test_need=()
 command -v pulseaudio >/dev/null 2>&1 || test_need+=(pulseaudio)
 command -v parec >/dev/null 2>&1 || test_need+=(pulseaudio-utils)
 ls /usr/lib/*/alsa-lib/libasound_module_pcm_pulse.so >/dev/null 2>&1 || test_need+=(libasound2-plugins)
-# The editor tests drive the real yaml-language-server (tests/editor), an npm package.
+# The editor tests drive the real yaml-language-server (tests/editor) and the share page's
+# tests run axe-core inside the page (tests/browser): npm packages, pinned by their locks.
 command -v node >/dev/null 2>&1 || test_need+=(nodejs)
 command -v npm >/dev/null 2>&1 || test_need+=(npm)
+# The share page's tests drive Debian's chromium (Playwright, with its executable_path).
+command -v chromium >/dev/null 2>&1 || test_need+=(chromium)
 extras=dev
 if command -v gcc >/dev/null 2>&1 && python3 -c 'import sys; sys.exit(sys.version_info >= (3, 12))'; then
   # Where a compiler exists, the simpleaudio backend is built and tested too.
@@ -28,9 +31,11 @@ fi
 
 EXTRAS=$extras ./setup.sh
 # Installed as the lock pins it, again only when the lock has changed since.
-if [ ! tests/editor/node_modules/.package-lock.json -nt tests/editor/package-lock.json ]; then
-  (cd tests/editor && npm ci --no-audit --no-fund --silent)
-fi
+for npm_folder in tests/editor tests/browser; do
+  if [ ! $npm_folder/node_modules/.package-lock.json -nt $npm_folder/package-lock.json ]; then
+    (cd $npm_folder && npm ci --no-audit --no-fund --silent)
+  fi
+done
 .venv/bin/ruff check src tests bench
 .venv/bin/ruff format --check src tests bench
 .venv/bin/mypy

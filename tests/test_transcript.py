@@ -14,6 +14,7 @@ from numpy.typing import NDArray
 
 from conftest import RATE, cli, read_wav, write
 from guided_audio.dsp.effects import RATE as SESSION_RATE
+from guided_audio.export.words import one_per_word
 from guided_audio.plan.timeline import timestamp
 from guided_audio.script.model import Phrase, VoiceSpec
 from guided_audio.session import Options, Silent, timeline
@@ -203,3 +204,30 @@ def test_cue_text_is_escaped_and_titles_cannot_end_a_note(tmp_path: Path) -> Non
     assert re.sub(r"<[^>]+>", "", raw).count("Rest &amp; now.") == 1
     assert raw.count("-->") == 1  # the cue's own arrow only
     assert [c.text for c in _captions(out.with_suffix(".vtt"))] == ["Rest &amp; now."]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "name", ["grounding", "box-breathing", "body-scan", "self-compassion", "pendulation"]
+)
+def test_every_word_piper_speaks_has_its_own_time(tmp_path: Path, name: str) -> None:
+    # espeak runs "on the" together: before, such a fragment's words had no time at all.
+    script = Path(__file__).parent.parent / "scripts" / f"{name}.yaml"
+    out = tmp_path / "x.wav"
+    result = cli("export", str(script), "-o", str(out), "--loudness", "off", "-q")
+    assert result.exit_code == 0, result.output
+    raw = out.with_suffix(".vtt").read_text(encoding="utf-8")
+    for cue in _speech(out.with_suffix(".vtt")):
+        line = next(line for line in raw.splitlines() if re.sub(r"<[^>]+>", "", line) == cue.text)
+        stamps = re.findall(r"<(\d\d:\d\d:\d\d\.\d\d\d)>", line)
+        assert len(stamps) == len(cue.text.split()) - 1, line
+
+
+def test_a_pair_read_as_one_word_is_shared_out_by_letters() -> None:
+    words = ["Rest", "your", "feet", "on", "the", "floor."]
+    starts = [0, 1000, 2000, 3000, 4200]  # "on the" aligned as one word, 3000-4200
+    assert one_per_word(starts, words, 6000) == (0, 1000, 2000, 3000, 3480, 4200)
+    assert one_per_word(starts[:4], words, 6000) is not None  # two pairs joined
+    assert one_per_word(starts, words[:5], 6000) == tuple(starts)
+    assert one_per_word([0], words, 6000) is None  # too few to place
+    assert one_per_word(None, words, 6000) is None

@@ -10,6 +10,8 @@ import click
 from guided_audio import __version__, session
 from guided_audio.audition import LineVoice, preview_bell, say
 from guided_audio.batch import export_many, library, options_for, plan_many, scripts_in, speak_all
+from guided_audio.commands.schema import schema_command
+from guided_audio.commands.share import share_command
 from guided_audio.console import (
     SCRIPT,
     Group,
@@ -28,7 +30,6 @@ from guided_audio.export.encode import FORMATS
 from guided_audio.export.naming import DEFAULT_FOLDER, output_path
 from guided_audio.plan.timeline import clock
 from guided_audio.play import home, terminal
-from guided_audio.script import authoring
 from guided_audio.script.grammar import ENGINES
 from guided_audio.script.loader import PACE_RANGE
 from guided_audio.script.spoken import parse_vars
@@ -425,26 +426,5 @@ def new_command(name: Path, title: str | None) -> None:
     click.echo(f"{path}: written; check it with: guided-audio validate {path}")
 
 
-@main.command("schema")
-@click.option("--path", "show", flag_value="path", help="Print where the installed schema is.")
-@click.option(
-    "--modeline", "show", flag_value="modeline", help="Print a first line that points to it."
-)
-def schema_command(show: str | None) -> None:
-    """Print the JSON Schema (draft 2020-12) of the script format.
-
-    Editors check scripts with it (yaml-language-server: VS Code, Neovim): map a folder
-    of scripts to the `--path` file in their settings, or begin a script with the
-    `--modeline` line. See docs/writing-scripts.md.
-
-    \b
-    Example:
-      guided-audio schema --path
-      guided-audio schema > script.schema.json
-    """
-    if show == "path":
-        click.echo(str(authoring.schema_path()))
-    elif show == "modeline":
-        click.echo(authoring.modeline(authoring.schema_path().as_uri()))
-    else:
-        click.echo(authoring.shipped_schema(), nl=False)
+for command in (schema_command, share_command):
+    main.add_command(command)
