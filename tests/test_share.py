@@ -11,6 +11,9 @@ import json
 import os
 import random
 import re
+import signal
+import subprocess
+import sys
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -25,7 +28,7 @@ import xmlschema
 from mutagen.id3 import ID3
 from playwright.sync_api import Browser, ConsoleMessage, Page, Request, sync_playwright
 
-from conftest import cli, write
+from conftest import cli, interrupt_when_ready, write
 from guided_audio import session
 from guided_audio.session import Options, Silent
 
@@ -402,3 +405,33 @@ def test_the_feeds_podcast_elements_follow_the_namespaces_schema(shared: Shared)
     # The check bites: a transcript without its type is refused.
     broken = ET.Element(f"{PODCAST}transcript", {"url": f"{BASE}x.vtt"})
     assert _schema_errors(broken)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_a_stopped_share_leaves_nothing(tmp_path: Path, signum: int) -> None:
+    script = write(
+        tmp_path,
+        "title: Long\nsections:\n  - title: A\n    steps:\n"
+        "      - say: Hello.\n      - pause: 50m\n      - say: Goodbye.\n",
+    )
+    out = tmp_path / "c"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "guided_audio", "share", str(script), "-o", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    stderr = interrupt_when_ready(
+        process, lambda: bool(list(out.glob(".staging-*/*.partial"))), "the share", signum
+    )
+    assert process.returncode != 0 and "Traceback" not in stderr, stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["session.yaml"]
+
+
+def test_reduced_motion_makes_the_pacer_a_count(shared: Shared, browser: Browser) -> None:
+    context = browser.new_context(viewport={"width": 360, "height": 740}, reduced_motion="reduce")
+    page = context.new_page()
+    page.goto((shared.bundle / "box-breathing.html").as_uri())
+    timeline = session.timeline(SCRIPTS[0], Options(variables={"client": "Sam"}), Silent())
+    breath = timeline.breaths[0]
+    _seek(page, (breath.start + breath.end) / 2 / timeline.rate)
+    assert not page.is_visible("#pacer-ring")
+    assert re.fullmatch(r"Breathe in \d+", page.text_content("#pacer-label") or "")

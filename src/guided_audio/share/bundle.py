@@ -101,6 +101,7 @@ def share(scripts: list[Path], share_options: ShareOptions, options: Options,
         raise UsageError("two scripts would share one name in the bundle; share them apart")
     manifest = Manifest.load(out)
     bundle = out / f"sessions-{manifest.token}"
+    made_out = not out.exists()
     try:
         out.mkdir(mode=0o700, parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=out, prefix=".staging-"))
@@ -110,6 +111,10 @@ def share(scripts: list[Path], share_options: ShareOptions, options: Options,
         _build(scripts, slugs, staging, manifest, share_options, base_url, options, reporter)
         _publish(staging, bundle)
         manifest.save(out)
+    except BaseException:
+        if made_out:  # a first share that did not finish leaves nothing at all
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return bundle
