@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -342,3 +343,23 @@ def children(pid: int) -> list[int]:
         if int(fields[1]) == pid:
             found.append(int(stat.parent.name))
     return found
+
+
+def on_a_small_disk(disk: Path, command: list[str]) -> subprocess.CompletedProcess[str]:
+    """Run `command` with a 256 KiB tmpfs mounted on `disk` (in a private mount namespace),
+    then print what the disk holds."""
+    disk.mkdir()
+    prefix = ["unshare", "--mount"] if os.geteuid() == 0 else ["unshare", "-rm"]
+    if (
+        shutil.which("unshare") is None
+        or subprocess.run(
+            [*prefix, "mount", "-t", "tmpfs", "tmpfs", str(disk)], capture_output=True, check=False
+        ).returncode
+    ):
+        pytest.skip("cannot mount a small disk here (unshare/mount not permitted)")
+    inside = (
+        f'mount -t tmpfs -o size=256k tmpfs {disk} && "$@"; status=$?; ls -A {disk}; exit $status'
+    )
+    return subprocess.run(
+        [*prefix, "sh", "-c", inside, "-", *command], capture_output=True, text=True, check=False
+    )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -13,7 +12,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import RATE, cli, decode, interrupt_when_ready, read_wav, silences, write
+from conftest import (
+    RATE,
+    cli,
+    decode,
+    interrupt_when_ready,
+    on_a_small_disk,
+    read_wav,
+    silences,
+    write,
+)
 from guided_audio import session
 from guided_audio.export.encode import FORMATS
 from guided_audio.session import Options, Silent
@@ -309,26 +317,6 @@ def test_cli_runs_as_a_real_subprocess(tmp_path: Path) -> None:
     )
     assert bad.returncode == 2
     assert bad.stderr == f"{tmp_path / 'nope.yaml'}: no such file\n"
-
-
-def on_a_small_disk(disk: Path, command: list[str]) -> subprocess.CompletedProcess[str]:
-    """Run `command` with a 256 KiB tmpfs mounted on `disk` (in a private mount namespace),
-    then print what the disk holds."""
-    disk.mkdir()
-    prefix = ["unshare", "--mount"] if os.geteuid() == 0 else ["unshare", "-rm"]
-    if (
-        shutil.which("unshare") is None
-        or subprocess.run(
-            [*prefix, "mount", "-t", "tmpfs", "tmpfs", str(disk)], capture_output=True, check=False
-        ).returncode
-    ):
-        pytest.skip("cannot mount a small disk here (unshare/mount not permitted)")
-    inside = (
-        f'mount -t tmpfs -o size=256k tmpfs {disk} && "$@"; status=$?; ls -A {disk}; exit $status'
-    )
-    return subprocess.run(
-        [*prefix, "sh", "-c", inside, "-", *command], capture_output=True, text=True, check=False
-    )
 
 
 @pytest.mark.parametrize("suffix", [".wav", ".mp3"])

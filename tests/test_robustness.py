@@ -198,7 +198,7 @@ def test_a_read_only_cache_still_validates_but_cannot_export(tmp_path: Path) -> 
 
 @pytest.mark.slow
 def test_a_full_cache_disk_is_one_line(tmp_path: Path) -> None:
-    from test_export import on_a_small_disk
+    from conftest import on_a_small_disk
 
     lines = " ".join(f"This is line {n} of many." for n in range(1, 40))  # distinct phrases
     script = write(tmp_path, STEPS + f"      - say: {lines}\n")

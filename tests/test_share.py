@@ -28,7 +28,7 @@ import xmlschema
 from mutagen.id3 import ID3
 from playwright.sync_api import Browser, ConsoleMessage, Page, Request, sync_playwright
 
-from conftest import cli, interrupt_when_ready, write
+from conftest import cli, interrupt_when_ready, on_a_small_disk, write
 from guided_audio import session
 from guided_audio.session import Options, Silent
 
@@ -435,3 +435,22 @@ def test_reduced_motion_makes_the_pacer_a_count(shared: Shared, browser: Browser
     _seek(page, (breath.start + breath.end) / 2 / timeline.rate)
     assert not page.is_visible("#pacer-ring")
     assert re.fullmatch(r"Breathe in \d+", page.text_content("#pacer-label") or "")
+
+
+def test_a_full_disk_is_one_line_and_leaves_nothing(tmp_path: Path) -> None:
+    script = write(
+        tmp_path,
+        "title: Big\nsections:\n  - title: A\n    steps:\n"
+        "      - say: Hello.\n      - pause: 20m\n      - say: Goodbye.\n",
+    )
+    disk = tmp_path / "disk"
+    out = disk / "c"
+    done = on_a_small_disk(
+        disk, [sys.executable, "-m", "guided_audio", "share", str(script), "-o", str(out), "-q"]
+    )
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        f"{out} was not written: the disk holding it is full; free some space there or "
+        "share into a folder elsewhere with -o"
+    ]
+    assert done.stdout == ""  # what `ls -A` saw on the small disk: nothing

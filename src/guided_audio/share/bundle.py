@@ -34,6 +34,7 @@ from guided_audio.share.feed import Channel, Episode
 
 MANIFEST = "share.json"
 FEED = "feed.xml"
+FULL_BYTES = 1 << 20  # less free than this where a write failed: the disk is full
 
 
 @dataclass(frozen=True)
@@ -111,13 +112,30 @@ def share(scripts: list[Path], share_options: ShareOptions, options: Options,
         _build(scripts, slugs, staging, manifest, share_options, base_url, options, reporter)
         _publish(staging, bundle)
         manifest.save(out)
-    except BaseException:
+    except BaseException as exc:
+        told = _as_shared(exc, out, staging) if isinstance(exc, GuidedAudioError) else None
         if made_out:  # a first share that did not finish leaves nothing at all
             shutil.rmtree(out, ignore_errors=True)
+        if told is not None:
+            raise told from exc
         raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return bundle
+
+
+def _as_shared(exc: GuidedAudioError, out: Path, staging: Path) -> GuidedAudioError:
+    """A fault met while building, told of the share folder (the staging folder is gone)."""
+    if exc.exit_code == 2:
+        return exc
+    if shutil.disk_usage(staging).free < FULL_BYTES:
+        return GuidedAudioError(
+            f"{out} was not written: the disk holding it is full; free some space there or "
+            "share into a folder elsewhere with -o"
+        )
+    return GuidedAudioError(
+        str(exc).replace(f"{staging}{os.sep}", "").replace(str(staging), str(out))
+    )
 
 
 def _check_scripts(scripts: list[Path], options: Options) -> None:
@@ -152,7 +170,8 @@ def _build(
     with reporter.progress(f"Exporting {len(scripts)} sessions", len(scripts)) as advance:
         for outcome in export_many(scripts, staging, "mp3", options, share_options.jobs):
             if outcome.error is not None:
-                raise GuidedAudioError(f"{outcome.script}: {outcome.error}")
+                kind = UsageError if outcome.exit_code == 2 else GuidedAudioError
+                raise kind(outcome.error)
             advance(1)
     now = datetime.now(UTC).replace(microsecond=0)
     entries, episodes = [], []
