@@ -13,8 +13,15 @@ from guided_audio.session import Paces
 
 def show_plan(timeline: Timeline, marker: str) -> None:
     click.echo(timeline.title)
+    sets = timeline.bilateral_sets()
     for index, span in enumerate(timeline.sections, start=1):
         click.echo(f"  {marker}{clock(span.start):>8}  {index}. {span.title}")
+        for start, end, passes in sets:
+            if span.start <= start < span.end:
+                seconds = round((end - start) / timeline.rate)
+                click.echo(
+                    f"  {marker}{clock(start):>8}     bilateral, {seconds} s ({passes} passes)"
+                )
     click.echo(f"  {marker}{clock(timeline.total):>8}  total ({timeline.seconds:.2f} s)")
 
 

@@ -122,6 +122,49 @@ def tone(direction: str, seconds: float) -> Audio:
     return samples
 
 
+# --- bilateral passes ------------------------------------------------------------------------
+PASS_SOUND_S = {"tap": 0.15, "tone": 0.35, "bell": 0.6}  # each shorter than a pass at 1.5/s
+PASS_PEAK = 0.5
+PASS_FADE_MS = 20.0  # a sound cut to its pass ends in a fade, not a click
+
+
+def pass_length(name: str) -> int:
+    return effects.seconds_to_samples(PASS_SOUND_S[name])
+
+
+@functools.cache
+def pass_sound(name: str) -> Audio:
+    """One generated sound of a bilateral set, mono, starting and ending in silence: a soft
+    knock (tap), a short sine (tone) or a small bell (bell)."""
+    n = pass_length(name)
+    t = np.arange(n) / RATE
+    if name == "bell":
+        wave = np.asarray(bell("chime")[:n], np.float64)
+        attack_ms, release_ms = 2.0, 200.0
+    elif name == "tone":
+        wave = np.sin(2 * np.pi * 440.0 * t) + 0.2 * np.sin(2 * np.pi * 880.0 * t)
+        attack_ms, release_ms = 5.0, 120.0
+    else:
+        wave = (np.sin(2 * np.pi * 300.0 * t) + 0.4 * np.sin(2 * np.pi * 610.0 * t)) * np.exp(
+            -t / 0.03
+        )
+        attack_ms, release_ms = 3.0, 40.0
+    samples = (wave / np.max(np.abs(wave)) * PASS_PEAK).astype(np.float32)
+    samples = effects.fade_out(effects.fade_in(samples, attack_ms), release_ms)
+    samples.setflags(write=False)
+    return samples
+
+
+def on_one_side(mono: Audio, side: int, pan: float, level_db: float) -> Audio:
+    """A mono sound placed on one side (-1 left, 1 right): full there, (1 - pan) of it on
+    the other side, at `level_db`."""
+    near = effects.db_to_gain(level_db)
+    far = near * (1.0 - pan)
+    gains = np.array([near, far] if side < 0 else [far, near], np.float32)
+    out: Audio = mono[:, None] * gains[None, :]
+    return out
+
+
 # --- beds ------------------------------------------------------------------------------------
 # The drone is periodic: every partial is a whole number of cycles, and every swell a whole
 # number of periods, in DRONE_LOOP_S, so it is built once in tiles and looped (a pass over a

@@ -77,6 +77,10 @@ def cues(timeline: Timeline, word_starts: WordStarts) -> list[Cue]:
     out: list[Cue] = []
     out += (_sentence(list(fragments), word_starts) for fragments in timeline.sentences)
     out += (Cue(b.start, b.end, f"[{BREATH_WORDS[b.kind]}]") for b in timeline.breaths)
+    out += (
+        Cue(start, end, f"[bilateral, {round((end - start) / RATE)} s]")
+        for start, end, _ in timeline.bilateral_sets()
+    )
     for event in timeline.events:
         if event.kind == "bell":
             out.append(Cue(event.start, event.end, "[bell]"))

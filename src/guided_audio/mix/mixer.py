@@ -16,7 +16,7 @@ from guided_audio.dsp import effects, sounds
 from guided_audio.dsp.decode import decode
 from guided_audio.dsp.effects import CHANNELS, RATE, Audio
 from guided_audio.mix.beds import bed_audio, bed_envelope_at, duck_depth_at, duck_spans
-from guided_audio.plan.timeline import BedSpan, BellStrike, Event, Timeline, Tone
+from guided_audio.plan.timeline import BedSpan, BellStrike, Event, Pass, Timeline, Tone
 from guided_audio.script.model import Music, Phrase
 from guided_audio.speech.speaker import Speaker
 
@@ -73,6 +73,13 @@ class Mixer(Windowed):
             return sounds.tone(source.direction, source.seconds)
         if isinstance(source, BellStrike):
             return sounds.bell(source.name)
+        if isinstance(source, Pass):
+            if isinstance(source.sound, Path):
+                cut = decode(source.sound)[: effects.seconds_to_samples(source.seconds)]
+                mono = effects.fade_out(cut.mean(axis=1), sounds.PASS_FADE_MS)
+            else:
+                mono = sounds.pass_sound(source.sound)
+            return sounds.on_one_side(mono, source.side, source.pan, source.level_db)
         return decode(source)
 
     def render(self, start: int, stop: int) -> Audio:
@@ -114,7 +121,7 @@ class Mixer(Windowed):
         return out
 
 
-MIX_FORMAT = 9  # bump when anything here or in sounds.py changes the mix for the same timeline
+MIX_FORMAT = 10  # bump when anything here or in sounds.py changes the mix for the same timeline
 
 
 def fingerprint(timeline: Timeline, speech_key: Callable[[Phrase], str]) -> str:
@@ -129,6 +136,8 @@ def fingerprint(timeline: Timeline, speech_key: Callable[[Phrase], str]) -> str:
             return speech_key(source)
         if isinstance(source, Path):
             return file_id(source)
+        if isinstance(source, Pass) and isinstance(source.sound, Path):
+            return [repr(source), file_id(source.sound)]
         return repr(source)
 
     beds = [

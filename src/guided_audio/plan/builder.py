@@ -4,24 +4,24 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
+from pathlib import Path
 
 from guided_audio.dsp import sounds
 from guided_audio.dsp.effects import RATE, seconds_to_samples
 from guided_audio.errors import DecodeError, Location, Problem, ScriptError
 from guided_audio.plan import fit
+from guided_audio.plan.bedspans import bed_spans
 from guided_audio.plan.fit import Stretch
 from guided_audio.plan.timeline import (
-    BLEND,
-    CROSS,
     LEAD_IN_S,
     TAIL_S,
-    BedSpan,
     BellStrike,
     BreathSpan,
     Caption,
     Event,
     FileLength,
     Measure,
+    Pass,
     SectionSpan,
     Source,
     Timeline,
@@ -31,6 +31,7 @@ from guided_audio.script import text
 from guided_audio.script.grammar import MAX_EVENTS, MAX_SESSION_S, STRETCH
 from guided_audio.script.model import (
     Bell,
+    Bilateral,
     Bounds,
     Breathe,
     Pause,
@@ -157,19 +158,17 @@ class _Builder:
         self.pending_gap = 0
         self.cursor += self._stretch(seconds_to_samples(seconds), kind, bounds)
 
-    def _cycles(self, breathe: Breathe) -> int:
-        """A breathing practice's cycles: as written, or as fitted to a --length."""
-        if breathe.cycle_range is None:
-            return breathe.cycles
-        low, high = breathe.cycle_range
-        choices = tuple(
-            seconds_to_samples(k * breathe.pattern.cycle_s) for k in range(low, high + 1)
-        )
-        natural = seconds_to_samples(breathe.cycles * breathe.pattern.cycle_s)
+    def _whole(self, count: int, span: tuple[int, int] | None, unit_s: float) -> int:
+        """Whole units (breath cycles, bilateral passes): as written, or fitted to a --length."""
+        if span is None:
+            return count
+        low, high = span
+        choices = tuple(seconds_to_samples(k * unit_s) for k in range(low, high + 1))
+        natural = seconds_to_samples(count * unit_s)
         tier = STRETCH["breathe"][0]
         self.stretches.append(Stretch(natural, choices[0], choices[-1], tier, choices))
         if self.lengths is None:
-            return breathe.cycles
+            return count
         return low + choices.index(self.lengths[len(self.stretches) - 1])
 
     def _add(
@@ -210,7 +209,7 @@ class _Builder:
         words = _cue_words(breathe)
         # Phase boundaries come from cumulative seconds, so no rounding drift over many cycles.
         cycle_s = breathe.pattern.cycle_s
-        cycles = self._cycles(breathe)
+        cycles = self._whole(breathe.cycles, breathe.cycle_range, cycle_s)
         for cycle in range(cycles):
             offset_s = cycle * cycle_s
             for phase, word in zip(breathe.pattern.phases, words, strict=True):
@@ -246,6 +245,19 @@ class _Builder:
         self.cursor = start + (bell.strikes - 1) * spacing + ring
         self._owe(seconds_to_samples(voice.gap_s), "gap")
 
+    def bilateral(self, bilateral: Bilateral, voice: VoiceSpec) -> None:
+        start = self._begin_sound()
+        unit_s = 1 / bilateral.speed
+        sound = bilateral.sound
+        heard = self.file_length(sound) if isinstance(sound, Path) else sounds.pass_length(sound)
+        for index in range(self._whole(bilateral.passes, bilateral.pass_range, unit_s)):
+            at = start + seconds_to_samples(index * unit_s)
+            side = -1 if index % 2 == 0 else 1  # the first on the left
+            source = Pass(sound, side, bilateral.pan, bilateral.level_db, unit_s)
+            self._add(at, min(heard, seconds_to_samples(unit_s)), source, "bilateral")
+            self.cursor = start + seconds_to_samples((index + 1) * unit_s)
+        self._owe(seconds_to_samples(voice.gap_s), "gap")
+
     def sound(self, step: Step, sound: Sound, voice: VoiceSpec) -> None:
         start = self._begin_sound()
         try:
@@ -271,6 +283,8 @@ class _Builder:
             self.breathe(step, kind, section.voice)
         elif isinstance(kind, Bell):
             self.bell(kind, section.voice)
+        elif isinstance(kind, Bilateral):
+            self.bilateral(kind, section.voice)
         else:
             self.sound(step, kind, section.voice)
         if self.cursor > seconds_to_samples(MAX_SESSION_S) and not self.problems:
@@ -387,52 +401,8 @@ def _build(
         title=script.title,
         events=tuple(sorted(builder.events, key=lambda e: e.start)),
         sections=spans,
-        beds=_beds(script, spans, total),
+        beds=bed_spans(script, spans, total),
         total=total,
         breaths=tuple(builder.breaths),
     )
     return timeline, builder.stretches
-
-
-def _beds(script: Script, spans: tuple[SectionSpan, ...], total: int) -> tuple[BedSpan, ...]:
-    """Consecutive sections with the same music share one bed span (no restart between);
-    where the music changes from one section to the next, the beds hand over across the
-    boundary (crossfading, or moving the level of the same bed) and never dip to silence."""
-    runs: list[BedSpan] = []
-    for index, (section, span) in enumerate(zip(script.sections, spans, strict=True)):
-        start = 0 if index == 0 else span.start
-        end = total if index == len(spans) - 1 else span.end
-        if section.music is None:
-            continue
-        if runs and runs[-1].music == section.music and runs[-1].end == start:
-            runs[-1] = replace(runs[-1], end=end)
-        else:
-            runs.append(BedSpan(section.music, start, end, origin=start))
-    beds = [_edges(b) for b in runs]
-    for i in range(len(beds) - 1):
-        before, after = beds[i], beds[i + 1]
-        if before.end != after.start:
-            continue
-        same = before.music.bed == after.music.bed
-        fade = min(
-            seconds_to_samples(after.music.fade_s),
-            (before.end - before.start) // 2,
-            (after.end - after.start) // 2,
-        )
-        half = fade // 2
-        edge = BLEND if same else CROSS
-        beds[i] = replace(before, end=before.end + half, fade_out=fade, edge_out=edge)
-        beds[i + 1] = replace(
-            after,
-            start=after.start - half,
-            fade_in=fade,
-            edge_in=edge,
-            origin=before.origin if same else after.start - half,
-        )
-    return tuple(beds)
-
-
-def _edges(bed: BedSpan) -> BedSpan:
-    """A bed fading in and out over its music's fade (at most half its length each)."""
-    fade = min(seconds_to_samples(bed.music.fade_s), (bed.end - bed.start) // 2)
-    return replace(bed, fade_in=fade, fade_out=fade)

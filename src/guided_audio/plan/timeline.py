@@ -34,7 +34,18 @@ class BellStrike:
     name: str
 
 
-Source = Phrase | Tone | BellStrike | Path
+@dataclass(frozen=True)
+class Pass:
+    """One sound of a bilateral set, on one side (-1 left, 1 right) at `pan` of the way."""
+
+    sound: str | Path
+    side: int
+    pan: float
+    level_db: float
+    seconds: float  # at most this long: the pass's share of the set
+
+
+Source = Phrase | Tone | BellStrike | Pass | Path
 
 
 @dataclass(frozen=True)
@@ -132,6 +143,16 @@ class Timeline:
         first = bisect.bisect_left(self._starts, start - self._longest)
         last = bisect.bisect_left(self._starts, stop)
         return [e for e in self.events[first:last] if e.end > start]
+
+    def bilateral_sets(self) -> list[tuple[int, int, int]]:
+        """Each set of bilateral passes: (start, end, passes), in order."""
+        sets: dict[int, list[tuple[int, Pass]]] = {}
+        for e in self.events:
+            if isinstance(e.source, Pass):
+                sets.setdefault(e.step, []).append((e.start, e.source))
+        return [
+            (p[0][0], p[-1][0] + round(p[-1][1].seconds * self.rate), len(p)) for p in sets.values()
+        ]
 
     def section_at(self, sample: int) -> int:
         """Index of the section playing at `sample` (the first one during the lead-in)."""

@@ -134,6 +134,26 @@ def _bed() -> dict[str, Any]:
     }
 
 
+def _bilateral() -> dict[str, Any]:
+    sounds = ", ".join(g.BILATERAL_SOUNDS)
+    sound = {
+        "type": "string",
+        "anyOf": [{"enum": list(g.BILATERAL_SOUNDS)}, {"pattern": r"(?i)\.(mp3|wav|ogg|flac)$"}],
+        "errorMessage": f"sound: expected one of: {sounds}, or an audio file",
+    }
+    schema = _object(g.BILATERAL, {"sound": sound})
+    schema["anyOf"] = [{"required": ["passes"]}, {"required": ["for"]}]
+    # Both given: the error stands on 'passes', where validate puts it.
+    schema["dependentSchemas"] = {
+        "for": {
+            "properties": {
+                "passes": {"not": {}, "errorMessage": "give either 'for' or 'passes', not both"}
+            }
+        }
+    }
+    return schema
+
+
 def _pause() -> dict[str, Any]:
     """A duration, or a mapping {for, min, max, flex}: one schema (a duration's checks
     apply to numbers and text, the mapping's to mappings), so a wrong duration still gets
@@ -192,6 +212,7 @@ def json_schema() -> dict[str, Any]:
         },
         "reflect": {"$ref": "#/$defs/reflect"},
         "pause": _pause(),
+        "bilateral": _bilateral(),
     }
     # One object with every kind as a property (not a oneOf of six), so an editor offers
     # the kinds by name as you type and names a misspelt one without follow-ons.

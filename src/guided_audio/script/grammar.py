@@ -16,6 +16,7 @@ ENGINES = ("piper", "espeak", "gtts")
 BELLS = ("bowl", "chime", "gong")
 BEDS = ("drone", "noise")
 CUES = ("voice", "tone", "both", "none")
+BILATERAL_SOUNDS = ("tap", "tone", "bell")  # generated; or an audio file
 FLEX = ("auto", "none")  # `flex: none` keeps a step's length at every --length
 PATTERNS = ("box", "4-7-8", "resonance", "sigh")
 AUDIO_SUFFIXES = (".mp3", ".wav", ".ogg", ".flac")
@@ -46,6 +47,7 @@ STRETCH = {
     "pause": (2, 0.5, 4.0),  # an explicit pause
     "silence": (2, 0.5, 4.0),  # a reflection's silence
     "breathe": (2, 0.5, 4.0),  # breathing written with `for:`, in whole cycles
+    "bilateral": (2, 0.5, 2.0),  # a set of bilateral passes, in whole passes
     "gap": (1, 0.8, 1.5),  # after each step: moves least
     "sentence": (1, 0.8, 1.5),  # after each sentence, and an inline [pause]
 }
@@ -178,6 +180,21 @@ BELL = (
     Key("strikes", "integer", "how many times it is struck", default=1, low=1, high=12),
 )  # fmt: skip
 
+BILATERAL = (
+    Key("for", "duration", "how long, in whole passes (or `passes` instead); stretches with "
+        "--length", low=0, high=MAX_PAUSE_S, what="'for'", example="40s"),
+    Key("passes", "integer", "how many sounds, alternating left and right (or `for`)",
+        low=2, high=10000),
+    Key("speed", "number", "passes a second: slow and calm", default=1.0, low=0.5, high=1.5,
+        example=1.0, like="1.0"),
+    Key("sound", "text", "a generated sound (tap, tone, bell) or an audio file",
+        default="tap", example="tap"),
+    Key("level", "decibels", "the sound's level", default=-6.0, low=-60, high=0),
+    Key("pan", "number", "how far to each side: 1 fully, 0 the middle", default=1.0, low=0,
+        high=1, like="0.8"),
+    Key("flex", "choice", _FLEX_DOC, default="auto", choices=FLEX),
+)  # fmt: skip
+
 REFLECT = (
     Key("question", "said", "a spoken question", required=True,
         example="What do you notice in your body right now?"),
@@ -200,6 +217,7 @@ STEPS = (
     Key("bell", "choice", "a bell: a name, or {name, strikes}", choices=BELLS, example="bowl"),
     Key("sound", "path", "an audio file (mp3, wav, ogg, flac), at its own length"),
     Key("reflect", "mapping", "a question, then a silence to reflect"),
+    Key("bilateral", "mapping", "slow sounds alternating left and right (headphones)"),
 )  # fmt: skip
 
 SECTION = (
@@ -240,6 +258,7 @@ MAPS: dict[str, tuple[Key, ...]] = {
     "a breath pattern": PATTERN,
     "bell": BELL,
     "reflect": REFLECT,
+    "bilateral": BILATERAL,
     "a step": STEPS,
 }
 

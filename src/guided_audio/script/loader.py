@@ -17,6 +17,7 @@ import yaml
 
 from guided_audio.errors import Invalid, Problem, ScriptError, UsageError
 from guided_audio.script import grammar as g
+from guided_audio.script.bilateral import read_bilateral
 from guided_audio.script.flex import read_bounds, read_cycle_range
 from guided_audio.script.grammar import (
     AUDIO_SUFFIXES,
@@ -277,6 +278,8 @@ def _step(node: Node, context: Context, p: Problems) -> StepKind:
         return _bell(value, context, p)
     if kind == "sound":
         return Sound(read_value(g.key(g.STEPS, "sound"), value, context))
+    if kind == "bilateral":
+        return read_bilateral(value, context, p)
     if kind == "reflect":
         fields = read_fields(value, g.names(g.REFLECT), "reflect", p)
         if "question" not in fields:

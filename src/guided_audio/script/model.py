@@ -111,7 +111,19 @@ class Reflect:
     bounds: Bounds = Bounds()
 
 
-StepKind = Say | Pause | Breathe | Bell | Sound | Reflect
+@dataclass(frozen=True)
+class Bilateral:
+    """A set of slow sounds alternating left and right, starting on the left."""
+
+    passes: int
+    speed: float = 1.0  # passes a second
+    sound: str | Path = "tap"  # a generated sound's name, or an audio file
+    level_db: float = -6.0
+    pan: float = 1.0  # 1: each sound on its side only; 0: both in the middle
+    pass_range: tuple[int, int] | None = None  # the whole passes a --length may give it
+
+
+StepKind = Say | Pause | Breathe | Bell | Sound | Reflect | Bilateral
 
 
 @dataclass(frozen=True)
