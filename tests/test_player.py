@@ -227,6 +227,17 @@ def test_pacer_grows_holds_and_shrinks(tmp_path: Path) -> None:
     assert terminal.pacer(timeline, timeline.total - 1) == ""
 
 
+def test_the_light_moves_side_to_side_with_the_sounds(tmp_path: Path) -> None:
+    timeline = _one_step(tmp_path, "bilateral: {passes: 4, speed: 1.0}")
+    [(start, end, passes)] = timeline.bilateral_sets()
+    assert passes == 4 and end - start == 4 * RATE
+    at = [terminal.light(timeline, start + int(s * RATE)) for s in (0.0, 0.5, 1.0, 2.0, 3.0)]
+    dots = [line.index("●") - len("left  ") for line in at]
+    width = terminal.LIGHT_WIDTH
+    assert dots == [0, width // 2, width - 1, 0, width - 1]  # left, middle, right, ...
+    assert terminal.light(timeline, end) == terminal.light(timeline, start - 1) == ""
+
+
 def test_caption_follows_the_sentence_being_spoken(tmp_path: Path) -> None:
     timeline = _one_step(
         tmp_path, "say: Let the ground hold you. Notice your breath, without changing it."

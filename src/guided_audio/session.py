@@ -35,7 +35,7 @@ from guided_audio.play.player import PREFILL, At, AtSection, Player, section_tar
 from guided_audio.resources import Resources
 from guided_audio.script import authoring
 from guided_audio.script.loader import load_script
-from guided_audio.script.model import Phrase, Reflect, Script
+from guided_audio.script.model import Bilateral, Phrase, Reflect, Script
 from guided_audio.speech import registry
 from guided_audio.speech.cache import SpeechCache
 from guided_audio.speech.registry import CATALOG
@@ -302,6 +302,8 @@ def play(
     script = load_with_voices(path, options.variables)
     _check_timing(script, options, reporter)  # bad input is reported exactly as validate does
     titles = [section.title for section in script.sections]
+    if any(isinstance(step.kind, Bilateral) for s in script.sections for step in s.steps):
+        reporter.info("headphones, please: this session moves sound between your ears")
     speaker = open_speaker(replace(options, resources=options.resources.for_playing()), reporter)
     if options.length_s is not None:
         # A fitted session moves every silence as speech is measured: make it all first

@@ -29,6 +29,7 @@ INTERRUPTS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
 FRAME_S = 0.1  # redraw and key poll interval
 SECTION_BACK_WINDOW_S = 3.0  # "b" twice within this goes to the previous section
 PACER_WIDTH = 24
+LIGHT_WIDTH = 21  # a bilateral set's light moves across this many places
 BAR_WIDTH = 40
 
 HINT = "space pause · ←/→ 10 s · n/b section · +/- volume · m mute · x end gently · q quit · ? help"
@@ -98,6 +99,21 @@ def pacer(timeline: Timeline, sample: int) -> str:
     dots = round(fill * PACER_WIDTH)
     left = math.ceil((span.end - sample) / RATE)
     return f"{PHASE_NAMES[span.kind]:<12}{'●' * dots}{'·' * (PACER_WIDTH - dots)}  {left} s"
+
+
+def light(timeline: Timeline, sample: int) -> str:
+    """'left  ····●··········  right' in a bilateral set: the light stands on each sound's
+    side as it sounds and glides across to the next one's side."""
+    for start, end, passes in timeline.bilateral_sets():
+        if start <= sample < end:
+            pass_length = (end - start) / passes
+            index = min(passes - 1, int((sample - start) // pass_length))
+            progress = (sample - start - index * pass_length) / pass_length
+            side = -1.0 if index % 2 == 0 else 1.0
+            x = side * math.cos(math.pi * progress)  # from this side to the other
+            dot = round((x + 1) / 2 * (LIGHT_WIDTH - 1))
+            return f"left  {'·' * dot}●{'·' * (LIGHT_WIDTH - 1 - dot)}  right"
+    return ""
 
 
 def status_line(player: Player, timeline: Timeline, exact: bool) -> str:
@@ -240,6 +256,7 @@ class TerminalView:
             f"{bar}  section at {clock(position - span.start)}",
             f"  “{spoken}”" if spoken else "",
             f"  {pacer(timeline, position)}" if timeline.breath_at(position) else "",
+            f"  {light(timeline, position)}" if light(timeline, position) else "",
             "  ".join(s for s in state if s),
             HINT,
         ]
