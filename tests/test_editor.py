@@ -237,8 +237,8 @@ def test_the_editor_names_the_kind_of_value_wanted_and_nothing_else(
 @needs_server
 @pytest.mark.parametrize(
     ("typed", "kinds"),
-    [("", [k.name for k in grammar.STEPS]), ("b", ["breathe", "bell", "bilateral"]), ("s", ["say", "sound"]),
-     ("r", ["reflect"]), ("p", ["pause"])],
+    [("", [k.name for k in grammar.STEPS]), ("b", ["breathe", "bell", "bilateral"]),
+     ("s", ["say", "sound"]), ("r", ["reflect"]), ("p", ["pause"])],
 )  # fmt: skip
 def test_typing_a_step_offers_the_kinds_that_match(
     server: YamlLanguageServer, tmp_path: Path, typed: str, kinds: list[str]

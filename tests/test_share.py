@@ -454,3 +454,29 @@ def test_a_full_disk_is_one_line_and_leaves_nothing(tmp_path: Path) -> None:
         "share into a folder elsewhere with -o"
     ]
     assert done.stdout == ""  # what `ls -A` saw on the small disk: nothing
+
+
+LIGHT = """\
+title: Light
+sections:
+  - title: A
+    steps:
+      - say: Slow taps now.
+      - bilateral: {passes: 6, speed: 1.0, sound: tap}
+      - say: Done.
+"""
+
+
+def test_the_light_is_on_each_sounds_side(tmp_path: Path, browser: Browser) -> None:
+    script = write(tmp_path, LIGHT, "light.yaml")
+    bundle = _share(tmp_path / "c", "-q", scripts=[script]).bundle
+    page = _open(browser, (bundle / "light.html").as_uri()).page
+    timeline = session.timeline(script, Options(), Silent())
+    passes = [e for e in timeline.events if e.kind == "bilateral"]
+    assert len(passes) == 6
+    for index, event in enumerate(passes):
+        _seek(page, event.start / timeline.rate + 0.010)
+        side = page.eval_on_selector("#light", "e => e.dataset.side")
+        assert side == ("left" if index % 2 == 0 else "right"), index
+    _seek(page, passes[0].start / timeline.rate - 0.5)
+    assert not page.is_visible("#light")

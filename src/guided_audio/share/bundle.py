@@ -200,6 +200,7 @@ def _build(
             chapters=tuple((s.title, s.start / timeline.rate) for s in timeline.sections),
             sentences=sentences,
             breaths=page.breaths(timeline),
+            sets=page.bilateral_sets(timeline),
         )
         _write(staging / f"{slug}.html", page.session_page(view).encode("utf-8"))
         entries.append(page.IndexEntry(f"{slug}.html", script.title, view.description,

@@ -28,7 +28,7 @@ class Episode:
     transcript: str
     chapters: str
     page: str
-    published: datetime  # timezone-aware
+    published: datetime  # timezone-aware (UTC)
 
 
 @dataclass(frozen=True)
@@ -38,14 +38,14 @@ class Channel:
     base_url: str  # https, ending in "/"
     owner: str  # who the feed is locked to (podcast:locked)
     language: str = "en"
+    image: str | None = None  # a cover image's file name, relative to the base URL
 
 
 def duration_text(seconds: float) -> str:
-    """itunes:duration: H:MM:SS (or M:SS), whole seconds."""
-    whole = round(seconds)
-    hours, rest = divmod(whole, 3600)
+    """itunes:duration: H:MM:SS, to the nearest whole second."""
+    hours, rest = divmod(round(seconds), 3600)
     minutes, secs = divmod(rest, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+    return f"{hours}:{minutes:02d}:{secs:02d}"
 
 
 def _sub(parent: ET.Element, tag: str, text: str | None = None, **attributes: str) -> ET.Element:
@@ -60,6 +60,9 @@ def feed_xml(channel: Channel, episodes: Sequence[Episode]) -> bytes:
     base = channel.base_url
     if urlsplit(base).scheme != "https" or not base.endswith("/"):
         raise ValueError(f"a feed's base URL is https and ends with '/': {base}")
+    naive = [e.guid for e in episodes if e.published.utcoffset() is None]
+    if naive:
+        raise ValueError(f"an episode's published time needs a time zone: {naive[0]}")
 
     def url(name: str) -> str:
         return base + quote(name)
@@ -81,6 +84,8 @@ def feed_xml(channel: Channel, episodes: Sequence[Episode]) -> bytes:
     _sub(ch, f"{{{ITUNES}}}explicit", "false")
     _sub(ch, f"{{{ITUNES}}}block", "yes")  # kept out of every directory
     _sub(ch, f"{{{PODCAST}}}locked", "yes", owner=channel.owner)
+    if channel.image is not None:
+        _sub(ch, f"{{{ITUNES}}}image", href=url(channel.image))
     for episode in episodes:
         item = _sub(ch, "item")
         _sub(item, "title", episode.title)

@@ -40,6 +40,7 @@ class SessionPage:
     chapters: tuple[tuple[str, float], ...]
     sentences: tuple[Sentence, ...]
     breaths: tuple[tuple[float, float, str], ...]
+    sets: tuple[tuple[float, float, int], ...] = ()  # bilateral: start, end, passes
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,11 @@ def sentence_from_cue(start: float, end: float, text: str) -> Sentence:
 def breaths(timeline: Timeline) -> tuple[tuple[float, float, str], ...]:
     rate = timeline.rate
     return tuple((b.start / rate, b.end / rate, b.kind) for b in timeline.breaths)
+
+
+def bilateral_sets(timeline: Timeline) -> tuple[tuple[float, float, int], ...]:
+    rate = timeline.rate
+    return tuple((a / rate, b / rate, n) for a, b, n in timeline.bilateral_sets())
 
 
 def _asset(name: str) -> str:
@@ -139,6 +145,7 @@ def session_page(page: SessionPage, back: str = "index.html") -> str:
         "duration": round(page.seconds, 3),
         "chapters": [{"title": t, "start": round(s, 3)} for t, s in page.chapters],
         "breaths": [[round(a, 3), round(b, 3), kind] for a, b, kind in page.breaths],
+        "sets": [[round(a, 3), round(b, 3), n] for a, b, n in page.sets],
     }
     body = f"""<main>
 <p><a href="{e(back)}">All sessions</a></p>
@@ -162,6 +169,10 @@ def session_page(page: SessionPage, back: str = "index.html") -> str:
 <div id="pacer" data-phase="" hidden>
 <div id="pacer-ring" aria-hidden="true"></div>
 <p id="pacer-label"></p>
+</div>
+<div id="light" data-side="" hidden>
+<p>Left and right: let the light and the sound go by.</p>
+<div id="light-track" aria-hidden="true"><div id="light-dot"></div></div>
 </div>
 <nav id="chapters" aria-label="Chapters">
 <h2>Chapters</h2>

@@ -63,6 +63,25 @@
     ring.style.transform = reduced.matches ? "none" : "scale(" + scale.toFixed(3) + ")";
   }
 
+  // --- the bilateral light: on each sound's side as it sounds, gliding to the next -------
+  const light = $("light"), dot = $("light-dot");
+  function drawLight(t) {
+    const set = data.sets.find((s) => s[0] <= t && t < s[1]);
+    if (!set) {
+      if (light.dataset.side) { light.dataset.side = ""; light.hidden = true; }
+      return;
+    }
+    const [start, end, passes] = set;
+    const passLength = (end - start) / passes;
+    const index = Math.min(passes - 1, Math.floor((t - start) / passLength));
+    const progress = (t - start - index * passLength) / passLength;
+    const side = index % 2 === 0 ? -1 : 1;
+    const x = reduced.matches ? side : side * Math.cos(Math.PI * progress);
+    light.hidden = false;
+    light.dataset.side = side < 0 ? "left" : "right";
+    dot.style.left = ((x + 1) / 2 * 100).toFixed(2) + "%";
+  }
+
   // --- following the audio -------------------------------------------------------------------
   function follow() {
     const t = audio.currentTime;
@@ -75,6 +94,7 @@
     $("now-chapter").textContent = data.chapters[currentChapter] ? data.chapters[currentChapter].title : "";
     $("clock").textContent = clock(t) + " / " + clock(data.duration);
     drawPacer(t);
+    drawLight(t);
   }
   // Only the transcript scrolls (the player stays in view); a reader scrolling it wins.
   const box = $("transcript");
