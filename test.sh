@@ -17,6 +17,8 @@ command -v node >/dev/null 2>&1 || test_need+=(nodejs)
 command -v npm >/dev/null 2>&1 || test_need+=(npm)
 # The share page's tests drive Debian's chromium (Playwright, with its executable_path).
 command -v chromium >/dev/null 2>&1 || test_need+=(chromium)
+# Playwright's own node (its driver) links libatomic, which a minimal Debian lacks.
+/sbin/ldconfig -p 2>/dev/null | grep -q 'libatomic\.so\.1' || test_need+=(libatomic1)
 extras=dev
 if command -v gcc >/dev/null 2>&1 && python3 -c 'import sys; sys.exit(sys.version_info >= (3, 12))'; then
   # Where a compiler exists, the simpleaudio backend is built and tested too.
