@@ -117,3 +117,22 @@ def test_plan_shows_the_sets(tmp_path: Path) -> None:
         "bilateral, 4 s (6 passes)",
         "bilateral, 4 s (4 passes)",
     ]
+
+
+def test_a_line_spoken_over_a_set(tmp_path: Path) -> None:
+    over = (
+        "title: Over\nsections:\n  - title: A\n    steps:\n      - say: Notice your feet.\n"
+        '      - bilateral: {for: 12s, say: "Stay with the place. Let the taps go by."}\n'
+        "      - say: And rest.\n"
+    )
+    timeline = session.timeline(write(tmp_path, over), Options(), Silent())
+    [(start, end, passes)] = timeline.bilateral_sets()
+    spoken = [e for e in timeline.events if e.kind == "speech" and start <= e.start < end]
+    assert spoken and spoken[0].start == start  # the voice starts with the set
+    assert passes == 12 and spoken[-1].end <= end
+    plain = session.timeline(
+        write(tmp_path, over.replace(', say: "Stay with the place. Let the taps go by."', "")),
+        Options(),
+        Silent(),
+    )
+    assert plain.total == timeline.total  # the line adds no time: the set carries it

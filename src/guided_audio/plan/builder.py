@@ -63,8 +63,9 @@ def phrases(script: Script) -> list[Phrase]:
     for section in script.sections:
         for step in section.steps:
             kind = step.kind
-            if isinstance(kind, Say | Reflect):
-                said = kind if isinstance(kind, Say) else kind.question
+            said = kind if isinstance(kind, Say) else getattr(kind, "question", None)
+            said = kind.say if isinstance(kind, Bilateral) else said
+            if said is not None:
                 out.extend(
                     Phrase(fragment.spoken, section.voice)
                     for part in said.parts
@@ -245,7 +246,8 @@ class _Builder:
         self.cursor = start + (bell.strikes - 1) * spacing + ring
         self._owe(seconds_to_samples(voice.gap_s), "gap")
 
-    def bilateral(self, bilateral: Bilateral, voice: VoiceSpec) -> None:
+    def bilateral(self, step: Step, bilateral: Bilateral, section: Section) -> None:
+        voice = section.voice
         start = self._begin_sound()
         unit_s = 1 / bilateral.speed
         sound = bilateral.sound
@@ -256,7 +258,26 @@ class _Builder:
             source = Pass(sound, side, bilateral.pan, bilateral.level_db, unit_s)
             self._add(at, min(heard, seconds_to_samples(unit_s)), source, "bilateral")
             self.cursor = start + seconds_to_samples((index + 1) * unit_s)
+        if bilateral.say is not None and self._over(bilateral.say, section, start) > self.cursor:
+            self._fail(step, "the spoken line is longer than its set", "add passes or say less")
         self._owe(seconds_to_samples(voice.gap_s), "gap")
+
+    def _over(self, say: Say, section: Section, at: int) -> int:
+        """A line spoken over other sounds from `at`, its pauses as written (they do not
+        stretch: the set under it does); returns where it ends."""
+        voice = section.voice
+        after = {text.SENTENCE: voice.sentence_pause_s, text.CLAUSE: voice.clause_pause_s}
+        for part in say.parts:
+            if isinstance(part, Pause):
+                at += seconds_to_samples(part.seconds)
+                continue
+            for fragment in _fragments(part, section):
+                phrase = Phrase(fragment.spoken, voice)
+                length = self.measure(phrase)
+                self._add(at, length, phrase, "speech", Caption(self.sentence, fragment.words))
+                at += length + seconds_to_samples(after.get(fragment.ends, 0.0))
+                self.sentence += fragment.ends != text.CLAUSE
+        return at
 
     def sound(self, step: Step, sound: Sound, voice: VoiceSpec) -> None:
         start = self._begin_sound()
@@ -284,7 +305,7 @@ class _Builder:
         elif isinstance(kind, Bell):
             self.bell(kind, section.voice)
         elif isinstance(kind, Bilateral):
-            self.bilateral(kind, section.voice)
+            self.bilateral(step, kind, section)
         else:
             self.sound(step, kind, section.voice)
         if self.cursor > seconds_to_samples(MAX_SESSION_S) and not self.problems:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from guided_audio.script import grammar as g
 from guided_audio.script.kinds import Context, read_keys, read_value
-from guided_audio.script.model import Bilateral
+from guided_audio.script.model import Bilateral, Say
 from guided_audio.script.values import Problems, read_fields
 from guided_audio.script.yamlnode import Node
 
@@ -36,6 +36,9 @@ def read_bilateral(node: Node, context: Context, p: Problems) -> Bilateral:
     sound: str | Path = str(g.default(g.BILATERAL, "sound"))
     if "sound" in fields:
         sound = _sound(fields["sound"][1], context)
+    said: Say | None = None
+    if "say" in fields:
+        said = read_value(g.key(g.BILATERAL, "say"), fields["say"][1], context)
     fixed = values.get("flex", "auto") == "none"
     _, shortest, longest = g.STRETCH["bilateral"]
     span = None if fixed else (max(2, math.ceil(passes * shortest)), math.floor(passes * longest))
@@ -46,6 +49,7 @@ def read_bilateral(node: Node, context: Context, p: Problems) -> Bilateral:
         float(values.get("level", g.default(g.BILATERAL, "level"))),
         float(values.get("pan", g.default(g.BILATERAL, "pan"))),
         span,
+        said,
     )
 
 

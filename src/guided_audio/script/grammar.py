@@ -192,6 +192,8 @@ BILATERAL = (
     Key("level", "decibels", "the sound's level", default=-6.0, low=-60, high=0),
     Key("pan", "number", "how far to each side: 1 fully, 0 the middle", default=1.0, low=0,
         high=1, like="0.8"),
+    Key("say", "said", "spoken over the set, from its start (it must end within the set)",
+        what="text to say"),
     Key("flex", "choice", _FLEX_DOC, default="auto", choices=FLEX),
 )  # fmt: skip
 

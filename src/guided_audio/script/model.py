@@ -121,6 +121,7 @@ class Bilateral:
     level_db: float = -6.0
     pan: float = 1.0  # 1: each sound on its side only; 0: both in the middle
     pass_range: tuple[int, int] | None = None  # the whole passes a --length may give it
+    say: Say | None = None  # spoken over the set, from its start
 
 
 StepKind = Say | Pause | Breathe | Bell | Sound | Reflect | Bilateral
