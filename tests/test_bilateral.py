@@ -136,3 +136,17 @@ def test_a_line_spoken_over_a_set(tmp_path: Path) -> None:
         Silent(),
     )
     assert plain.total == timeline.total  # the line adds no time: the set carries it
+
+
+def test_a_length_never_makes_a_set_shorter_than_its_line(tmp_path: Path) -> None:
+    over = (
+        "title: Over\nsections:\n  - title: A\n    steps:\n"
+        '      - bilateral: {for: 10s, say: "Stay with the place. Let the taps go by, '
+        'slowly, one side and then the other."}\n'
+        "      - pause: 10s\n"
+    )
+    script = write(tmp_path, over)
+    shortest, _ = session.reach(script, Options(), Silent())
+    timeline = session.timeline(script, Options(length_s=shortest + 0.5), Silent())
+    [(_, end, _)] = timeline.bilateral_sets()
+    assert max(e.end for e in timeline.events if e.kind == "speech") <= end

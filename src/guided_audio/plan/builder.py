@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -252,7 +253,12 @@ class _Builder:
         unit_s = 1 / bilateral.speed
         sound = bilateral.sound
         heard = self.file_length(sound) if isinstance(sound, Path) else sounds.pass_length(sound)
-        for index in range(self._whole(bilateral.passes, bilateral.pass_range, unit_s)):
+        span = bilateral.pass_range
+        if bilateral.say is not None and span is not None:
+            # A --length never makes the set shorter than the line spoken over it.
+            spoken = self._over(bilateral.say, section, 0, add=False)
+            span = (max(span[0], min(bilateral.passes, math.ceil(spoken / RATE / unit_s))), span[1])
+        for index in range(self._whole(bilateral.passes, span, unit_s)):
             at = start + seconds_to_samples(index * unit_s)
             side = -1 if index % 2 == 0 else 1  # the first on the left
             source = Pass(sound, side, bilateral.pan, bilateral.level_db, unit_s)
@@ -262,9 +268,9 @@ class _Builder:
             self._fail(step, "the spoken line is longer than its set", "add passes or say less")
         self._owe(seconds_to_samples(voice.gap_s), "gap")
 
-    def _over(self, say: Say, section: Section, at: int) -> int:
+    def _over(self, say: Say, section: Section, at: int, add: bool = True) -> int:
         """A line spoken over other sounds from `at`, its pauses as written (they do not
-        stretch: the set under it does); returns where it ends."""
+        stretch: the set under it does); returns where it ends (`add`: else only measured)."""
         voice = section.voice
         after = {text.SENTENCE: voice.sentence_pause_s, text.CLAUSE: voice.clause_pause_s}
         for part in say.parts:
@@ -274,9 +280,10 @@ class _Builder:
             for fragment in _fragments(part, section):
                 phrase = Phrase(fragment.spoken, voice)
                 length = self.measure(phrase)
-                self._add(at, length, phrase, "speech", Caption(self.sentence, fragment.words))
+                if add:
+                    self._add(at, length, phrase, "speech", Caption(self.sentence, fragment.words))
+                    self.sentence += fragment.ends != text.CLAUSE
                 at += length + seconds_to_samples(after.get(fragment.ends, 0.0))
-                self.sentence += fragment.ends != text.CLAUSE
         return at
 
     def sound(self, step: Step, sound: Sound, voice: VoiceSpec) -> None:
