@@ -150,3 +150,15 @@ def test_a_length_never_makes_a_set_shorter_than_its_line(tmp_path: Path) -> Non
     timeline = session.timeline(script, Options(length_s=shortest + 0.5), Silent())
     [(_, end, _)] = timeline.bilateral_sets()
     assert max(e.end for e in timeline.events if e.kind == "speech") <= end
+
+
+def test_play_asks_for_headphones_when_a_session_has_a_set(tmp_path: Path) -> None:
+    # Said before anything else (here before --from is refused: no device is needed).
+    played = cli("play", str(write(tmp_path, SCRIPT)), "--from", "Nowhere")
+    assert played.stderr.splitlines()[0] == (
+        "headphones, please: this session moves sound between your ears"
+    )
+    plain = write(
+        tmp_path, "title: P\nsections:\n  - title: A\n    steps:\n      - say: Hi.\n", "p.yaml"
+    )
+    assert "headphones" not in cli("play", str(plain), "--from", "Nowhere").stderr
