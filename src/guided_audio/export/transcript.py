@@ -12,7 +12,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from guided_audio.dsp.effects import RATE, seconds_to_samples
-from guided_audio.export.words import one_per_word
 from guided_audio.plan.timeline import TAIL_S, Event, Timeline, timestamp
 from guided_audio.script.model import Phrase
 
@@ -41,9 +40,8 @@ def _sentence(events: list[Event], word_starts: WordStarts) -> Cue:
     for event in events:
         assert event.caption is not None and isinstance(event.source, Phrase)
         words = event.caption.words
-        spoken = [w.written for w in words if w.spoken]
-        starts = one_per_word(word_starts(event.source), spoken, event.length)
-        timed = starts is not None
+        starts = word_starts(event.source)
+        timed = starts is not None and len(starts) == sum(w.spoken for w in words)
         spoken_index = 0
         for word in words:
             text = _escape(word.written)

@@ -222,15 +222,21 @@ def speak(token: str, following: str | None, pronounce: Mapping[str, str]) -> tu
     return f"{lead}{spoken}{trail}", used
 
 
-def spoken_words(spoken: str) -> int:
-    """How many words an engine will say: [[ phoneme ]] groups count by their spaces."""
-    count = 0
+def said_words(spoken: str) -> list[str]:
+    """The words an engine will say, in order; a [[ phoneme ]] group's words stay groups
+    of their own ("[[ɔn ðə]]" says "[[ɔn]]" and "[[ðə]]")."""
+    words: list[str] = []
     for piece in re.split(r"(\[\[.*?\]\])", spoken):
         if piece.startswith("[["):
-            count += len(piece[2:-2].split())
+            words += (f"[[{word}]]" for word in piece[2:-2].split())
         else:
-            count += len(re.findall(rf"\w+(?:['{RIGHT_QUOTE}-]\w+)*", piece))
-    return count
+            words += re.findall(rf"\w+(?:['{RIGHT_QUOTE}-]\w+)*", piece)
+    return words
+
+
+def spoken_words(spoken: str) -> int:
+    """How many words an engine will say: [[ phoneme ]] groups count by their spaces."""
+    return len(said_words(spoken))
 
 
 def fragments(text: str, pronounce: Mapping[str, str] | None = None) -> list[Fragment]:

@@ -19,6 +19,7 @@ import numpy as np
 from guided_audio.dsp.effects import Audio
 from guided_audio.errors import EngineError
 from guided_audio.files import temp_beside
+from guided_audio.script import text as script_text
 from guided_audio.script.model import VoiceSpec
 from guided_audio.speech import piper_cut
 from guided_audio.speech.engine import Engine, Reading, Take, file_digest, package_version
@@ -33,8 +34,8 @@ from guided_audio.speech.piper_graph import (
     run_stage,
     set_threads,
     stage_session,
-    word_starts,
 )
+from guided_audio.speech.piper_words import PhonemeWord, phoneme_words, word_starts
 
 # Piper's front stage gives a line's phoneme lengths before its audio is made: VITS makes 256
 # samples per length unit. Heard, a line is that less its outer phonemes (^ and $) and the
@@ -253,7 +254,7 @@ class PiperEngine(Engine):
         voice = self._voice(path, reading)
         length_scale = self.LENGTH_SCALE / spec.pace
         chunks: list[Audio] = []
-        words: list[int] | None = []
+        found: list[PhonemeWord] | None = []  # as espeak spaced them, with their samples
         fronts = self._front(path, text, reading)
         if fronts is None:  # the whole model, through Piper
             from piper import SynthesisConfig
@@ -261,10 +262,10 @@ class PiperEngine(Engine):
             config = SynthesisConfig(length_scale=length_scale, noise_w_scale=self.DURATION_NOISE)
             for chunk in voice.synthesize(text, config, include_alignments=True):
                 if chunk.phoneme_alignments is None:
-                    words = None
-                elif words is not None:
+                    found = None
+                elif found is not None:
                     aligned = [(a.phoneme, a.num_samples) for a in chunk.phoneme_alignments]
-                    words += word_starts(aligned, sum(map(len, chunks)))
+                    found += phoneme_words(aligned, sum(map(len, chunks)))
                 chunks.append(chunk.audio_float_array)
         else:
             stages = self._stages[path]
@@ -283,15 +284,20 @@ class PiperEngine(Engine):
                 samples = np.asarray(frames, np.int64).reshape(-1) * PIPER_HOP_SAMPLES
                 pairs = phoneme_samples(front.phonemes, voice.config.phoneme_id_map, samples)
                 if pairs is None:
-                    words = None
-                elif words is not None:
-                    words += word_starts(pairs, sum(map(len, chunks)))
+                    found = None
+                elif found is not None:
+                    found += phoneme_words(pairs, sum(map(len, chunks)))
                 chunks.append(as_piper_does(np.asarray(audio, np.float32).reshape(-1)))
         samples_all = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
         rate = int(voice.config.sample_rate)
-        return Take(
-            samples_all.astype(np.float32), rate, tuple(words) if words is not None else None
-        )
+        words = None
+        if found is not None:
+
+            def alone(word: str) -> list[str]:
+                return [p for sentence in voice.phonemize(word) for p in sentence]
+
+            words = word_starts(found, script_text.said_words(text), alone)
+        return Take(samples_all.astype(np.float32), rate, words)
 
 
 def _whole_voice(path: Path, threads: int | None) -> Any:

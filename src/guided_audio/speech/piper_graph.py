@@ -1,12 +1,11 @@
 """A cut Piper voice's stages run one after another: the front's phoneme lengths, the
 flow's latent (its noise seeded by the line), the decoder's audio a chunk at a time; and
-where each word starts.
+the samples each phoneme lasts.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -153,20 +152,3 @@ def set_threads(options: Any, threads: int) -> None:
     """`threads` for one inference, none beside it (one graph runs at a time)."""
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
-
-
-_NOT_A_WORD = frozenset('^$_ .,;:!?¡¿\u2014\u2013…"“”«»()')
-
-
-def word_starts(alignments: Iterable[tuple[str, int]], offset: int) -> list[int]:
-    """Where each word starts: the first phoneme after a space (or the sentence's start)."""
-    starts: list[int] = []
-    position, in_word = offset, False
-    for phoneme, samples in alignments:
-        if phoneme == " " or phoneme in "^$":
-            in_word = False
-        elif phoneme not in _NOT_A_WORD and not in_word:
-            starts.append(position)
-            in_word = True
-        position += int(samples)
-    return starts

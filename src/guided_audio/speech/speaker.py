@@ -22,7 +22,9 @@ from guided_audio.speech.engine import Engine, Reading, Take
 from guided_audio.speech.piper import PiperEngine
 from guided_audio.speech.registry import engine
 
-CACHE_FORMAT = 3  # bump when trimming/fading/resampling changes what a cache entry holds
+# Bump when trimming/fading/resampling, or how word starts are found, changes what an entry
+# holds (4: a start for every word, also those espeak runs together).
+CACHE_FORMAT = 4
 EDGE_FADE_MS = 3.0
 TRIM_BELOW_VOICE_DB = 35.0  # edges quieter than this under the voice level are engine silence
 VOICED_WPM_MAX = 170.0  # at pace 1.0: a phrase read faster than this is read again, slower
