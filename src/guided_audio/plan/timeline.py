@@ -124,10 +124,19 @@ class Timeline:
     _breath_starts: list[int] = field(default_factory=list, repr=False, compare=False)
     sentences: list[tuple[Event, ...]] = field(default_factory=list, repr=False, compare=False)
     _sentence_starts: list[int] = field(default_factory=list, repr=False, compare=False)
+    _sets: list[tuple[int, int, int]] = field(default_factory=list, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self._starts.extend(e.start for e in self.events)
         self._breath_starts.extend(b.start for b in self.breaths)
+        passes: dict[int, list[tuple[int, Pass]]] = {}
+        for e in self.events:
+            if isinstance(e.source, Pass):
+                passes.setdefault(e.step, []).append((e.start, e.source))
+        self._sets.extend(
+            (p[0][0], p[-1][0] + round(p[-1][1].seconds * self.rate), len(p))
+            for p in passes.values()
+        )
         spoken = [e for e in self.events if e.caption is not None]
         for _, group in groupby(spoken, key=lambda e: e.caption.sentence if e.caption else -1):
             self.sentences.append(tuple(group))  # a sentence's fragments, in order
@@ -145,14 +154,9 @@ class Timeline:
         return [e for e in self.events[first:last] if e.end > start]
 
     def bilateral_sets(self) -> list[tuple[int, int, int]]:
-        """Each set of bilateral passes: (start, end, passes), in order."""
-        sets: dict[int, list[tuple[int, Pass]]] = {}
-        for e in self.events:
-            if isinstance(e.source, Pass):
-                sets.setdefault(e.step, []).append((e.start, e.source))
-        return [
-            (p[0][0], p[-1][0] + round(p[-1][1].seconds * self.rate), len(p)) for p in sets.values()
-        ]
+        """Each set of bilateral passes: (start, end, passes), in order (read often: the
+        player's light asks every frame)."""
+        return self._sets
 
     def section_at(self, sample: int) -> int:
         """Index of the section playing at `sample` (the first one during the lead-in)."""

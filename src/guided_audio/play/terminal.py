@@ -256,7 +256,7 @@ class TerminalView:
             f"{bar}  section at {clock(position - span.start)}",
             f"  “{spoken}”" if spoken else "",
             f"  {pacer(timeline, position)}" if timeline.breath_at(position) else "",
-            f"  {light(timeline, position)}" if light(timeline, position) else "",
+            f"  {shown}" if (shown := light(timeline, position)) else "",
             "  ".join(s for s in state if s),
             HINT,
         ]
