@@ -10,6 +10,7 @@ bundle byte for byte as it was, and a changed script replaces only its own files
 
 from __future__ import annotations
 
+import filecmp
 import json
 import os
 import secrets
@@ -27,6 +28,7 @@ from guided_audio.errors import GuidedAudioError, Problem, ScriptError, UsageErr
 from guided_audio.export import transcript
 from guided_audio.export.naming import default_output, safe_name
 from guided_audio.export.write import write_error
+from guided_audio.files import temp_beside
 from guided_audio.plan.length import length_text
 from guided_audio.session import Options, Reporter, Silent
 from guided_audio.share import feed, page
@@ -234,14 +236,12 @@ def _files(mp3: Path) -> tuple[Path, Path, Path]:
 
 
 def _write(path: Path, data: bytes, mode: int = 0o644) -> None:
-    temp = path.with_name(f".{path.name}.partial")
     try:
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(temp, path)
+        with temp_beside(path, ".partial") as temp:
+            temp.write_bytes(data)
+            temp.chmod(mode)
+            os.replace(temp, path)
     except OSError as exc:
-        temp.unlink(missing_ok=True)
         raise write_error(path, exc) from exc
 
 
@@ -252,7 +252,8 @@ def _publish(staging: Path, bundle: Path) -> None:
         bundle.mkdir(mode=0o700, exist_ok=True)
         made = {p.name for p in staging.iterdir() if not p.name.startswith(".")}
         for name in sorted(made):
-            if not _same_bytes(staging / name, bundle / name):
+            old = bundle / name
+            if not (old.exists() and filecmp.cmp(staging / name, old, shallow=False)):
                 os.chmod(staging / name, 0o644)
                 os.replace(staging / name, bundle / name)
         for old in bundle.iterdir():
@@ -260,13 +261,3 @@ def _publish(staging: Path, bundle: Path) -> None:
                 old.unlink()
     except OSError as exc:
         raise write_error(bundle, exc) from exc
-
-
-def _same_bytes(new: Path, old: Path) -> bool:
-    if not old.exists() or new.stat().st_size != old.stat().st_size:
-        return False
-    with new.open("rb") as a, old.open("rb") as b:
-        while chunk := a.read(1 << 20):
-            if chunk != b.read(1 << 20):
-                return False
-    return True
