@@ -58,10 +58,12 @@ if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
 
 @pytest.fixture(scope="session", autouse=True)
 def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """Speech renders once per test run; tests that need a fresh cache make their own."""
+    """Speech renders once per test run, and the voice is cut once (never into the home
+    folder); tests that need a fresh cache or fresh models make their own."""
     cache = tmp_path_factory.mktemp("audio_cache")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("GUIDED_AUDIO_CACHE", str(cache))
+        patch.setenv("GUIDED_AUDIO_MODELS", str(tmp_path_factory.mktemp("voice_models")))
         yield cache
 
 

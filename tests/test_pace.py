@@ -98,7 +98,8 @@ def test_most_lines_are_read_once(
     # Piper rushes four lines in five at its own pace; the first reading is slowed as far
     # as its phoneme lengths say (else as its letters predict), so a line is rarely
     # synthesised twice (cold exports).
-    registry.engine("piper").unload()  # loaded again below, cut or not, with this cache
+    registry.engine("piper").unload()  # loaded again below, cut or not, with these models
+    monkeypatch.setenv("GUIDED_AUDIO_MODELS", str(tmp_path / "models"))
     if not cut:
         failing = "raise ValueError('not a VITS graph')"
         monkeypatch.setattr(
@@ -118,7 +119,7 @@ def test_most_lines_are_read_once(
     timeline = session.timeline(path, options, Silent())
     lines = {phrase.text for phrase in phrases(load_script(path))}
     assert len(lines) >= 10
-    assert any((tmp_path / "cache" / "models").glob("*.front.onnx")) is cut
+    assert any((tmp_path / "models").glob("*.front.onnx")) is cut
     # 1.9x unpredicted; 1.0x from the phoneme lengths, 1.4-1.5x from the letters
     assert len(readings) <= most_readings_per_line * len(lines), (len(readings), len(lines))
     paces = step_paces(load_script(path), timeline)

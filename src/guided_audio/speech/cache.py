@@ -42,6 +42,18 @@ def user_cache_folder() -> Path:
     return base / "guided-audio"
 
 
+def voice_models_folder() -> Path:
+    """Where voice models derived from the installed ones (Piper's, cut in stages) are
+    kept: `$GUIDED_AUDIO_MODELS`, else `$XDG_DATA_HOME/guided-audio/voices`
+    (`~/.local/share/...`). Apart from the speech cache: clearing it costs no re-cut."""
+    chosen = os.environ.get("GUIDED_AUDIO_MODELS")
+    if chosen:
+        return Path(chosen)
+    xdg = os.environ.get("XDG_DATA_HOME", "")
+    base = Path(xdg) if os.path.isabs(xdg) else Path.home() / ".local" / "share"
+    return base / "guided-audio" / "voices"
+
+
 class SpeechCache:
     """Rendered phrases as 16-bit WAV files under a folder readable by its owner only."""
 

@@ -52,7 +52,7 @@ FRONTS_KEPT = 8  # lines whose front stage is kept: a line's pace is solved on i
 class PiperEngine(Engine):
     """Piper neural TTS, in-process; each voice model is loaded once per run.
 
-    Where `onnx` is installed the model is cut, once, into stages kept beside the cache:
+    Where `onnx` is installed the model is cut, once, into stages kept apart from the cache:
     the front (text encoder and duration predictor) gives every phoneme's length, the flow
     makes the sound's latent at a chosen length scale and the decoder (the vocoder) its
     audio, a chunk at a time. A line's pace is then solved on its exact length before the

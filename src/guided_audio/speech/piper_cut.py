@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 FLOW_NOISE = "NOISE"  # the flow stage's noise input (piper_graph feeds it)
+SMALL_TENSOR_BYTES = 4096  # weights up to this size are kept for shape inference
 
 
 def command(model: Path, stages: Sequence[Path]) -> list[str]:
@@ -74,7 +75,7 @@ def cut(model_path: str, stage_paths: Sequence[str]) -> None:
     made_in = [{name for node in nodes.values() for name in node.output} for nodes in stages]
     needs = [{name for node in nodes.values() for name in node.input} for nodes in stages]
     extractor = onnx.utils.Extractor(model)
-    typed = {v.name: v for v in onnx.shape_inference.infer_shapes(model).graph.value_info}
+    typed = _types(onnx, model)
     for n, path in enumerate(stage_paths):
         earlier = set().union(inputs, *made_in[:n])
         later = set().union(*needs[n + 1 :])
@@ -84,8 +85,27 @@ def cut(model_path: str, stage_paths: Sequence[str]) -> None:
         if n > 0:  # the front's noise (phoneme lengths) is scaled by noise_w_scale 0
             _noise_as_input(onnx, stage, typed)
         onnx.save(stage, path)
-    for path in stage_paths:
-        _optimised(path)
+
+
+def _types(onnx: Any, model: Any) -> dict[str, Any]:
+    """Every value's inferred type, inferred on a copy of the graph without its weights
+    (their shapes only): a copy with them would double the process's memory."""
+    light = onnx.ModelProto()
+    light.ir_version = model.ir_version
+    light.opset_import.extend(model.opset_import)
+    graph = light.graph
+    graph.node.extend(model.graph.node)
+    graph.input.extend(model.graph.input)
+    graph.output.extend(model.graph.output)
+    for tensor in model.graph.initializer:
+        if len(tensor.raw_data) <= SMALL_TENSOR_BYTES:  # shapes for Reshape and the like
+            graph.initializer.append(tensor)
+        else:
+            graph.input.append(
+                onnx.helper.make_tensor_value_info(tensor.name, tensor.data_type, tensor.dims)
+            )
+    inferred = onnx.shape_inference.infer_shapes(light).graph.value_info
+    return {value.name: value for value in inferred}
 
 
 def _noise_as_input(onnx: Any, stage: Any, typed: dict[str, Any]) -> None:
@@ -118,7 +138,9 @@ def main(argv: list[str]) -> int:
         print(f"usage: python -m {__name__} MODEL FRONT FLOW DECODER", file=sys.stderr)
         return 2
     try:
-        cut(argv[0], argv[1:])
+        cut(argv[0], argv[1:])  # the whole model is freed before onnxruntime loads a stage
+        for path in argv[1:]:
+            _optimised(path)
     except ValueError as exc:
         print(f"cannot cut {argv[0]}: {exc}", file=sys.stderr)
         return 1

@@ -10,6 +10,7 @@ import json
 import multiprocessing
 from collections.abc import Callable, Iterable
 from dataclasses import replace
+from pathlib import Path
 
 from guided_audio.dsp import effects
 from guided_audio.dsp.effects import RATE, Audio
@@ -17,7 +18,7 @@ from guided_audio.errors import EngineError
 from guided_audio.resources import Resources
 from guided_audio.script import text
 from guided_audio.script.model import Phrase, VoiceSpec
-from guided_audio.speech.cache import Entry, SpeechCache
+from guided_audio.speech.cache import Entry, SpeechCache, voice_models_folder
 from guided_audio.speech.engine import Engine, Reading, Take
 from guided_audio.speech.piper import PiperEngine
 from guided_audio.speech.registry import engine
@@ -51,15 +52,18 @@ class Speaker:
         notify: Callable[[str], None] = lambda _: None,
         resources: Resources | None = None,
         engines: Callable[[str], Engine] = engine,
+        models: Path | None = None,
     ) -> None:
         """`resources`: None for the environment's; `engines`: an engine by name (one
-        object each per process, so that a voice loads once)."""
+        object each per process, so that a voice loads once); `models`: where voice models
+        cut in stages are kept (None: `voice_models_folder()`)."""
         self.cache = cache
         self.resources = resources or Resources.from_environment()
         self.engines = engines
-        # Cut voice models are kept beside the speech they made.
         self.reading = Reading(
-            cache.root / "models", self.resources.inference_threads, self.resources.decode_frames
+            models or voice_models_folder(),
+            self.resources.inference_threads,
+            self.resources.decode_frames,
         )
         self._notify = notify
         self._warned_online = False
