@@ -10,6 +10,8 @@ import click
 from guided_audio import __version__, session
 from guided_audio.audition import LineVoice, preview_bell, say
 from guided_audio.batch import export_many, library, options_for, plan_many, scripts_in, speak_all
+from guided_audio.clinic.practice import BatchSettings
+from guided_audio.commands.clients import clients_options, export_clients
 from guided_audio.commands.schema import schema_command
 from guided_audio.commands.share import share_command
 from guided_audio.console import (
@@ -159,6 +161,7 @@ def plan_command(
     default=True,
     help="Write NAME.vtt beside the audio: timed sentences and words (default: on).",
 )
+@clients_options
 @render_options
 @length_option
 @mastering_option
@@ -170,6 +173,9 @@ def export(
     jobs: int | None,
     force: bool,
     transcript: bool,
+    clients: Path | None,
+    resume: bool,
+    cluster: str | None,
     variables: tuple[str, ...],
     length: float | None,
     loudness: str,
@@ -179,15 +185,23 @@ def export(
 
     Formats: mp3 (default), wav, flac, ogg, opus, m4a, m4b. Scripts export in parallel into
     -o (default sessions/); --var values and --length join the names (body-scan-12m.mp3).
+    With --clients, every client's files go to -o/FOLDER/ (see docs/clinic.md).
 
     \b
     Example:
       guided-audio export scripts/grounding.yaml -o grounding.m4b
       guided-audio export scripts/ --var client=Sam --length 12m -j 2
+      guided-audio export scripts/ --clients clients.csv -o library/ --resume
     """
     lufs = loudness_target(loudness)
     options = Options(variables=parse_vars(variables), loudness_lufs=lufs, length_s=length)
     scripts = scripts_in(list(files))
+    if clients is not None:
+        batch = BatchSettings(clients, output or DEFAULT_FOLDER, audio_format or "mp3",
+                              transcript, resume, force, jobs, cluster)  # fmt: skip
+        export_clients(scripts, batch, options, quiet)
+    if resume or cluster:
+        raise UsageError("--resume and --cluster go with --clients")
     if len(scripts) == 1 and not files[0].is_dir():
         out = output_path(scripts[0], output, audio_format, options.variables, length)
         _, _, report = session.export(scripts[0], out, options, Reporter(quiet), force, transcript)

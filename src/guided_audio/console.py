@@ -77,12 +77,17 @@ class Reporter:
             click.echo(message, err=True)
 
     @contextmanager
-    def progress(self, label: str, total: int) -> Iterator[Callable[[int], None]]:
+    def progress(
+        self, label: str, total: int, detail: Callable[[], str] | None = None
+    ) -> Iterator[Callable[[int], None]]:
         if self.quiet or not sys.stderr.isatty():  # bars are for people, not logs
             yield lambda _: None
             return
         bar: Any
-        with click.progressbar(length=total, label=label, file=sys.stderr) as bar:
+        show = None if detail is None else (lambda _item: detail())
+        with click.progressbar(
+            length=total, label=label, file=sys.stderr, show_pos=True, item_show_func=show
+        ) as bar:
             yield bar.update
 
 

@@ -55,14 +55,21 @@ class Reporter(Protocol):
 
     def info(self, message: str) -> None: ...
 
-    def progress(self, label: str, total: int) -> AbstractContextManager[Callable[[int], None]]: ...
+    def progress(
+        self, label: str, total: int, detail: Callable[[], str] | None = None
+    ) -> AbstractContextManager[Callable[[int], None]]:
+        """A bar over `total` steps (`detail`: a line of its own shown beside it, such as a
+        batch's audio minutes done)."""
+        ...
 
 
 class Silent:
     def info(self, message: str) -> None:
         pass
 
-    def progress(self, label: str, total: int) -> AbstractContextManager[Callable[[int], None]]:
+    def progress(
+        self, label: str, total: int, detail: Callable[[], str] | None = None
+    ) -> AbstractContextManager[Callable[[int], None]]:
         return nullcontext(lambda _: None)
 
 

@@ -13,6 +13,7 @@ import struct
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -153,12 +154,15 @@ class SpeechCache:
         samples its noise), so when two renders race the first complete entry wins and both
         use it: every process hears the same take.
         """
+        return self._store(key, _entry_bytes(entry))
+
+    def _store(self, key: str, data: bytes) -> Entry:
         target = self.path(key)
         try:
             target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             # Temp file, then link: a crash leaves no half entry, and nothing is overwritten.
             with temp_beside(target, ".tmp") as temp:
-                temp.write_bytes(_entry_bytes(entry))
+                temp.write_bytes(data)
                 try:
                     os.link(temp, target)
                 except FileExistsError:
@@ -172,6 +176,21 @@ class SpeechCache:
         if stored is None:
             raise GuidedAudioError(f"the speech cache entry {target} could not be read back")
         return stored
+
+    def raw(self, key: str) -> bytes | None:
+        """An intact entry's file as it is, to send elsewhere; None when there is none."""
+        try:
+            data = self.path(key).read_bytes()
+            _read_entry(io.BytesIO(data), with_samples=True)
+        except (OSError, ValueError):
+            return None
+        return data
+
+    def put(self, key: str, data: bytes) -> None:
+        """Store an entry made elsewhere (`raw` of another cache); a ValueError if it is
+        not a whole, intact entry."""
+        _read_entry(io.BytesIO(data), with_samples=True)
+        self._store(key, data)
 
 
 # A cache entry is a plain 16-bit mono WAV (any player opens it) with one chunk after the
@@ -198,9 +217,7 @@ def _entry_bytes(entry: Entry) -> bytes:
     return header + pcm + _CHUNK.pack(_ENTRY_CHUNK, len(meta)) + meta
 
 
-def _read_entry(
-    handle: io.BufferedReader, with_samples: bool
-) -> tuple[int, Audio, tuple[int, ...] | None]:
+def _read_entry(handle: BinaryIO, with_samples: bool) -> tuple[int, Audio, tuple[int, ...] | None]:
     """(frames, samples, word starts); ValueError for anything but a whole, intact entry."""
     header = handle.read(_HEADER.size)
     if len(header) != _HEADER.size:

@@ -1,0 +1,216 @@
+"""A practice's batch: every client's library from one command (`export --clients`). The
+clients are read and checked first (nothing is made from a bad list); the speech of every
+job is made once for all (a line that no client's variables change is synthesised once);
+then the jobs run on this machine or a Dask cluster, each finished file is recorded in the
+folder's manifest, and a failing client or script is reported while the others finish.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from guided_audio.clinic.jobs import Job, Made, lines
+from guided_audio.clinic.manifest import Manifest
+from guided_audio.clinic.roster import Client, read_clients
+from guided_audio.clinic.runners import ClusterRunner, LocalRunner, Runner
+from guided_audio.errors import GuidedAudioError, UsageError
+from guided_audio.export.naming import safe_name
+from guided_audio.files import temp_beside
+from guided_audio.plan.builder import estimate_speech
+from guided_audio.script.model import Phrase
+from guided_audio.session import Options, Reporter, fitted, load_with_voices, open_speaker
+
+CLUSTER_ENV = "GUIDED_AUDIO_CLUSTER"
+
+
+@dataclass(frozen=True)
+class BatchSettings:
+    """How a batch runs: where its files go, and on what."""
+
+    clients: Path
+    out: Path
+    audio_format: str = "mp3"
+    with_transcript: bool = True
+    resume: bool = False
+    force: bool = False
+    jobs: int | None = None  # files at once on this machine (None: one a core)
+    cluster: str | None = None  # a Dask scheduler's address (None: this machine)
+
+
+@dataclass
+class Tally:
+    """What a batch did: files made, skipped as up to date and failed; the audio's seconds;
+    the lines synthesised against the distinct lines the batch speaks."""
+
+    made: int = 0
+    skipped: int = 0
+    failed: list[Made] = field(default_factory=list)
+    seconds: float = 0.0
+    synthesised: int = 0
+    distinct: int = 0
+    wall_s: float = 0.0
+
+    @property
+    def exit_code(self) -> int:
+        return max((made.exit_code for made in self.failed), default=0)
+
+
+def cluster_address(given: str | None) -> str | None:
+    """--cluster, else GUIDED_AUDIO_CLUSTER, else None (this machine)."""
+    return given or os.environ.get(CLUSTER_ENV) or None
+
+
+def plan_jobs(
+    scripts: list[Path], settings: BatchSettings, options: Options, failed: list[Made]
+) -> list[Job]:
+    """Every client's export of every script; scripts that do not load are failures (in
+    `failed`) and the others go on. A ScriptError locating every problem of the clients'
+    list, or a UsageError for files in the way: nothing is made."""
+    loaded = {}
+    for path in scripts:
+        try:
+            loaded[path] = load_with_voices(path).variables
+        except GuidedAudioError as exc:
+            failed.append(Made(Job(path, "", path.name, options, False), error=str(exc),
+                               exit_code=exc.exit_code))  # fmt: skip
+    used = {name for variables in loaded.values() for name in variables}
+    clients = read_clients(settings.clients, used)
+    jobs = [_job(path, client, defined, settings, options)
+            for client in clients for path, defined in loaded.items()]  # fmt: skip
+    names = [job.name for job in jobs[: len(loaded)]]
+    if len(set(names)) != len(names):
+        clash = next(name for name in names if names.count(name) > 1)
+        raise UsageError(f"two scripts would both be exported as {clash}; export them apart")
+    if not settings.resume and not settings.force:
+        there = [name for job in jobs for name in job.files if (settings.out / name).exists()]
+        if there:
+            raise UsageError(
+                f"{settings.out / there[0]} exists ({len(there)} files of this batch do): "
+                "--resume makes only what is missing or changed, --force makes all again"
+            )
+    return jobs
+
+
+def _job(
+    path: Path,
+    client: Client,
+    defined: Mapping[str, str],
+    settings: BatchSettings,
+    options: Options,
+) -> Job:
+    variables = {k: v for k, v in client.variables.items() if k in defined}
+    length = client.length_s if client.length_s is not None else options.length_s
+    mine = replace(options, variables=variables, length_s=length)
+    name = f"{safe_name(path.stem)}.{settings.audio_format}"
+    return Job(path.resolve(), client.folder, name, mine, settings.with_transcript)
+
+
+def runner_for(settings: BatchSettings, options: Options) -> Runner:
+    if settings.cluster:
+        return ClusterRunner(settings.cluster, options, settings.out)
+    return LocalRunner(max(1, settings.jobs or options.resources.workers))
+
+
+def run_batch(
+    scripts: list[Path], settings: BatchSettings, options: Options, reporter: Reporter
+) -> Iterator[Made | Tally]:
+    """Each job's outcome as it finishes, then the Tally. Checks everything first."""
+    began = time.monotonic()
+    tally = Tally()
+    jobs = plan_jobs(scripts, settings, options, tally.failed)
+    yield from tally.failed
+    manifest = Manifest(settings.out)
+    if settings.resume:
+        todo = [job for job in jobs if not manifest.up_to_date(job.files, job.recipe())]
+        tally.skipped = len(jobs) - len(todo)
+        jobs = todo
+    wanted: dict[Phrase, None] = {}
+    ready = []
+    for job in jobs:
+        try:
+            wanted.update(dict.fromkeys(lines(job)))
+            ready.append(job)
+        except GuidedAudioError as exc:  # a client's value the script refuses
+            made = Made(job, error=_where(job, exc), exit_code=exc.exit_code)
+            tally.failed.append(made)
+            yield made
+    runner = runner_for(settings, options)
+    try:
+        missing = open_speaker(options, reporter).missing(wanted)
+        tally.distinct, tally.synthesised = len(wanted), len(missing)
+        if missing:
+            runner.speak(missing, options, reporter)
+        yield from _jobs(runner, ready, settings, manifest, tally, reporter)
+    finally:
+        close = getattr(runner, "close", None)
+        if close is not None:
+            close()
+    tally.wall_s = time.monotonic() - began
+    yield tally
+
+
+def _jobs(
+    runner: Runner,
+    jobs: list[Job],
+    settings: BatchSettings,
+    manifest: Manifest,
+    tally: Tally,
+    reporter: Reporter,
+) -> Iterator[Made]:
+    estimate = sum(_estimated_s(job) for job in jobs) / 60
+    staging = settings.out / f".batch-{secrets.token_hex(6)}"  # this batch's own
+    staging.mkdir(mode=0o700, parents=True)
+
+    def detail() -> str:
+        return f"{tally.seconds / 60:.0f} of ~{estimate:.0f} audio min"
+
+    label = f"Exporting {len(jobs)} files"
+    try:
+        with reporter.progress(label, len(jobs), detail) as advance:
+            for made in runner.run(jobs, staging, settings.out):
+                if made.error is None and made.sent is not None:
+                    _write_sent(settings.out, made.sent)
+                if made.error is None:
+                    manifest.record(made.job.files, made.job.recipe())
+                    tally.made += 1
+                    tally.seconds += made.seconds
+                    tally.synthesised += made.synthesised
+                else:
+                    made = replace(made, error=_where(made.job, made.error))
+                    tally.failed.append(made)
+                advance(1)
+                yield made
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)  # what a stopped or lost worker left
+
+
+def _where(job: Job, error: object) -> str:
+    text = str(error)
+    prefix = f"{job.folder}/{job.name}: "
+    return text if text.startswith(prefix) else prefix + text
+
+
+def _estimated_s(job: Job) -> float:
+    if job.options.length_s is not None:
+        return job.options.length_s
+    try:
+        script = load_with_voices(job.script, job.options.variables)
+        return fitted(script, estimate_speech, replace(job.options, length_s=None)).seconds
+    except GuidedAudioError:
+        return 0.0
+
+
+def _write_sent(out: Path, sent: dict[str, bytes]) -> None:
+    """Files a worker sent back, each written whole (temp file, then renamed)."""
+    for name, data in sent.items():
+        target = out / name
+        target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with temp_beside(target, ".tmp") as temp:
+            temp.write_bytes(data)
+            os.replace(temp, target)
