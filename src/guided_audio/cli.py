@@ -176,6 +176,7 @@ def export(
     clients: Path | None,
     resume: bool,
     cluster: str | None,
+    send_files: bool,
     variables: tuple[str, ...],
     length: float | None,
     loudness: str,
@@ -198,10 +199,10 @@ def export(
     scripts = scripts_in(list(files))
     if clients is not None:
         batch = BatchSettings(clients, output or DEFAULT_FOLDER, audio_format or "mp3",
-                              transcript, resume, force, jobs, cluster)  # fmt: skip
+                              transcript, resume, force, jobs, cluster, send_files)  # fmt: skip
         export_clients(scripts, batch, options, quiet)
-    if resume or cluster:
-        raise UsageError("--resume and --cluster go with --clients")
+    if resume or cluster or send_files:
+        raise UsageError("--resume, --cluster and --send-files go with --clients")
     if len(scripts) == 1 and not files[0].is_dir():
         out = output_path(scripts[0], output, audio_format, options.variables, length)
         _, _, report = session.export(scripts[0], out, options, Reporter(quiet), force, transcript)

@@ -18,7 +18,7 @@ from pathlib import Path
 from guided_audio.clinic.jobs import Job, Made, lines
 from guided_audio.clinic.manifest import Manifest
 from guided_audio.clinic.roster import Client, read_clients
-from guided_audio.clinic.runners import ClusterRunner, LocalRunner, Runner
+from guided_audio.clinic.runners import ClusterRunner, LocalRunner, Runner, one_core
 from guided_audio.errors import GuidedAudioError, UsageError
 from guided_audio.export.naming import safe_name
 from guided_audio.files import temp_beside
@@ -41,6 +41,7 @@ class BatchSettings:
     force: bool = False
     jobs: int | None = None  # files at once on this machine (None: one a core)
     cluster: str | None = None  # a Dask scheduler's address (None: this machine)
+    send_files: bool = False  # through Dask, even to workers that share the folders
 
 
 @dataclass
@@ -106,14 +107,15 @@ def _job(
 ) -> Job:
     variables = {k: v for k, v in client.variables.items() if k in defined}
     length = client.length_s if client.length_s is not None else options.length_s
-    mine = replace(options, variables=variables, length_s=length)
+    mine = replace(options, variables=variables, length_s=length,
+                   resources=one_core(options.resources))  # fmt: skip
     name = f"{safe_name(path.stem)}.{settings.audio_format}"
     return Job(path.resolve(), client.folder, name, mine, settings.with_transcript)
 
 
 def runner_for(settings: BatchSettings, options: Options) -> Runner:
     if settings.cluster:
-        return ClusterRunner(settings.cluster, options, settings.out)
+        return ClusterRunner(settings.cluster, options, settings.out, settings.send_files)
     return LocalRunner(max(1, settings.jobs or options.resources.workers))
 
 

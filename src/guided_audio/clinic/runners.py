@@ -29,6 +29,7 @@ from guided_audio.clinic.jobs import (
 from guided_audio.errors import GuidedAudioError
 from guided_audio.files import exit_quietly_on_signals
 from guided_audio.forking import forked_pool
+from guided_audio.resources import Resources
 from guided_audio.script.model import Phrase
 from guided_audio.session import Options, Reporter, Silent, open_speaker, synthesize
 from guided_audio.speech.speaker import Speaker
@@ -84,7 +85,9 @@ def _made(future: Any, job: Job) -> Made:
 class ClusterRunner:
     """A Dask distributed cluster, through its scheduler at `address`."""
 
-    def __init__(self, address: str, options: Options, out: Path) -> None:
+    def __init__(self, address: str, options: Options, out: Path, send: bool = False) -> None:
+        """`send`: speech and files go through Dask even where the workers share the
+        batch's folders (a slow network filesystem, say)."""
         try:
             import distributed
         except ImportError:
@@ -102,7 +105,7 @@ class ClusterRunner:
             ) from None
         try:
             self.workers = self._check_workers(address)
-            self.shares_files = self._shares(options, out)
+            self.shares_files = not send and self._shares(options, out)
         except BaseException:
             self.client.close()
             raise
@@ -147,7 +150,7 @@ class ClusterRunner:
         return all(seen.values())
 
     def speak(self, missing: list[Phrase], options: Options, reporter: Reporter) -> None:
-        on_worker = replace(options, resources=_one_core(options))
+        on_worker = replace(options, resources=one_core(options.resources))
         ordered = sorted(missing, key=lambda phrase: len(phrase.text), reverse=True)
         tasks = math.ceil(len(ordered) / LINES_PER_TASK)
         chunks = [ordered[n::tasks] for n in range(tasks)]  # longest lines first, dealt round
@@ -166,28 +169,27 @@ class ClusterRunner:
             self.client.cancel(futures)
 
     def run(self, jobs: list[Job], staging: Path, out: Path) -> Iterator[Made]:
-        on_worker = [replace(j, options=replace(j.options, resources=_one_core(j.options)))
-                     for j in jobs]  # fmt: skip
         speaker = open_speaker(jobs[0].options, Silent()) if jobs else None
         futures = {}
-        for job, sent in zip(jobs, on_worker, strict=True):
+        for job in jobs:
             if self.shares_files:
-                future = self.client.submit(make_in_place, sent, staging, out, pure=False)
+                future = self.client.submit(make_in_place, job, staging, out, pure=False)
             else:
                 entries = _entries(job, speaker)
-                future = self.client.submit(make_and_send, sent, entries, pure=False)
+                future = self.client.submit(make_and_send, job, entries, pure=False)
             futures[future] = job
         try:
-            for future in self._distributed.as_completed(list(futures)):
+            for future in self._distributed.as_completed(list(futures), loop=self.client.loop):
                 yield _made(future, futures[future])
         finally:
             self.client.cancel(list(futures))
 
 
-def _one_core(options: Options) -> Any:
-    """A Dask worker's share: one process, one inference thread, one encoder (run workers
-    with `--nthreads 1`, one a core)."""
-    return replace(options.resources, cores=1, workers=1, files_at_once=1)
+def one_core(resources: Resources) -> Resources:
+    """A batch job's share, wherever it runs: one process, one inference thread, one MP3
+    encoder (Dask workers run with `--nthreads 1`, one a core). The same share everywhere
+    gives the same bytes: an MP3 encoded in parts is joined from them."""
+    return replace(resources, workers=1, files_at_once=1)
 
 
 def _entries(job: Job, speaker: Speaker | None) -> dict[str, bytes]:

@@ -19,7 +19,12 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def clients_options(fn: F) -> F:
-    """--clients, --resume and --cluster."""
+    """--clients, --resume, --cluster and --send-files."""
+    fn = click.option(
+        "--send-files", is_flag=True,
+        help="On a cluster: send speech and files through Dask, even to workers that share "
+        "the cache and -o folders (by default they write there when they see them).",
+    )(fn)  # fmt: skip
     fn = click.option(
         "--cluster", metavar="tcp://HOST:8786",
         help="Run a --clients batch on a Dask cluster (default: GUIDED_AUDIO_CLUSTER; "
