@@ -22,7 +22,7 @@ STAGES = {
     "mix": 4,
     "export": 5, "play": 5,
     "session": 6,
-    "batch": 7, "audition": 7, "share": 7,
+    "batch": 7, "audition": 7, "share": 7, "clinic": 7,
     "show": 8, "console": 8,
     "cli": 9, "commands": 9,
     "__main__": 10,

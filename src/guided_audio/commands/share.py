@@ -3,11 +3,13 @@ call, print where the bundle is)."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
 
 from guided_audio.batch import scripts_in
+from guided_audio.clinic.sharing import share_clients
 from guided_audio.console import (
     SCRIPT,
     Reporter,
@@ -54,6 +56,12 @@ def _note(path: Path | None) -> str:
 @click.option("--owner", default="guided-audio", help="Who the feed is locked to (an email).")
 @click.option("-j", "--jobs", type=click.IntRange(min=1), help="Files rendered at once.")
 @click.option("--force", is_flag=True, help="Bring an existing bundle up to date.")
+@click.option(
+    "--clients", type=click.Path(path_type=Path, dir_okay=False), metavar="CSV",
+    help="A bundle per client in OUTPUT/FOLDER/: one row per client, a 'folder' column, an "
+    "optional 'length', and the scripts' variables (see docs/clinic.md).",
+)  # fmt: skip
+@click.option("--resume", is_flag=True, help="With --clients: bring existing bundles up to date.")
 @render_options
 @length_option
 @mastering_option
@@ -67,6 +75,8 @@ def share_command(
     owner: str,
     jobs: int | None,
     force: bool,
+    clients: Path | None,
+    resume: bool,
     variables: tuple[str, ...],
     length: float | None,
     loudness: str,
@@ -85,6 +95,7 @@ def share_command(
     Example:
       guided-audio share scripts/grounding.yaml scripts/body-scan.yaml -o share/sam \\
         --var client=Sam --length 12m --note note.txt --base-url https://example.org/s/
+      guided-audio share scripts/ --clients clients.csv -o share/ --resume
     """
     options = Options(
         variables=parse_vars(variables), loudness_lufs=loudness_target(loudness), length_s=length
@@ -92,9 +103,33 @@ def share_command(
     scripts = scripts_in(list(files))
     if not scripts:
         raise UsageError(f"no .yaml scripts in {', '.join(map(str, files))}")
-    settings = ShareOptions(output, base_url, _note(note), title, owner, force, jobs)
+    settings = ShareOptions(output, base_url, _note(note), title, owner, force or resume, jobs)
+    if clients is not None:
+        _share_clients(scripts, clients, settings, options, quiet, base_url)
+    if resume:
+        raise UsageError("--resume goes with --clients")
     bundle = share(scripts, settings, options, Reporter(quiet))
     if not quiet:
         click.echo(f"{bundle}/index.html")
         if base_url:
             click.echo(f"feed: {base_url}{FEED} (upload {bundle.name}/ to {base_url})")
+
+
+def _share_clients(
+    scripts: list[Path],
+    clients: Path,
+    settings: ShareOptions,
+    options: Options,
+    quiet: bool,
+    base_url: str | None,
+) -> None:
+    worst = 0
+    for shared in share_clients(scripts, clients, settings, options, Reporter(quiet)):
+        if shared.bundle is None:
+            click.echo(f"FAILED {shared.error}", err=True)
+            worst = max(worst, shared.exit_code)
+        elif not quiet:
+            click.echo(f"{shared.bundle}/index.html")
+            if base_url:
+                click.echo(f"feed: {base_url}{FEED} (upload {shared.bundle.name}/ to {base_url})")
+    sys.exit(worst)
