@@ -76,9 +76,7 @@ def read_clients(path: Path, variables: Collection[str]) -> list[Client]:
             continue
         key = found.folder.casefold()  # one folder on a case-insensitive disk
         if key in seen:
-            message = (
-                f"folder {found.folder!r} is also on line {seen[key]}: each client has their own"
-            )
+            message = f"folder {found.folder!r} is also on line {seen[key]}: one client each"
             problems.append(Problem(row.at(names.index(FOLDER)), str(path), message))
             continue
         seen[key] = row.line
