@@ -125,6 +125,10 @@ def run_batch(
     """Each job's outcome as it finishes, then the Tally. Checks everything first."""
     began = time.monotonic()
     tally = Tally()
+    # Workers elsewhere run in other folders, with other settings: paths are made whole.
+    settings = replace(settings, out=settings.out.absolute())
+    cache = open_speaker(options, reporter).cache.root
+    options = replace(options, cache_dir=cache.absolute())
     jobs = plan_jobs(scripts, settings, options, tally.failed)
     yield from tally.failed
     manifest = Manifest(settings.out)

@@ -31,7 +31,7 @@ from guided_audio.files import exit_quietly_on_signals
 from guided_audio.forking import forked_pool
 from guided_audio.resources import Resources
 from guided_audio.script.model import Phrase
-from guided_audio.session import Options, Reporter, Silent, open_speaker, synthesize
+from guided_audio.session import Options, Reporter, Silent, open_speaker
 from guided_audio.speech.speaker import Speaker
 
 LINES_PER_TASK = 4  # a speech task on a cluster: enough to keep a worker's voice busy
@@ -49,14 +49,26 @@ class Runner(Protocol):
 
 
 class LocalRunner:
-    """This machine: speech on every core (session.synthesize), then `workers` files at
-    once, each in a forked process of its own."""
+    """This machine: `workers` processes forked from this one make the speech, then the
+    files, one at a time each."""
 
     def __init__(self, workers: int) -> None:
         self.workers = workers
 
     def speak(self, missing: list[Phrase], options: Options, reporter: Reporter) -> None:
-        synthesize(open_speaker(options, reporter), missing, reporter)
+        mine = replace(options, resources=speech_share(options.resources))
+        with reporter.progress("Synthesising speech", len(missing)) as advance:
+            if self.workers == 1:
+                for phrase in missing:
+                    speak_in_place([phrase], mine)
+                    advance(1)
+                return
+            with forked_pool(self.workers, exit_quietly_on_signals) as pool:
+                futures = {pool.submit(speak_in_place, chunk, mine): chunk
+                           for chunk in _chunks(missing)}  # fmt: skip
+                for future in concurrent.futures.as_completed(futures):
+                    future.result()
+                    advance(len(futures[future]))
 
     def run(self, jobs: list[Job], staging: Path, out: Path) -> Iterator[Made]:
         if self.workers == 1:
@@ -89,6 +101,7 @@ class ClusterRunner:
         """`send`: speech and files go through Dask even where the workers share the
         batch's folders (a slow network filesystem, say)."""
         try:
+            import dask
             import distributed
         except ImportError:
             raise GuidedAudioError(
@@ -98,10 +111,12 @@ class ClusterRunner:
         self.client: Any
         try:
             self.client = self._distributed.Client(address, set_as_default=False)
-        except (OSError, TimeoutError) as exc:
+        except (OSError, TimeoutError):
+            waited = dask.config.get("distributed.comm.timeouts.connect")
             raise GuidedAudioError(
-                f"cannot reach the Dask scheduler at {address} ({exc}); start one with "
-                "`dask scheduler` there, or check --cluster / GUIDED_AUDIO_CLUSTER"
+                f"cannot reach the Dask scheduler at {address}: no answer within {waited}; "
+                "start one there with `dask scheduler`, or check --cluster or "
+                "GUIDED_AUDIO_CLUSTER"
             ) from None
         try:
             self.workers = self._check_workers(address)
@@ -150,10 +165,8 @@ class ClusterRunner:
         return all(seen.values())
 
     def speak(self, missing: list[Phrase], options: Options, reporter: Reporter) -> None:
-        on_worker = replace(options, resources=one_core(options.resources))
-        ordered = sorted(missing, key=lambda phrase: len(phrase.text), reverse=True)
-        tasks = math.ceil(len(ordered) / LINES_PER_TASK)
-        chunks = [ordered[n::tasks] for n in range(tasks)]  # longest lines first, dealt round
+        on_worker = replace(options, resources=speech_share(options.resources))
+        chunks = _chunks(missing)
         task: Callable[..., Any] = speak_in_place if self.shares_files else speak_and_send
         futures = [self.client.submit(task, chunk, on_worker, pure=False) for chunk in chunks]
         cache = open_speaker(options, reporter).cache
@@ -183,6 +196,21 @@ class ClusterRunner:
                 yield _made(future, futures[future])
         finally:
             self.client.cancel(list(futures))
+
+
+def _chunks(missing: list[Phrase]) -> list[list[Phrase]]:
+    """Speech tasks of a few lines each: the longest lines first, dealt round, so no task
+    ends long after the others."""
+    ordered = sorted(missing, key=lambda phrase: len(phrase.text), reverse=True)
+    tasks = math.ceil(len(ordered) / LINES_PER_TASK)
+    return [ordered[n::tasks] for n in range(tasks)]
+
+
+def speech_share(resources: Resources) -> Resources:
+    """A batch's speech, wherever it is made: one core's share, and the decoder chunks of a
+    process that only makes speech. The same everywhere: a line then reads the same to the
+    bit on this machine or a cluster's."""
+    return one_core(resources).for_speech_worker()
 
 
 def one_core(resources: Resources) -> Resources:
