@@ -20,6 +20,7 @@ and printed on its own). Peak RSS is the largest resident set of the command or 
 process it waited for (what `time -v` reports), not their sum.
 
 Run: .venv/bin/python bench/compare.py [--minutes 10 20 30 60] [--runs 3] [--write]
+     .venv/bin/python bench/compare.py --clients 20 [--write]   (a practice's batch)
 (--minutes 10 120 checks that memory stays flat with length.)
 Nothing here runs inside the test suite; CI runs `--minutes 10` once to prove it works.
 """
@@ -39,6 +40,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
+from clients import measure_clients
 from first_sound import first_sound, part_name, session
 
 NAIVE = '''\
@@ -277,7 +279,15 @@ def measure_batch(folder: Path, prepared: Path) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--minutes", type=int, nargs="+", default=[10, 20, 30, 60])
+    parser.add_argument(
+        "--minutes",
+        type=int,
+        nargs="+",
+        help="session sizes (default: 10 20 30 60; none with --clients)",
+    )
+    parser.add_argument("--clients", type=int, metavar="N",
+                        help="instead: a practice's batch of 4 scripts x N clients, local and on "
+                        "a loopback Dask cluster (see clients.py)")  # fmt: skip
     parser.add_argument("--runs", type=int, default=1, help="runs of each row (median)")
     parser.add_argument("--write", action="store_true", help="append to bench/results.md")
     args = parser.parse_args()
@@ -305,10 +315,14 @@ def main() -> None:
             print("\n".join(lines), flush=True)
             body.extend(lines)
 
-        # The batch first: right after a long session's naive runs (GBs just freed, the
-        # kernel still reclaiming them) its rows ran slow and unevenly (2.0x became 1.46x).
-        show(measure_batch(Path(tmp), prepared))
-        for minutes in args.minutes:
+        if args.clients:
+            show(measure_clients(Path(tmp), args.clients))
+        else:
+            # The batch first: right after a long session's naive runs (GBs just freed, the
+            # kernel still reclaiming them) its rows ran slow and unevenly (2.0x became 1.46x).
+            show(measure_batch(Path(tmp), prepared))
+        minutes_asked = args.minutes or ([] if args.clients else [10, 20, 30, 60])
+        for minutes in minutes_asked:
             show(measure(minutes, Path(tmp), prepared, args.runs))
     if args.write:
         results = Path(__file__).parent / "results.md"
