@@ -306,7 +306,7 @@ def main() -> None:
         prepared, cut_s = cut_voice(Path(tmp))
         header += [
             f"Cold runs start with no speech cached and the voice model already cut in stages "
-            f"(once per cache: {cut_s:.1f} s, a one-line script included).",
+            f"(once, kept apart from the cache: {cut_s:.1f} s, a one-line script included).",
             "",
         ]
         print("\n".join(header), flush=True)

@@ -52,3 +52,17 @@ def test_a_cold_export_cuts_the_voice_apart_from_the_cache_and_stays_small(
     peak = _peak_mib([*export, *out], env)
     assert peak <= PEAK_RSS_LIMIT_MIB, f"{peak} MiB"
     assert _stages(models) == cut  # the same files: nothing was cut again
+
+
+@pytest.mark.slow
+def test_a_cold_batch_of_clients_stays_small(tmp_path: Path) -> None:
+    env = {**os.environ, "GUIDED_AUDIO_CACHE": str(tmp_path / "audio_cache"),
+           "GUIDED_AUDIO_MODELS": str(tmp_path / "voices")}  # fmt: skip
+    clients = tmp_path / "clients.csv"
+    clients.write_text("folder,client\nc1,Sam\nc2,Alex\nc3,Robin\n")
+    scripts = [str(SCRIPT), str(SCRIPT.with_name("quick-reset.yaml"))]
+    batch = [sys.executable, "-m", "guided_audio", "export", *scripts, "-q",
+             "--clients", str(clients), "-o", str(tmp_path / "library")]  # fmt: skip
+    peak = _peak_mib(batch, env)
+    assert peak <= PEAK_RSS_LIMIT_MIB, f"{peak} MiB, the voice's cut included"
+    assert len(list((tmp_path / "library").glob("*/*.mp3"))) == 6
