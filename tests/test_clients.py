@@ -14,11 +14,18 @@ import signal
 import stat
 import subprocess
 import sys
+import wave
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import cli, interrupt_when_ready, read_wav
+from guided_audio.clinic.jobs import lines, make_and_send
+from guided_audio.clinic.practice import BatchSettings, plan_jobs
+from guided_audio.session import Options
+from guided_audio.speech.cache import SpeechCache
+from guided_audio.speech.speaker import Speaker
 
 FIXTURES = Path(__file__).parent / "fixtures" / "clients"
 WELCOME = """\
@@ -40,6 +47,7 @@ sections:
   - title: The place
     steps:
       - say: Picture {place}.
+      - sound: sounds/chime.wav
       - pause: 3s
       - say: Let your shoulders soften.
 """
@@ -54,9 +62,22 @@ sections:
 CLIENTS = "folder,client,place\nc01,Sam,the sea\nc02,Alex,\nc03,Robin,a forest\n"
 
 
+def _chime(path: Path, hz: float = 660.0) -> None:
+    """A short tone, as a script's sound file."""
+    rate = 44100
+    tone = 0.3 * np.sin(2 * np.pi * hz * np.arange(rate // 4) / rate) * np.hanning(rate // 4)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes((tone * 32767).astype(np.int16).tobytes())
+
+
 def _scripts(folder: Path) -> Path:
     scripts = folder / "scripts"
     scripts.mkdir()
+    _chime(scripts / "sounds" / "chime.wav")
     for name, text in (("welcome", WELCOME), ("place", PLACE), ("plain", PLAIN)):
         (scripts / f"{name}.yaml").write_text(text)
     return scripts
@@ -119,6 +140,10 @@ BAD = {
     "bad-length": "clients.csv:2:3: twelve: expected a duration like 12m, 1h05m or 90s",
     "short-row": "clients.csv:3:1: 1 cells where the header has 2",
     "empty-folder": "clients.csv:2:1: the folder is empty: every client needs one",
+    "unclosed-quote": "clients.csv:2:1: not a CSV row: unexpected end of data",
+    "manifest-folder": "clients.csv:2:1: folder 'batch.json' is the batch's own record: "
+    "choose another name",
+    "semicolons": "clients.csv:2:21: 9x: expected a duration like 12m, 1h05m or 90s",
 }
 
 
@@ -361,3 +386,34 @@ def test_share_makes_a_bundle_per_client(tmp_path: Path) -> None:
     assert again.returncode == 2
     assert again.stderr.count("already holds a bundle") == 3
     assert _run([*command, "--resume"], {**os.environ}).returncode == 0
+
+
+@pytest.mark.slow
+def test_a_job_sent_to_a_worker_without_the_scripts_brings_them(tmp_path: Path) -> None:
+    """What a cluster's worker without the shared folders gets: the job, its speech and its
+    sources' bytes; it makes the same files though the scripts are nowhere on its disk."""
+    _scripts(tmp_path)
+    (tmp_path / "clients.csv").write_text(CLIENTS)
+    cache = tmp_path / "cache"
+    done = _run(
+        _batch(tmp_path, "--format", "wav"), {**os.environ, "GUIDED_AUDIO_CACHE": str(cache)}
+    )
+    assert done.returncode == 0, done.stderr
+    settings = BatchSettings(tmp_path / "clients.csv", tmp_path / "elsewhere", "wav")
+    options = Options(cache_dir=cache)
+    scripts = sorted((tmp_path / "scripts").glob("*.yaml"))
+    job = next(j for j in plan_jobs(scripts, settings, options, [])
+               if j.folder == "c01" and j.name == "place.wav")  # fmt: skip
+    speaker = Speaker(SpeechCache(cache))
+    entries = {}
+    for phrase in lines(job):
+        data = speaker.cache.raw(speaker.key(phrase))
+        assert data is not None
+        entries[speaker.key(phrase)] = data
+    files = {sha: Path(path).read_bytes() for path, sha in job.sources}
+    assert len(files) == 2  # the script and its sound
+    (tmp_path / "scripts").rename(tmp_path / "moved")
+    made = make_and_send(job, entries, files)
+    assert made.error is None and made.sent is not None
+    library = tmp_path / "library"
+    assert made.sent == {name: (library / name).read_bytes() for name in job.files}

@@ -19,7 +19,7 @@ from guided_audio.export import transcript
 from guided_audio.export.naming import default_output
 from guided_audio.export.tags import chapters_json, metadata
 from guided_audio.export.write import check_output, write_file, write_text
-from guided_audio.mix.gain import loudness_gain, prepare_beds
+from guided_audio.mix.gain import MEASURE_FORMAT, loudness_gain, prepare_beds
 from guided_audio.mix.master import Master, predicted_gain
 from guided_audio.mix.mixer import Mixer, Windowed, fingerprint
 from guided_audio.plan import builder
@@ -211,7 +211,7 @@ def render_script(script: Script, options: Options, reporter: Reporter) -> Rende
 
 
 def _loudness_key(timeline: Timeline, speaker: Speaker, target_lufs: float) -> str:
-    return f"{fingerprint(timeline, speaker.key)}-{target_lufs:g}"
+    return f"{fingerprint(timeline, speaker.key)}-{target_lufs:g}-m{MEASURE_FORMAT}"
 
 
 @dataclass(frozen=True)

@@ -72,13 +72,15 @@ class Manifest:
                 return False  # changed or replaced since: made again
         return True
 
-    def record(self, names: list[str], recipe: str) -> None:
-        """Note the files `names`, just made from `recipe`, with their hashes."""
+    def record(self, names: list[str], recipe: str, hashes: dict[str, str]) -> None:
+        """Note the files `names`, just made from `recipe`, with their hashes as they were
+        made (`hashes`; hashed here where one is missing)."""
         made = {}
         for name in names:
             path = self.folder / name
             info = path.stat()
-            made[name] = {"recipe": recipe, "sha256": file_sha256(path),
+            sha = hashes.get(name) or file_sha256(path)
+            made[name] = {"recipe": recipe, "sha256": sha,
                           "size": info.st_size, "mtime_ns": info.st_mtime_ns}  # fmt: skip
         with self._locked():
             files = self._read()  # as the other batches left it

@@ -7,6 +7,7 @@ folder's manifest, and a failing client or script is reported while the others f
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
 import shutil
@@ -15,15 +16,15 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from guided_audio.clinic.jobs import Job, Made, lines
-from guided_audio.clinic.manifest import Manifest
+from guided_audio.clinic.jobs import Job, Made, lines, recipe, sources
+from guided_audio.clinic.manifest import Manifest, file_sha256
 from guided_audio.clinic.roster import Client, read_clients
 from guided_audio.clinic.runners import ClusterRunner, LocalRunner, Runner, one_core
 from guided_audio.errors import GuidedAudioError, UsageError
 from guided_audio.export.naming import safe_name
 from guided_audio.files import temp_beside
 from guided_audio.plan.builder import estimate_speech
-from guided_audio.script.model import Phrase
+from guided_audio.script.model import Phrase, Script
 from guided_audio.session import Options, Reporter, fitted, load_with_voices, open_speaker
 
 CLUSTER_ENV = "GUIDED_AUDIO_CLUSTER"
@@ -73,17 +74,20 @@ def plan_jobs(
     """Every client's export of every script; scripts that do not load are failures (in
     `failed`) and the others go on. A ScriptError locating every problem of the clients'
     list, or a UsageError for files in the way: nothing is made."""
-    loaded = {}
+    loaded: dict[Path, Script] = {}
     for path in scripts:
         try:
-            loaded[path] = load_with_voices(path).variables
+            loaded[path] = load_with_voices(path)
         except GuidedAudioError as exc:
             failed.append(Made(Job(path, "", path.name, options, False), error=str(exc),
                                exit_code=exc.exit_code))  # fmt: skip
-    used = {name for variables in loaded.values() for name in variables}
-    clients = read_clients(settings.clients, used)
-    jobs = [_job(path, client, defined, settings, options)
-            for client in clients for path, defined in loaded.items()]  # fmt: skip
+    used = {name for script in loaded.values() for name in script.variables}
+    # A script that does not load is reported as it is; its variables are unknown, so no
+    # column is refused for being unused.
+    clients = read_clients(settings.clients, used, strict=not failed)
+    found = {path: _hashed(sources(script)) for path, script in loaded.items()}
+    jobs = [_job(path, client, script.variables, settings, options, found[path])
+            for client in clients for path, script in loaded.items()]  # fmt: skip
     names = [job.name for job in jobs[: len(loaded)]]
     if len(set(names)) != len(names):
         clash = next(name for name in names if names.count(name) > 1)
@@ -104,18 +108,27 @@ def _job(
     defined: Mapping[str, str],
     settings: BatchSettings,
     options: Options,
+    files: tuple[tuple[str, str], ...],
 ) -> Job:
     variables = {k: v for k, v in client.variables.items() if k in defined}
     length = client.length_s if client.length_s is not None else options.length_s
     mine = replace(options, variables=variables, length_s=length,
                    resources=one_core(options.resources))  # fmt: skip
     name = f"{safe_name(path.stem)}.{settings.audio_format}"
-    return Job(path.resolve(), client.folder, name, mine, settings.with_transcript)
+    return Job(path.absolute(), client.folder, name, mine, settings.with_transcript, files)
 
 
-def runner_for(settings: BatchSettings, options: Options) -> Runner:
+def _hashed(paths: list[Path]) -> tuple[tuple[str, str], ...]:
+    try:
+        return tuple((str(path), file_sha256(path)) for path in paths)
+    except OSError as exc:
+        raise GuidedAudioError(f"cannot read {exc.filename}: {exc.strerror}") from None
+
+
+def runner_for(settings: BatchSettings, options: Options, jobs: list[Job]) -> Runner:
     if settings.cluster:
-        return ClusterRunner(settings.cluster, options, settings.out, settings.send_files)
+        files = tuple(dict.fromkeys(source for job in jobs for source in job.sources))
+        return ClusterRunner(settings.cluster, options, settings.out, settings.send_files, files)
     return LocalRunner(max(1, settings.jobs or options.resources.workers))
 
 
@@ -132,23 +145,26 @@ def run_batch(
     jobs = plan_jobs(scripts, settings, options, tally.failed)
     yield from tally.failed
     manifest = Manifest(settings.out)
-    if settings.resume:
-        todo = [job for job in jobs if not manifest.up_to_date(job.files, job.recipe())]
-        tally.skipped = len(jobs) - len(todo)
-        jobs = todo
+    speaker = open_speaker(options, reporter)
     wanted: dict[Phrase, None] = {}
     ready = []
     for job in jobs:
         try:
-            wanted.update(dict.fromkeys(lines(job)))
-            ready.append(job)
+            spoken = lines(job)
         except GuidedAudioError as exc:  # a client's value the script refuses
             made = Made(job, error=_where(job, exc), exit_code=exc.exit_code)
             tally.failed.append(made)
             yield made
-    runner = runner_for(settings, options)
+            continue
+        job = replace(job, recipe=recipe(job, [speaker.key(phrase) for phrase in spoken]))
+        if settings.resume and manifest.up_to_date(job.files, job.recipe):
+            tally.skipped += 1
+            continue
+        wanted.update(dict.fromkeys(spoken))
+        ready.append(job)
+    runner = runner_for(settings, options, ready)
     try:
-        missing = open_speaker(options, reporter).missing(wanted)
+        missing = speaker.missing(wanted)
         tally.distinct, tally.synthesised = len(wanted), len(missing)
         if missing:
             runner.speak(missing, options, reporter)
@@ -171,29 +187,49 @@ def _jobs(
 ) -> Iterator[Made]:
     estimate = sum(_estimated_s(job) for job in jobs) / 60
     staging = settings.out / f".batch-{secrets.token_hex(6)}"  # this batch's own
-    staging.mkdir(mode=0o700, parents=True)
+    try:
+        staging.mkdir(mode=0o700, parents=True)
+        yield from _run_jobs(runner, jobs, settings, manifest, tally, reporter, staging, estimate)
+    except OSError as exc:
+        full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+        cause = f"the disk holding {settings.out} is full" if full else exc.strerror or str(exc)
+        raise GuidedAudioError(
+            f"cannot write the batch in {settings.out}: {cause}; free some space there or "
+            "choose another -o (--resume goes on from the files already made)"
+        ) from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)  # what a stopped or lost worker left
+
+
+def _run_jobs(
+    runner: Runner,
+    jobs: list[Job],
+    settings: BatchSettings,
+    manifest: Manifest,
+    tally: Tally,
+    reporter: Reporter,
+    staging: Path,
+    estimate: float,
+) -> Iterator[Made]:
+    """Each job's outcome as it comes, its files written (if sent) and recorded."""
 
     def detail() -> str:
         return f"{tally.seconds / 60:.0f} of ~{estimate:.0f} audio min"
 
-    label = f"Exporting {len(jobs)} files"
-    try:
-        with reporter.progress(label, len(jobs), detail) as advance:
-            for made in runner.run(jobs, staging, settings.out):
-                if made.error is None and made.sent is not None:
-                    _write_sent(settings.out, made.sent)
-                if made.error is None:
-                    manifest.record(made.job.files, made.job.recipe())
-                    tally.made += 1
-                    tally.seconds += made.seconds
-                    tally.synthesised += made.synthesised
-                else:
-                    made = replace(made, error=_where(made.job, made.error))
-                    tally.failed.append(made)
-                advance(1)
-                yield made
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)  # what a stopped or lost worker left
+    with reporter.progress(f"Exporting {len(jobs)} files", len(jobs), detail) as advance:
+        for made in runner.run(jobs, staging, settings.out):
+            if made.error is None and made.sent is not None:
+                _write_sent(settings.out, made.sent)
+            if made.error is None:
+                manifest.record(made.job.files, made.job.recipe, made.hashes or {})
+                tally.made += 1
+                tally.seconds += made.seconds
+                tally.synthesised += made.synthesised
+            else:
+                made = replace(made, error=_where(made.job, made.error))
+                tally.failed.append(made)
+            advance(1)
+            yield made
 
 
 def _where(job: Job, error: object) -> str:

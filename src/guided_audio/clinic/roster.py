@@ -14,6 +14,7 @@ from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from guided_audio.clinic.manifest import MANIFEST
 from guided_audio.errors import Location, Problem, ScriptError, UsageError
 from guided_audio.plan.length import parse_length
 
@@ -38,28 +39,32 @@ class Client:
 class _Cells:
     """A row's cells with the column each starts at, for locating a problem."""
 
-    def __init__(self, path: Path, line: int, text: str, cells: list[str]) -> None:
+    def __init__(self, path: Path, line: int, text: str, cells: list[str], delimiter: str) -> None:
         self.path, self.line, self.cells = path, line, cells
-        self.columns = _starts(text, len(cells))
+        self.columns = _starts(text, len(cells), delimiter)
 
     def at(self, index: int) -> Location:
         return Location(str(self.path), self.line, self.columns[index])
 
 
-def read_clients(path: Path, variables: Collection[str]) -> list[Client]:
+def read_clients(path: Path, variables: Collection[str], strict: bool = True) -> list[Client]:
     """The clients listed in `path`, whose columns may be `folder`, `length` and any of
-    `variables` (those the sessions use); a ScriptError (exit 2) locating every problem."""
+    `variables` (those the sessions use; with `strict` False, any other column too, left
+    unused); a ScriptError (exit 2) locating every problem."""
     try:
         text = path.read_text(encoding="utf-8-sig")  # a spreadsheet's byte-order mark
     except FileNotFoundError:
         raise UsageError(f"--clients {path}: no such file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"--clients {path}: cannot be read ({exc})") from None
-    rows = list(_rows(path, text))
+    try:
+        rows = list(_rows(path, text))
+    except _Unreadable as exc:
+        raise ScriptError([exc.problem]) from None
     if not rows:
         raise ScriptError([Problem(Location(str(path), 1, 1), str(path), "no header row")])
     header, *clients = rows
-    problems = _check_header(header, variables)
+    problems = _check_header(header, variables, strict)
     if not clients:
         problems.append(Problem(header.at(0), str(path), "no clients: one row per client"))
     names = [name.strip() for name in header.cells]
@@ -86,35 +91,44 @@ def read_clients(path: Path, variables: Collection[str]) -> list[Client]:
     return read
 
 
+class _Unreadable(Exception):
+    def __init__(self, problem: Problem) -> None:
+        self.problem = problem
+
+
 def _rows(path: Path, text: str) -> Iterator[_Cells]:
-    lines = text.splitlines()
-    dialect = _dialect(lines[0] if lines else "")
-    reader = csv.reader(io.StringIO(text), dialect)
-    first_line = 1
-    for cells in reader:
-        line = first_line
-        first_line = reader.line_num + 1
-        if not any(cell.strip() for cell in cells):
-            continue  # blank lines
-        yield _Cells(path, line, lines[line - 1], cells)
-
-
-def _dialect(header: str) -> type[csv.Dialect]:
-    """Commas, or the semicolons (or tabs) a spreadsheet in another locale writes."""
-    counts = {",": header.count(","), ";": header.count(";"), "\t": header.count("\t")}
-    delimiter = max(counts, key=lambda d: counts[d]) if any(counts.values()) else ","
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")  # as csv counts them
+    delimiter = _delimiter(lines[0])
 
     class Dialect(csv.excel):
-        pass
+        strict = True  # an unclosed quote is an error, not the rest of the file in one cell
 
     Dialect.delimiter = delimiter
-    return Dialect
+    reader = csv.reader(io.StringIO(text, newline=""), Dialect)
+    first_line = 1
+    while True:
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            where = Location(str(path), first_line, 1)
+            raise _Unreadable(Problem(where, str(path), f"not a CSV row: {exc}")) from None
+        line = first_line
+        first_line = reader.line_num + 1
+        if any(cell.strip() for cell in cells):  # blank lines are skipped
+            yield _Cells(path, line, lines[line - 1], cells, delimiter)
 
 
-def _starts(text: str, count: int) -> list[int]:
-    """The 1-based column where each of a row's `count` cells starts (quotes respected)."""
-    delimiter = ";" if text.count(";") > text.count(",") else ","
-    delimiter = "\t" if text.count("\t") > text.count(delimiter) else delimiter
+def _delimiter(header: str) -> str:
+    """Commas, or the semicolons (or tabs) a spreadsheet in another locale writes."""
+    counts = {",": header.count(","), ";": header.count(";"), "\t": header.count("\t")}
+    return max(counts, key=lambda d: counts[d]) if any(counts.values()) else ","
+
+
+def _starts(text: str, count: int, delimiter: str) -> list[int]:
+    """The 1-based column where each of a row's `count` cells starts (quotes respected; a
+    cell over several lines puts the ones after it at its line's end)."""
     starts, quoted = [1], False
     for index, char in enumerate(text):
         if char == '"':
@@ -124,7 +138,7 @@ def _starts(text: str, count: int) -> list[int]:
     return (starts + [starts[-1]] * count)[:count]
 
 
-def _check_header(header: _Cells, variables: Collection[str]) -> list[Problem]:
+def _check_header(header: _Cells, variables: Collection[str], strict: bool) -> list[Problem]:
     problems: list[Problem] = []
     names = [name.strip() for name in header.cells]
     known = sorted(variables)
@@ -132,7 +146,7 @@ def _check_header(header: _Cells, variables: Collection[str]) -> list[Problem]:
         where, path = header.at(index), str(header.path)
         if names.index(name) != index:
             problems.append(Problem(where, path, f"column {name!r} appears twice"))
-        elif name in COLUMNS or name in variables:
+        elif name in COLUMNS or name in variables or not strict:
             continue
         elif re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) and not difflib.get_close_matches(
             name, [*COLUMNS, *known], n=1
@@ -183,6 +197,8 @@ def _bad_folder(folder: str) -> str | None:
         return f"folder {folder!r} has a path separator: a folder is one name"
     if folder in (".", "..") or folder.startswith("."):
         return f"folder {folder!r} starts with '.': a folder is a plain name"
+    if folder.casefold() == MANIFEST:
+        return f"folder {folder!r} is the batch's own record: choose another name"
     if _UNSAFE.search(folder) or folder != folder.strip() or len(folder) > MAX_FOLDER:
         return f"folder {folder!r}: letters, digits, spaces, '-' and '_' only (up to {MAX_FOLDER})"
     return None

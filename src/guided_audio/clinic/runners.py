@@ -26,12 +26,14 @@ from guided_audio.clinic.jobs import (
     speak_and_send,
     speak_in_place,
 )
-from guided_audio.errors import GuidedAudioError
+from guided_audio.clinic.manifest import file_sha256
+from guided_audio.errors import GuidedAudioError, UsageError
 from guided_audio.files import exit_quietly_on_signals
 from guided_audio.forking import forked_pool
 from guided_audio.resources import Resources
 from guided_audio.script.model import Phrase
 from guided_audio.session import Options, Reporter, Silent, open_speaker
+from guided_audio.speech.cache import SpeechCache
 from guided_audio.speech.speaker import Speaker
 
 LINES_PER_TASK = 4  # a speech task on a cluster: enough to keep a worker's voice busy
@@ -72,7 +74,13 @@ class LocalRunner:
 
     def run(self, jobs: list[Job], staging: Path, out: Path) -> Iterator[Made]:
         if self.workers == 1:
-            yield from (make_in_place(job, staging, out) for job in jobs)
+            for job in jobs:
+                done: concurrent.futures.Future[Made] = concurrent.futures.Future()
+                try:
+                    done.set_result(make_in_place(job, staging, out))
+                except Exception as exc:  # a fault of this job: the others go on
+                    done.set_exception(exc)
+                yield _made(done, job)
             return
         with forked_pool(self.workers, exit_quietly_on_signals) as pool:
             futures = {pool.submit(make_in_place, job, staging, out): job for job in jobs}
@@ -97,9 +105,17 @@ def _made(future: Any, job: Job) -> Made:
 class ClusterRunner:
     """A Dask distributed cluster, through its scheduler at `address`."""
 
-    def __init__(self, address: str, options: Options, out: Path, send: bool = False) -> None:
+    def __init__(
+        self,
+        address: str,
+        options: Options,
+        out: Path,
+        send: bool = False,
+        sources: tuple[tuple[str, str], ...] = (),
+    ) -> None:
         """`send`: speech and files go through Dask even where the workers share the
-        batch's folders (a slow network filesystem, say)."""
+        batch's folders (a slow network filesystem, say); `sources`: the scripts and the
+        files they use, (path, SHA-256), which shared workers must see as they are."""
         try:
             import dask
             import distributed
@@ -111,6 +127,10 @@ class ClusterRunner:
         self.client: Any
         try:
             self.client = self._distributed.Client(address, set_as_default=False)
+        except ValueError:
+            raise UsageError(
+                f"--cluster {address}: not a scheduler's address, like tcp://HOST:8786"
+            ) from None
         except (OSError, TimeoutError):
             waited = dask.config.get("distributed.comm.timeouts.connect")
             raise GuidedAudioError(
@@ -120,7 +140,7 @@ class ClusterRunner:
             ) from None
         try:
             self.workers = self._check_workers(address)
-            self.shares_files = not send and self._shares(options, out)
+            self.shares_files = not send and self._shares(options, out, sources)
         except BaseException:
             self.client.close()
             raise
@@ -148,17 +168,20 @@ class ClusterRunner:
             )
         return len(versions)
 
-    def _shares(self, options: Options, out: Path) -> bool:
-        """Whether every worker sees the batch's speech cache and output folder."""
+    def _shares(self, options: Options, out: Path, sources: tuple[tuple[str, str], ...]) -> bool:
+        """Whether every worker sees the batch's speech cache and output folder (a mark
+        left in each), and the scripts and their files as they are here."""
         cache = open_speaker(options, Silent()).cache
         marks = []
-        for folder in (cache.root, out):
-            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-            mark = folder / f".guided-audio-shared-{secrets.token_hex(8)}"
-            mark.write_text(mark.name)
-            marks.append(mark)
         try:
-            seen = self.client.run(_sees, [str(m) for m in marks])
+            for folder in (cache.root, out):
+                folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+                mark = folder / f".guided-audio-shared-{secrets.token_hex(8)}"
+                mark.write_text(mark.name)
+                marks.append(mark)
+            seen = self.client.run(_sees, [str(m) for m in marks], list(sources))
+        except OSError as exc:
+            raise GuidedAudioError(f"cannot write in {exc.filename}: {exc.strerror}") from None
         finally:
             for mark in marks:
                 mark.unlink(missing_ok=True)
@@ -173,29 +196,61 @@ class ClusterRunner:
         try:
             with reporter.progress("Synthesising speech", len(missing)) as advance:
                 for future, chunk in zip(futures, chunks, strict=True):
-                    entries = future.result()
-                    if not self.shares_files:
-                        for key, data in entries.items():
-                            cache.put(key, data)
+                    try:
+                        result = future.result()
+                        if not self.shares_files:
+                            for key, data in result.items():
+                                cache.put(key, data)
+                    except GuidedAudioError:
+                        raise
+                    except Exception as exc:  # a worker lost again and again, a bad entry
+                        raise GuidedAudioError(
+                            f"the cluster could not make speech ({type(exc).__name__}: {exc}); "
+                            "see the Dask workers' logs"
+                        ) from exc
+                    future.release()
                     advance(len(chunk))
         finally:
             self.client.cancel(futures)
 
     def run(self, jobs: list[Job], staging: Path, out: Path) -> Iterator[Made]:
-        speaker = open_speaker(jobs[0].options, Silent()) if jobs else None
         futures = {}
-        for job in jobs:
-            if self.shares_files:
-                future = self.client.submit(make_in_place, job, staging, out, pure=False)
-            else:
-                entries = _entries(job, speaker)
-                future = self.client.submit(make_and_send, job, entries, pure=False)
-            futures[future] = job
+        sent: dict[str, Any] = {}  # speech entries and sources on the cluster, each sent once
+        speaker = Speaker(SpeechCache(jobs[0].options.cache_dir or Path())) if jobs else None
         try:
+            for job in jobs:
+                if self.shares_files:
+                    future = self.client.submit(make_in_place, job, staging, out, pure=False)
+                else:
+                    assert speaker is not None
+                    entries, files = self._send(job, sent, speaker)
+                    future = self.client.submit(make_and_send, job, entries, files, pure=False)
+                futures[future] = job
             for future in self._distributed.as_completed(list(futures), loop=self.client.loop):
-                yield _made(future, futures[future])
+                yield _made(future, futures.pop(future))
+                future.release()  # its files are written: the cluster may forget them
         finally:
             self.client.cancel(list(futures))
+
+    def _send(
+        self, job: Job, sent: dict[str, Any], speaker: Speaker
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The cluster's copies of what a job needs (speech entries by key, its sources by
+        SHA-256), sent from here the first time a job needs them."""
+        keys = [speaker.key(phrase) for phrase in lines(job)]
+        new: dict[str, bytes] = {}
+        for key in keys:
+            if key not in sent and key not in new:
+                data = speaker.cache.raw(key)
+                if data is not None:
+                    new[key] = data
+        for path, sha in job.sources:
+            if sha not in sent and sha not in new:
+                new[sha] = _read(Path(path))
+        if new:
+            sent.update(self.client.scatter(new, hash=False))
+        return ({k: sent[k] for k in keys if k in sent},
+                {sha: sent[sha] for _, sha in job.sources})  # fmt: skip
 
 
 def _chunks(missing: list[Phrase]) -> list[list[Phrase]]:
@@ -220,16 +275,11 @@ def one_core(resources: Resources) -> Resources:
     return replace(resources, workers=1, files_at_once=1)
 
 
-def _entries(job: Job, speaker: Speaker | None) -> dict[str, bytes]:
-    """The speech cache entries a job needs, to send with it."""
-    assert speaker is not None
-    found = {}
-    for phrase in lines(job):
-        key = speaker.key(phrase)
-        data = speaker.cache.raw(key)
-        if data is not None:
-            found[key] = data
-    return found
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise GuidedAudioError(f"cannot read {path}: {exc.strerror}") from None
 
 
 def _version() -> str:
@@ -238,9 +288,12 @@ def _version() -> str:
     return __version__
 
 
-def _sees(paths: list[str]) -> bool:
-    """On a worker: whether it sees the batch's marks (the same files, by their content)."""
+def _sees(marks: list[str], sources: list[tuple[str, str]]) -> bool:
+    """On a worker: whether it sees the batch's marks (the same files, by their content),
+    and the scripts and their files as the batch does."""
     try:
-        return all(Path(p).read_text() == Path(p).name for p in paths)
+        if not all(Path(p).read_text() == Path(p).name for p in marks):
+            return False
+        return all(file_sha256(Path(path)) == sha for path, sha in sources)
     except OSError:
         return False

@@ -49,6 +49,7 @@ BED_SLICE = 65536  # chunks (3.6 minutes) of a bed measured at once
 # peak where it comes within this of the ceiling: inter-sample peaks stay within a few dB.
 PEAK_OVERSHOOT = 1 / TRUE_PEAK_MARGIN
 MEASURE_THREADS = 2
+MEASURE_FORMAT = 2  # bump when a measured gain may differ: remembered ones are then unused
 T = TypeVar("T")
 PEAK_WINDOW_GAP = 14  # chunks (a true-peak tile): nearer runs of them are rendered as one
 
