@@ -178,13 +178,16 @@ def test_a_worker_lost_mid_batch_has_its_jobs_run_elsewhere(
     assert leftovers(out) == []
 
 
+@pytest.mark.parametrize("given", ["--cluster", "GUIDED_AUDIO_CLUSTER"])
 def test_a_scheduler_that_does_not_answer_is_one_line(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, given: str
 ) -> None:
     _scripts(tmp_path)
     address = f"tcp://127.0.0.1:{_free_port()}"
     monkeypatch.setenv("DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT", "2s")
-    done = _export(tmp_path, "library", "cache", "--cluster", address)
+    if given == "GUIDED_AUDIO_CLUSTER":
+        monkeypatch.setenv(given, address)
+    done = _export(tmp_path, "library", "cache", *([given, address] if given[0] == "-" else []))
     assert done.returncode == 1
     assert done.stderr.splitlines() == [
         f"cannot reach the Dask scheduler at {address}: no answer within 2s; start one there "
@@ -193,16 +196,13 @@ def test_a_scheduler_that_does_not_answer_is_one_line(
     assert not (tmp_path / "library").exists()
 
 
-def test_the_cluster_address_may_come_from_the_environment(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.mark.parametrize("address", ["nonsense:::", "foo://host:1", "tcp://"])
+def test_what_is_not_an_address_is_refused(tmp_path: Path, address: str) -> None:
     _scripts(tmp_path)
-    address = f"tcp://127.0.0.1:{_free_port()}"
-    monkeypatch.setenv("DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT", "1s")
-    monkeypatch.setenv("GUIDED_AUDIO_CLUSTER", address)
-    done = _export(tmp_path, "library", "cache")
-    assert done.returncode == 1
-    assert done.stderr.startswith(f"cannot reach the Dask scheduler at {address}")
+    done = _export(tmp_path, "library", "cache", "--cluster", address)
+    assert done.returncode == 2
+    assert done.stderr == f"--cluster {address}: not a scheduler's address, like tcp://HOST:8786\n"
+    assert not (tmp_path / "library").exists()
 
 
 def test_without_the_cluster_extra_the_fix_is_named(

@@ -185,11 +185,29 @@ def _jobs(
     tally: Tally,
     reporter: Reporter,
 ) -> Iterator[Made]:
+    """Each job's outcome as it comes, its files written (if sent) and recorded."""
     estimate = sum(_estimated_s(job) for job in jobs) / 60
+
+    def detail() -> str:
+        return f"{tally.seconds / 60:.0f} of ~{estimate:.0f} audio min"
+
     staging = settings.out / f".batch-{secrets.token_hex(6)}"  # this batch's own
     try:
         staging.mkdir(mode=0o700, parents=True)
-        yield from _run_jobs(runner, jobs, settings, manifest, tally, reporter, staging, estimate)
+        with reporter.progress(f"Exporting {len(jobs)} files", len(jobs), detail) as advance:
+            for made in runner.run(jobs, staging, settings.out):
+                if made.error is None and made.sent is not None:
+                    _write_sent(settings.out, made.sent)
+                if made.error is None:
+                    manifest.record(made.job.files, made.job.recipe, made.hashes or {})
+                    tally.made += 1
+                    tally.seconds += made.seconds
+                    tally.synthesised += made.synthesised
+                else:
+                    made = replace(made, error=_where(made.job, made.error))
+                    tally.failed.append(made)
+                advance(1)
+                yield made
     except OSError as exc:
         full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
         cause = f"the disk holding {settings.out} is full" if full else exc.strerror or str(exc)
@@ -199,37 +217,6 @@ def _jobs(
         ) from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)  # what a stopped or lost worker left
-
-
-def _run_jobs(
-    runner: Runner,
-    jobs: list[Job],
-    settings: BatchSettings,
-    manifest: Manifest,
-    tally: Tally,
-    reporter: Reporter,
-    staging: Path,
-    estimate: float,
-) -> Iterator[Made]:
-    """Each job's outcome as it comes, its files written (if sent) and recorded."""
-
-    def detail() -> str:
-        return f"{tally.seconds / 60:.0f} of ~{estimate:.0f} audio min"
-
-    with reporter.progress(f"Exporting {len(jobs)} files", len(jobs), detail) as advance:
-        for made in runner.run(jobs, staging, settings.out):
-            if made.error is None and made.sent is not None:
-                _write_sent(settings.out, made.sent)
-            if made.error is None:
-                manifest.record(made.job.files, made.job.recipe, made.hashes or {})
-                tally.made += 1
-                tally.seconds += made.seconds
-                tally.synthesised += made.synthesised
-            else:
-                made = replace(made, error=_where(made.job, made.error))
-                tally.failed.append(made)
-            advance(1)
-            yield made
 
 
 def _where(job: Job, error: object) -> str:

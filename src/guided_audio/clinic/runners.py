@@ -125,12 +125,9 @@ class ClusterRunner:
             ) from None
         self._distributed: Any = distributed
         self.client: Any
+        _check_address(address)
         try:
             self.client = self._distributed.Client(address, set_as_default=False)
-        except ValueError:
-            raise UsageError(
-                f"--cluster {address}: not a scheduler's address, like tcp://HOST:8786"
-            ) from None
         except (OSError, TimeoutError):
             waited = dask.config.get("distributed.comm.timeouts.connect")
             raise GuidedAudioError(
@@ -273,6 +270,24 @@ def one_core(resources: Resources) -> Resources:
     encoder (Dask workers run with `--nthreads 1`, one a core). The same share everywhere
     gives the same bytes: an MP3 encoded in parts is joined from them."""
     return replace(resources, workers=1, files_at_once=1)
+
+
+def _check_address(address: str) -> None:
+    """A UsageError for what is not a scheduler's address (Dask's own would come late, and
+    with a traceback as its half-made client is collected)."""
+    from distributed.comm.addressing import parse_address, parse_host_port
+    from distributed.comm.registry import get_backend
+
+    try:
+        scheme, location = parse_address(address)  # host:port alone is tcp, as in Dask
+        get_backend(scheme)
+        host, _ = parse_host_port(location, 8786)
+        if not host:
+            raise ValueError("no host")
+    except (ValueError, TypeError):
+        raise UsageError(
+            f"--cluster {address}: not a scheduler's address, like tcp://HOST:8786"
+        ) from None
 
 
 def _read(path: Path) -> bytes:
