@@ -417,3 +417,25 @@ def test_a_job_sent_to_a_worker_without_the_scripts_brings_them(tmp_path: Path) 
     assert made.error is None and made.sent is not None
     library = tmp_path / "library"
     assert made.sent == {name: (library / name).read_bytes() for name in job.files}
+
+
+@pytest.mark.slow
+def test_a_batch_in_a_terminal_shows_files_audio_minutes_and_an_eta(tmp_path: Path) -> None:
+    import pexpect
+
+    _scripts(tmp_path)
+    # enough files that the ETA shows (after a second of them)
+    (tmp_path / "clients.csv").write_text(
+        "folder,client\n" + "".join(f"c{n},C{n}\n" for n in range(6))
+    )
+    command = _batch(tmp_path)
+    env = {**os.environ, "GUIDED_AUDIO_CACHE": str(tmp_path / "cache"), "COLUMNS": "150"}
+    child = pexpect.spawn(command[0], command[1:], env=env, encoding="utf-8", timeout=300,
+                          dimensions=(24, 150))  # fmt: skip
+    child.expect(r"Exporting 18 files")
+    # files done, an ETA, and the audio minutes made of those expected
+    child.expect(r"\b([1-9]|1[0-7])/18\s+\d\d:\d\d:\d\d\s+\d+\.\d of ~\d+\.\d audio min")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+    assert re.search(r"18 made, 0 failed; [\d.]+ min of audio", child.before or "")

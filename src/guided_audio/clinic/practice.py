@@ -189,7 +189,7 @@ def _jobs(
     estimate = sum(_estimated_s(job) for job in jobs) / 60
 
     def detail() -> str:
-        return f"{tally.seconds / 60:.0f} of ~{estimate:.0f} audio min"
+        return f"{tally.seconds / 60:.1f} of ~{estimate:.1f} audio min"
 
     staging = settings.out / f".batch-{secrets.token_hex(6)}"  # this batch's own
     try:
