@@ -64,7 +64,8 @@ if [ -n "$py313" ] && [ $# -eq 0 ]; then
   .venv-3.13/bin/python -m pip install -q --upgrade pip >/dev/null
   .venv-3.13/bin/python -m pip install -q -e '.[dev]'
   .venv-3.13/bin/python -m pytest -p no:cacheprovider tests/test_playback.py tests/test_cache.py \
-    tests/test_forking.py tests/test_sound.py -k 'not bundled_session_exports'
+    tests/test_forking.py tests/test_sound.py tests/test_clients.py tests/test_cluster.py \
+    -k 'not bundled_session_exports'
 elif [ $# -eq 0 ]; then
   echo "test: no CPython 3.13 here; playback tests ran under $(.venv/bin/python --version) only" >&2
 fi
