@@ -22,8 +22,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from guided_audio import __version__
-from guided_audio.clinic.manifest import file_sha256
 from guided_audio.errors import GuidedAudioError
+from guided_audio.files import file_sha256
 from guided_audio.plan.builder import phrases
 from guided_audio.script.model import Phrase, Script
 from guided_audio.session import Options, Silent, export, load_with_voices, sidecars

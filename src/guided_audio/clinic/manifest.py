@@ -8,27 +8,17 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from guided_audio.files import temp_beside
+from guided_audio.files import file_sha256, temp_beside
 
 MANIFEST = "batch.json"
 LOCK = ".batch.lock"
 FORMAT = 1
-HASH_BLOCK_BYTES = 1 << 20
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(HASH_BLOCK_BYTES):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class Manifest:

@@ -17,12 +17,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from guided_audio.clinic.jobs import Job, Made, lines, recipe, sources
-from guided_audio.clinic.manifest import Manifest, file_sha256
+from guided_audio.clinic.manifest import Manifest
 from guided_audio.clinic.roster import Client, read_clients
 from guided_audio.clinic.runners import ClusterRunner, LocalRunner, Runner, one_core
 from guided_audio.errors import GuidedAudioError, UsageError
 from guided_audio.export.naming import safe_name
-from guided_audio.files import temp_beside
+from guided_audio.files import file_sha256, temp_beside
 from guided_audio.plan.builder import estimate_speech
 from guided_audio.script.model import Phrase, Script
 from guided_audio.session import Options, Reporter, fitted, load_with_voices, open_speaker

@@ -26,9 +26,8 @@ from guided_audio.clinic.jobs import (
     speak_and_send,
     speak_in_place,
 )
-from guided_audio.clinic.manifest import file_sha256
 from guided_audio.errors import GuidedAudioError, UsageError
-from guided_audio.files import exit_quietly_on_signals
+from guided_audio.files import exit_quietly_on_signals, file_sha256
 from guided_audio.forking import forked_pool
 from guided_audio.resources import Resources
 from guided_audio.script.model import Phrase

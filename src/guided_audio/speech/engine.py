@@ -5,13 +5,13 @@
 from __future__ import annotations
 
 import functools
-import hashlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
 from guided_audio.dsp.effects import Audio
+from guided_audio.files import file_sha256
 from guided_audio.script.model import VoiceSpec
 
 
@@ -80,8 +80,4 @@ def package_version(distribution: str) -> str:
 @functools.lru_cache(maxsize=8)
 def file_digest(path: Path, size: int, mtime_ns: int) -> str:
     """sha256 of a file; size and mtime are in the memo key so a changed file is re-read."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return file_sha256(path)
