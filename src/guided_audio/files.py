@@ -44,6 +44,16 @@ def temp_beside(target: Path, suffix: str) -> Iterator[Path]:
             temp.unlink(missing_ok=True)
 
 
+def replace_with(path: Path, data: bytes, mode: int | None = None) -> None:
+    """Write `data` to `path` whole: a temp file beside it (0600, or `mode`), renamed over
+    it. Readers see the old file or the new one, never a part."""
+    with temp_beside(path, ".partial") as temp:
+        temp.write_bytes(data)
+        if mode is not None:
+            temp.chmod(mode)
+        os.replace(temp, path)
+
+
 @contextmanager
 def signals_deferred() -> Iterator[None]:
     """Ctrl-C, SIGTERM or SIGHUP wait until the block ends, then act as they would have:

@@ -22,7 +22,7 @@ from guided_audio.clinic.roster import Client, read_clients
 from guided_audio.clinic.runners import ClusterRunner, LocalRunner, Runner, one_core
 from guided_audio.errors import GuidedAudioError, UsageError
 from guided_audio.export.naming import safe_name
-from guided_audio.files import file_sha256, temp_beside
+from guided_audio.files import file_sha256, replace_with
 from guided_audio.plan.builder import estimate_speech
 from guided_audio.script.model import Phrase, Script
 from guided_audio.session import Options, Reporter, fitted, load_with_voices, open_speaker
@@ -240,6 +240,4 @@ def _write_sent(out: Path, sent: dict[str, bytes]) -> None:
     for name, data in sent.items():
         target = out / name
         target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        with temp_beside(target, ".tmp") as temp:
-            temp.write_bytes(data)
-            os.replace(temp, target)
+        replace_with(target, data)

@@ -28,7 +28,7 @@ from guided_audio.errors import GuidedAudioError, Problem, ScriptError, UsageErr
 from guided_audio.export import transcript
 from guided_audio.export.naming import default_output, safe_name
 from guided_audio.export.write import write_error
-from guided_audio.files import temp_beside
+from guided_audio.files import replace_with
 from guided_audio.plan.length import length_text
 from guided_audio.session import Options, Reporter, Silent
 from guided_audio.share import feed, page
@@ -237,10 +237,7 @@ def _files(mp3: Path) -> tuple[Path, Path, Path]:
 
 def _write(path: Path, data: bytes, mode: int = 0o644) -> None:
     try:
-        with temp_beside(path, ".partial") as temp:
-            temp.write_bytes(data)
-            temp.chmod(mode)
-            os.replace(temp, path)
+        replace_with(path, data, mode)
     except OSError as exc:
         raise write_error(path, exc) from exc
 
