@@ -31,7 +31,6 @@ from guided_audio.session import (
     timeline,
     validate,
 )
-from guided_audio.speech.cache import SpeechCache
 from guided_audio.speech.speaker import Speaker
 
 
@@ -174,8 +173,7 @@ class LibraryEntry:
 def library(folder: Path, options: Options) -> Iterator[LibraryEntry]:
     """Every .yaml script in `folder`, with its length from cached speech where it exists
     (estimated otherwise; nothing is rendered); invalid scripts carry their first error."""
-    cache = SpeechCache(options.cache_dir) if options.cache_dir else SpeechCache.default()
-    speaker = Speaker(cache, resources=options.resources)
+    speaker = Speaker(options.speech_cache(), resources=options.resources)
     for path in scripts_in([folder]):
         try:
             script = load_with_voices(path, options.variables)

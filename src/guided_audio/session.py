@@ -81,6 +81,10 @@ class Options:
     resources: Resources = field(default_factory=Resources.from_environment)
     length_s: float | None = None  # --length: the session fitted to it (None: natural)
 
+    def speech_cache(self) -> SpeechCache:
+        """The speech cache these options name (`cache_dir`, else the default one)."""
+        return SpeechCache(self.cache_dir) if self.cache_dir else SpeechCache.default()
+
 
 @dataclass(frozen=True)
 class Rendered:
@@ -92,7 +96,7 @@ class Rendered:
 
 
 def open_speaker(options: Options, reporter: Reporter) -> Speaker:
-    cache = SpeechCache(options.cache_dir) if options.cache_dir else SpeechCache.default()
+    cache = options.speech_cache()
     cache.ensure_writable()
     return Speaker(cache, notify=reporter.info, resources=options.resources)
 

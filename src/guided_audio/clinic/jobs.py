@@ -109,7 +109,7 @@ def lines(job: Job) -> list[Phrase]:
 def _export(job: Job, folder: Path) -> Made:
     """Export `job` into `folder` (its files as `job.files` name them)."""
     try:
-        speaker = Speaker(_cache(job.options))
+        speaker = Speaker(job.options.speech_cache())
         synthesised = len(speaker.missing(lines(job)))  # 0 when the batch made its speech
         out = folder / job.folder / job.name
         out.parent.mkdir(mode=0o700, exist_ok=True)  # in `folder`: gone if the batch is
@@ -117,10 +117,6 @@ def _export(job: Job, folder: Path) -> Made:
     except GuidedAudioError as exc:
         return Made(job, error=str(exc), exit_code=exc.exit_code)
     return Made(job, report.seconds, synthesised)
-
-
-def _cache(options: Options) -> SpeechCache:
-    return SpeechCache(options.cache_dir) if options.cache_dir else SpeechCache.default()
 
 
 def make_in_place(job: Job, staging: Path, out: Path) -> Made:
@@ -169,7 +165,7 @@ def make_and_send(job: Job, entries: dict[str, bytes], files: dict[str, bytes]) 
 
 def speak_in_place(lines: list[Phrase], options: Options) -> int:
     """Render `lines` into the batch's speech cache, one by one; the count rendered."""
-    speaker = Speaker(_cache(options), resources=options.resources)
+    speaker = Speaker(options.speech_cache(), resources=options.resources)
     for phrase in lines:
         speaker.render(phrase)
     return len(lines)

@@ -32,7 +32,6 @@ from guided_audio.forking import forked_pool
 from guided_audio.resources import Resources
 from guided_audio.script.model import Phrase
 from guided_audio.session import Options, Reporter, Silent, open_speaker
-from guided_audio.speech.cache import SpeechCache
 from guided_audio.speech.speaker import Speaker
 
 LINES_PER_TASK = 4  # a speech task on a cluster: enough to keep a worker's voice busy
@@ -212,7 +211,7 @@ class ClusterRunner:
     def run(self, jobs: list[Job], staging: Path, out: Path) -> Iterator[Made]:
         futures = {}
         sent: dict[str, Any] = {}  # speech entries and sources on the cluster, each sent once
-        speaker = Speaker(SpeechCache(jobs[0].options.cache_dir or Path())) if jobs else None
+        speaker = Speaker(jobs[0].options.speech_cache()) if jobs else None
         try:
             for job in jobs:
                 if self.shares_files:
