@@ -41,6 +41,7 @@ class Job:
     options: Options  # this client's variables (those the script uses) and length
     with_transcript: bool
     sources: tuple[tuple[str, str], ...] = ()  # the script and files it uses: (path, sha256)
+    keys: tuple[str, ...] = ()  # its lines' speech cache keys
     recipe: str = ""  # what the files are made from (see `recipe`)
 
     @property

@@ -16,14 +16,14 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from guided_audio.clinic.jobs import Job, Made, lines, recipe, sources
+from guided_audio.clinic.jobs import Job, Made, recipe, sources
 from guided_audio.clinic.manifest import Manifest
 from guided_audio.clinic.roster import Client, read_clients
 from guided_audio.clinic.runners import ClusterRunner, LocalRunner, Runner, one_core
 from guided_audio.errors import GuidedAudioError, UsageError
 from guided_audio.export.naming import safe_name
 from guided_audio.files import file_sha256, replace_with
-from guided_audio.plan.builder import estimate_speech
+from guided_audio.plan.builder import estimate_speech, phrases
 from guided_audio.script.model import Phrase, Script
 from guided_audio.session import Options, Reporter, fitted, load_with_voices, open_speaker
 
@@ -140,35 +140,38 @@ def run_batch(
     tally = Tally()
     # Workers elsewhere run in other folders, with other settings: paths are made whole.
     settings = replace(settings, out=settings.out.absolute())
-    cache = open_speaker(options, reporter).cache.root
-    options = replace(options, cache_dir=cache.absolute())
+    options = replace(options, cache_dir=options.speech_cache().root.absolute())
     jobs = plan_jobs(scripts, settings, options, tally.failed)
     yield from tally.failed
     manifest = Manifest(settings.out)
     speaker = open_speaker(options, reporter)
     wanted: dict[Phrase, None] = {}
     ready = []
+    estimate_s = 0.0  # the audio the jobs will make, for the progress bar
     for job in jobs:
         try:
-            spoken = lines(job)
+            script = load_with_voices(job.script, job.options.variables)
         except GuidedAudioError as exc:  # a client's value the script refuses
             made = Made(job, error=_where(job, exc), exit_code=exc.exit_code)
             tally.failed.append(made)
             yield made
             continue
-        job = replace(job, recipe=recipe(job, [speaker.key(phrase) for phrase in spoken]))
+        spoken = phrases(script)
+        keys = tuple(speaker.key(phrase) for phrase in spoken)
+        job = replace(job, keys=keys, recipe=recipe(job, list(keys)))
         if settings.resume and manifest.up_to_date(job.files, job.recipe):
             tally.skipped += 1
             continue
         wanted.update(dict.fromkeys(spoken))
         ready.append(job)
+        estimate_s += _estimated_s(script, job)
     runner = runner_for(settings, options, ready)
     try:
         missing = speaker.missing(wanted)
         tally.distinct, tally.synthesised = len(wanted), len(missing)
         if missing:
             runner.speak(missing, options, reporter)
-        yield from _jobs(runner, ready, settings, manifest, tally, reporter)
+        yield from _jobs(runner, ready, settings, manifest, tally, reporter, estimate_s / 60)
     finally:
         close = getattr(runner, "close", None)
         if close is not None:
@@ -184,9 +187,10 @@ def _jobs(
     manifest: Manifest,
     tally: Tally,
     reporter: Reporter,
+    estimate: float,
 ) -> Iterator[Made]:
-    """Each job's outcome as it comes, its files written (if sent) and recorded."""
-    estimate = sum(_estimated_s(job) for job in jobs) / 60
+    """Each job's outcome as it comes, its files written (if sent) and recorded;
+    `estimate`: the audio minutes they will make."""
 
     def detail() -> str:
         return f"{tally.seconds / 60:.1f} of ~{estimate:.1f} audio min"
@@ -225,12 +229,11 @@ def _where(job: Job, error: object) -> str:
     return text if text.startswith(prefix) else prefix + text
 
 
-def _estimated_s(job: Job) -> float:
+def _estimated_s(script: Script, job: Job) -> float:
     if job.options.length_s is not None:
         return job.options.length_s
     try:
-        script = load_with_voices(job.script, job.options.variables)
-        return fitted(script, estimate_speech, replace(job.options, length_s=None)).seconds
+        return fitted(script, estimate_speech, job.options).seconds
     except GuidedAudioError:
         return 0.0
 

@@ -20,7 +20,6 @@ from typing import Any, Protocol
 from guided_audio.clinic.jobs import (
     Job,
     Made,
-    lines,
     make_and_send,
     make_in_place,
     speak_and_send,
@@ -232,9 +231,8 @@ class ClusterRunner:
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         """The cluster's copies of what a job needs (speech entries by key, its sources by
         SHA-256), sent from here the first time a job needs them."""
-        keys = [speaker.key(phrase) for phrase in lines(job)]
         new: dict[str, bytes] = {}
-        for key in keys:
+        for key in job.keys:
             if key not in sent and key not in new:
                 data = speaker.cache.raw(key)
                 if data is not None:
@@ -244,7 +242,7 @@ class ClusterRunner:
                 new[sha] = _read(Path(path))
         if new:
             sent.update(self.client.scatter(new, hash=False))
-        return ({k: sent[k] for k in keys if k in sent},
+        return ({k: sent[k] for k in job.keys if k in sent},
                 {sha: sent[sha] for _, sha in job.sources})  # fmt: skip
 
 
