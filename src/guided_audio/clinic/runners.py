@@ -72,12 +72,10 @@ class LocalRunner:
     def run(self, jobs: list[Job], staging: Path, out: Path) -> Iterator[Made]:
         if self.workers == 1:
             for job in jobs:
-                done: concurrent.futures.Future[Made] = concurrent.futures.Future()
                 try:
-                    done.set_result(make_in_place(job, staging, out))
+                    yield make_in_place(job, staging, out)
                 except Exception as exc:  # a fault of this job: the others go on
-                    done.set_exception(exc)
-                yield _made(done, job)
+                    yield _failed(job, exc)
             return
         with forked_pool(self.workers, exit_quietly_on_signals) as pool:
             futures = {pool.submit(make_in_place, job, staging, out): job for job in jobs}
@@ -95,8 +93,12 @@ def _made(future: Any, job: Job) -> Made:
     try:
         made: Made = future.result()
     except (Exception, concurrent.futures.CancelledError) as exc:
-        return Made(job, error=f"{job.folder}/{job.name}: {type(exc).__name__}: {exc}", exit_code=1)
+        return _failed(job, exc)
     return replace(made, job=job)
+
+
+def _failed(job: Job, exc: BaseException) -> Made:
+    return Made(job, error=f"{job.folder}/{job.name}: {type(exc).__name__}: {exc}", exit_code=1)
 
 
 class ClusterRunner:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -46,7 +47,7 @@ def export_clients(
     scripts: list[Path], settings: BatchSettings, options: Options, quiet: bool
 ) -> None:
     """Run the batch, print each failure as it comes and a summary; exit with the worst."""
-    settings = BatchSettings(**{**settings.__dict__, "cluster": cluster_address(settings.cluster)})
+    settings = replace(settings, cluster=cluster_address(settings.cluster))
     tally = Tally()
     for done in run_batch(scripts, settings, options, Reporter(quiet)):
         if isinstance(done, Tally):
