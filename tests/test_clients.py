@@ -14,18 +14,18 @@ import signal
 import stat
 import subprocess
 import sys
-import wave
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import cli, interrupt_when_ready, read_wav
+from conftest import RATE, cli, interrupt_when_ready, read_wav
 from guided_audio.clinic.jobs import lines, make_and_send
 from guided_audio.clinic.practice import BatchSettings, plan_jobs
 from guided_audio.session import Options
 from guided_audio.speech.cache import SpeechCache
 from guided_audio.speech.speaker import Speaker
+from test_sound import write_wav
 
 FIXTURES = Path(__file__).parent / "fixtures" / "clients"
 WELCOME = """\
@@ -64,14 +64,9 @@ CLIENTS = "folder,client,place\nc01,Sam,the sea\nc02,Alex,\nc03,Robin,a forest\n
 
 def _chime(path: Path, hz: float = 660.0) -> None:
     """A short tone, as a script's sound file."""
-    rate = 44100
-    tone = 0.3 * np.sin(2 * np.pi * hz * np.arange(rate // 4) / rate) * np.hanning(rate // 4)
+    tone = 0.3 * np.sin(2 * np.pi * hz * np.arange(RATE // 4) / RATE) * np.hanning(RATE // 4)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(rate)
-        out.writeframes((tone * 32767).astype(np.int16).tobytes())
+    write_wav(path, tone)
 
 
 def _scripts(folder: Path) -> Path:
