@@ -49,7 +49,7 @@ def share_clients(
             continue  # reported with its client below
     missing = open_speaker(options, reporter).missing(wanted)
     if missing:
-        LocalRunner(1).speak(missing, options, reporter)
+        LocalRunner(settings.jobs or options.resources.workers).speak(missing, options, reporter)
     folders = list(dict.fromkeys(job.folder for job in jobs))
     with reporter.progress(f"Sharing with {len(folders)} clients", len(folders)) as advance:
         for folder in folders:
